@@ -1,0 +1,38 @@
+"""The ``proctor`` command group."""
+
+from __future__ import annotations
+
+import click
+
+from proctor.__version__ import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="proctor")
+def cli() -> None:
+    """proctor: fair dispatch and runtime policies for AI agents.
+
+    Run `proctor demo` to watch six agents share one rate-limited LLM API
+    under budget, access and rate policies.
+    """
+
+
+@cli.command()
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulated workload.")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0.1, max=10.0),
+    default=1.0,
+    show_default=True,
+    help="Multiply the simulated call latencies by 1/SPEED (2 runs twice as fast).",
+)
+def demo(seed: int, speed: float) -> None:
+    """Six agents contend for an LLM API that allows 3 concurrent calls.
+
+    Shows who waits, who is served, and which policy rejects what, then a
+    table per agent: granted, rejected by policy, mean and p95 wait, spend
+    against the limit. Runs in memory; takes about ten seconds.
+    """
+    from proctor.cli.demo import run_demo
+
+    raise SystemExit(run_demo(seed=seed, speed=speed))

@@ -1,0 +1,112 @@
+"""Every error proctor raises, in one tree.
+
+```
+ProctorError
+ ├── PolicyViolationError        a policy rejected an action
+ │    └── BudgetExceededError    ... because it would overspend a budget
+ ├── BackpressureError           too many callers already waiting for a slot
+ ├── ShutdownError               the scheduler is shutting down
+ ├── StoreError                  the state backend failed (driver error kept)
+ └── ConfigurationError          bad arguments, caught at construction
+      (also a ValueError, so `except ValueError` keeps working)
+```
+
+Waiting longer than an ``acquire(..., timeout=...)`` raises the builtin
+``TimeoutError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackpressureError",
+    "BudgetExceededError",
+    "ConfigurationError",
+    "PolicyViolationError",
+    "ProctorError",
+    "ShutdownError",
+    "StoreError",
+]
+
+
+class ProctorError(Exception):
+    """Base class of every error proctor raises on purpose."""
+
+
+class PolicyViolationError(ProctorError):
+    """A policy rejected an action.
+
+    Parameters:
+        policy_name: the ``name`` of the policy that rejected.
+        agent_id: the agent whose action was rejected.
+        detail: why, in words meant for a person.
+    """
+
+    def __init__(self, policy_name: str, agent_id: str, detail: str) -> None:
+        self.policy_name = policy_name
+        self.agent_id = agent_id
+        self.detail = detail
+        super().__init__(policy_name, agent_id, detail)
+
+    def __str__(self) -> str:
+        return f"policy {self.policy_name!r} rejected agent {self.agent_id!r}: {self.detail}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(policy_name={self.policy_name!r}, "
+            f"agent_id={self.agent_id!r}, detail={self.detail!r})"
+        )
+
+
+class BudgetExceededError(PolicyViolationError):
+    """The budget policy rejected an action because it would exceed the limit.
+
+    Parameters:
+        agent_id: the agent over budget.
+        current: spend already committed or reserved in the current period.
+        limit: the agent's limit.
+        task_cost: the cost of the rejected task.
+        policy_name: the name of the rejecting policy (``"budget"``).
+    """
+
+    def __init__(
+        self,
+        agent_id: str,
+        current: float,
+        limit: float,
+        task_cost: float,
+        policy_name: str = "budget",
+    ) -> None:
+        self.current = current
+        self.limit = limit
+        self.task_cost = task_cost
+        detail = (
+            f"cost {task_cost:g} would bring spend to {current + task_cost:g}, over the limit of {limit:g}"
+        )
+        super().__init__(policy_name, agent_id, detail)
+        self.args = (agent_id, current, limit, task_cost)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(agent_id={self.agent_id!r}, current={self.current!r}, "
+            f"limit={self.limit!r}, task_cost={self.task_cost!r})"
+        )
+
+
+class BackpressureError(ProctorError):
+    """More callers are waiting for a slot than the scheduler's ``max_waiters``."""
+
+
+class ShutdownError(ProctorError):
+    """The scheduler is shutting down and accepts no new work."""
+
+
+class StoreError(ProctorError):
+    """The state backend failed; the driver's exception is kept in ``store_error``."""
+
+    def __init__(self, message: str, store_error: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.store_error = store_error
+
+
+class ConfigurationError(ProctorError, ValueError):
+    """An argument is invalid; raised when the object is built, never later."""

@@ -1,0 +1,76 @@
+"""AccessPolicy: which agents may handle data of which security labels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from proctor.decision import ALLOW, Decision
+from proctor.errors import ConfigurationError, PolicyViolationError
+from proctor.policy.base import Policy
+from proctor.task import Task
+
+__all__ = ["AccessPolicy"]
+
+
+def _label_value(label: object) -> str:
+    value = getattr(label, "value", label)
+    return value if isinstance(value, str) else str(value)
+
+
+class AccessPolicy(Policy):
+    """Allows an agent a task only if it may see every label on the task's data.
+
+    Open by default: agents without a rule may handle anything, and tasks
+    without labels pass. For an agent with a rule, every label value on the
+    task (under ``input``, ``output`` or any other key) must be in its list.
+
+    Parameters:
+        rules: by agent, ``{"labels": [allowed label values]}``; labels are
+            ``SecurityLabel`` members or their string values.
+    """
+
+    name = "access"
+
+    def __init__(self, rules: Mapping[str, Mapping[str, Iterable[Any]]]) -> None:
+        if not isinstance(rules, Mapping):
+            raise ConfigurationError(f"rules must be a mapping of agent to rule, got {type(rules).__name__}")
+        self._allowed: dict[str, frozenset[str]] = {}
+        for agent, rule in rules.items():
+            if not isinstance(rule, Mapping) or "labels" not in rule:
+                raise ConfigurationError(
+                    f"rule for agent {agent!r} must be a mapping with a 'labels' list, got {rule!r}"
+                )
+            unknown = set(rule) - {"labels"}
+            if unknown:
+                raise ConfigurationError(
+                    f"rule for agent {agent!r} has unknown keys {sorted(unknown)}; the only key is 'labels'"
+                )
+            labels = rule["labels"]
+            if isinstance(labels, (str, bytes)) or not isinstance(labels, Iterable):
+                raise ConfigurationError(f"labels of agent {agent!r} must be a list, got {labels!r}")
+            self._allowed[agent] = frozenset(_label_value(label) for label in labels)
+
+    def allowed_labels(self, agent_id: str) -> frozenset[str] | None:
+        """The label values ``agent_id`` may handle; None when it has no rule (anything goes)."""
+        return self._allowed.get(agent_id)
+
+    def admit(self, agent_id: str, task: Task) -> Decision:
+        allowed = self._allowed.get(agent_id)
+        labels = task.labels
+        if allowed is None or not labels:
+            return ALLOW
+        for role, label in labels.items():
+            value = _label_value(label)
+            if value not in allowed:
+                raise PolicyViolationError(
+                    self.name,
+                    agent_id,
+                    f"{role} is labelled {value!r}; agent may handle only {sorted(allowed)}",
+                )
+        return ALLOW
+
+    def check(self, agent_id: str, task: Task) -> bool:
+        """True when ``agent_id`` may handle every label of ``task``; raises otherwise."""
+        self.admit(agent_id, task)
+        return True

@@ -1,0 +1,285 @@
+"""BudgetPolicy: per-agent spend limits, reserved at check time and settled after the work."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timedelta, tzinfo
+from typing import Any, Literal
+
+from proctor.decision import Action, Decision
+from proctor.errors import BudgetExceededError, ConfigurationError
+from proctor.outcome import Outcome
+from proctor.policy.base import Policy
+from proctor.stores.base import Store
+from proctor.stores.memory import MemoryStore
+from proctor.task import Task
+
+__all__ = ["BudgetManager", "BudgetPolicy"]
+
+logger = logging.getLogger("proctor.budget")
+
+Mode = Literal["reject", "alert", "downgrade"]
+_MODES = ("reject", "alert", "downgrade")
+_CALENDAR_PERIODS = ("hour", "day", "month")
+_SCALE = 1_000_000_000  # ledgers hold billionths of a unit, so sums are exact
+_ALERTS_KEPT = 100
+
+
+def _to_units(amount: float) -> int:
+    return round(amount * _SCALE)
+
+
+def _from_units(units: int) -> float:
+    return units / _SCALE
+
+
+def _check_amount(what: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ConfigurationError(f"{what} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+class BudgetPolicy(Policy):
+    """Per-agent spend limits.
+
+    The check reserves the task's estimated cost (``Task.cost``, else its
+    weight) atomically, so concurrent tasks can never push spend past a limit
+    in ``"reject"`` mode; a later policy's rejection gives the reservation
+    back, and settling replaces it by the actual cost (``grant.cost = ...``
+    inside the work) or, when none was reported, by the estimate.
+
+    Parameters:
+        default_limit: the limit of agents without their own; None for no limit.
+        on_exceeded: what happens to a task that would go over the limit:
+            ``"reject"`` raises ``BudgetExceededError``; ``"alert"`` lets it run
+            and logs a warning; ``"downgrade"`` lets it run with
+            ``grant.downgraded = True`` so the caller can switch to a cheaper
+            model. Both of the last two keep an entry in ``alerts``.
+        period: when spend starts over: ``"hour"``, ``"day"`` or ``"month"``
+            (calendar boundaries in ``timezone``) or a number of seconds
+            (fixed windows counted from the Unix epoch); None never.
+        store: where the ledger lives; a private ``MemoryStore`` by default.
+        timezone: the zone of calendar periods; the local zone by default.
+        clock: returns the current Unix time; for tests.
+    """
+
+    name = "budget"
+
+    def __init__(
+        self,
+        default_limit: float | None = None,
+        on_exceeded: Mode = "reject",
+        period: str | float | None = None,
+        *,
+        store: Store | None = None,
+        timezone: tzinfo | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if default_limit is not None:
+            default_limit = _check_amount("default_limit", default_limit)
+        if on_exceeded not in _MODES:
+            raise ConfigurationError(
+                f"on_exceeded must be one of {', '.join(map(repr, _MODES))}, got {on_exceeded!r}"
+            )
+        self.default_limit = default_limit
+        self.on_exceeded: Mode = on_exceeded
+        self._limits: dict[str, float] = {}
+        self._store = store if store is not None else MemoryStore()
+        self._prefix = f"{self.name}:"
+        self._alerts: deque[dict[str, Any]] = deque(maxlen=_ALERTS_KEPT)
+        self._clock = clock
+        self._window = _Window.parse(period, timezone)
+
+    @property
+    def period(self) -> str | float | None:
+        """The period after which spend starts over, as given."""
+        return self._window.period
+
+    def set_limit(self, agent_id: str, max_cost: float) -> None:
+        """Give ``agent_id`` its own limit."""
+        self._limits[agent_id] = _check_amount("max_cost", max_cost)
+
+    def remove_limit(self, agent_id: str) -> None:
+        """Drop ``agent_id``'s own limit; the default applies again."""
+        self._limits.pop(agent_id, None)
+
+    def get_limit(self, agent_id: str) -> float | None:
+        """``agent_id``'s limit, or None when it has none."""
+        return self._limits.get(agent_id, self.default_limit)
+
+    def spent(self, agent_id: str) -> float:
+        """Spend committed by ``agent_id`` in the current period."""
+        return _from_units(self._store.get(self._prefix + agent_id, self._current())[0])
+
+    def reserved(self, agent_id: str) -> float:
+        """Cost reserved by ``agent_id``'s tasks that are running now."""
+        return _from_units(self._store.get(self._prefix + agent_id, self._current())[1])
+
+    def remaining(self, agent_id: str) -> float | None:
+        """What ``agent_id`` may still reserve this period: limit - spent - reserved; None if unlimited."""
+        limit = self.get_limit(agent_id)
+        if limit is None:
+            return None
+        spent, reserved = self._store.get(self._prefix + agent_id, self._current())
+        return max(_from_units(_to_units(limit) - spent - reserved), 0.0)
+
+    def record_spend(self, agent_id: str, cost: float) -> None:
+        """Add spend made outside any grant."""
+        self._store.settle(
+            self._prefix + agent_id, 0, _to_units(_check_amount("cost", cost)), self._current()
+        )
+
+    def reset(self, agent_id: str) -> None:
+        """Start ``agent_id``'s spend over at zero."""
+        self._store.clear(self._prefix + agent_id)
+
+    def reset_all(self) -> None:
+        """Start every agent's spend over at zero."""
+        for key in self._store.keys(self._prefix):
+            self._store.clear(key)
+
+    @property
+    def alerts(self) -> list[dict[str, Any]]:
+        """The latest over-limit events (at most 100), oldest first."""
+        return list(self._alerts)
+
+    def check(self, agent_id: str, task: Task | float = 0.0) -> bool:
+        """Whether a task (or a bare cost) fits in ``agent_id``'s budget now; reserves nothing.
+
+        In ``"reject"`` mode a task that does not fit raises
+        ``BudgetExceededError``; in the other modes the answer is False.
+        """
+        cost = task.estimated_cost if isinstance(task, Task) else _check_amount("cost", task)
+        limit = self.get_limit(agent_id)
+        if limit is None:
+            return True
+        spent, reserved = self._store.get(self._prefix + agent_id, self._current())
+        if spent + reserved + _to_units(cost) <= _to_units(limit):
+            return True
+        if self.on_exceeded == "reject":
+            raise BudgetExceededError(agent_id, _from_units(spent + reserved), limit, cost, self.name)
+        return False
+
+    def admit(self, agent_id: str, task: Task) -> Decision:
+        cost = task.estimated_cost
+        units = _to_units(cost)
+        limit = self._limits.get(agent_id, self.default_limit)
+        key = self._prefix + agent_id
+        window = self._current()
+        if limit is None:
+            self._store.reserve(key, units, None, window)
+            return Decision(Action.ALLOW, self.name, reservation=units)
+        limit_units = _to_units(limit)
+        if self.on_exceeded == "reject":
+            ok, spent, reserved = self._store.reserve(key, units, limit_units, window)
+            if not ok:
+                raise BudgetExceededError(agent_id, _from_units(spent + reserved), limit, cost, self.name)
+            return Decision(Action.ALLOW, self.name, reservation=units)
+        _, spent, reserved = self._store.reserve(key, units, None, window)
+        if spent + reserved + units <= limit_units:
+            return Decision(Action.ALLOW, self.name, reservation=units)
+        current = _from_units(spent + reserved)
+        detail = f"cost {cost:g} brings spend to {current + cost:g}, over the limit of {limit:g}"
+        self._alerts.append(
+            {
+                "agent_id": agent_id,
+                "current": current,
+                "task_cost": cost,
+                "limit": limit,
+                "action": self.on_exceeded,
+            }
+        )
+        if self.on_exceeded == "alert":
+            logger.warning("budget alert for agent %r: %s", agent_id, detail)
+            return Decision(Action.LOG, self.name, detail, reservation=units)
+        return Decision(Action.ALLOW, self.name, detail, downgrade=True, reservation=units)
+
+    def rollback(self, agent_id: str, task: Task, decision: Decision) -> None:
+        if isinstance(decision.reservation, int):
+            self._store.release(self._prefix + agent_id, decision.reservation)
+
+    def settle(self, agent_id: str, task: Task, decision: Decision, outcome: Outcome) -> None:
+        reserved = decision.reservation
+        if not isinstance(reserved, int):
+            return
+        actual = reserved if outcome.cost is None else _to_units(outcome.cost)
+        self._store.settle(self._prefix + agent_id, reserved, actual, self._current())
+
+    def summary(self) -> dict[str, Any]:
+        """``{agent: {"limit", "spent", "remaining"}}`` for agents with a limit or with spend."""
+        agents = set(self._limits)
+        agents.update(key[len(self._prefix) :] for key in self._store.keys(self._prefix))
+        return {
+            agent: {
+                "limit": self.get_limit(agent),
+                "spent": self.spent(agent),
+                "remaining": self.remaining(agent),
+            }
+            for agent in sorted(agents)
+        }
+
+    def _current(self) -> int:
+        return self._window.index(self._clock())
+
+
+BudgetManager = BudgetPolicy
+"""The name of ``BudgetPolicy`` in earlier releases; the same class."""
+
+
+class _Window:
+    """Numbers the budget periods: spend in different periods never adds up.
+
+    A period's number is its start as a Unix timestamp, so numbers grow with time.
+    """
+
+    __slots__ = ("_end", "_seconds", "_start", "_tz", "_unit", "period")
+
+    def __init__(self, period: str | float | None, seconds: float, unit: str, tz: tzinfo | None) -> None:
+        self.period = period
+        self._seconds = seconds
+        self._unit = unit
+        self._tz = tz
+        self._start = 0.0
+        self._end = 0.0
+
+    @classmethod
+    def parse(cls, period: str | float | None, tz: tzinfo | None) -> _Window:
+        if period is None:
+            return cls(None, 0.0, "", tz)
+        if isinstance(period, str):
+            if period not in _CALENDAR_PERIODS:
+                raise ConfigurationError(
+                    f"period must be 'hour', 'day', 'month' or a number of seconds, got {period!r}"
+                )
+            return cls(period, 0.0, period, tz)
+        if isinstance(period, bool) or not isinstance(period, (int, float)) or not 0 < period < math.inf:
+            raise ConfigurationError(f"period in seconds must be a finite number > 0, got {period!r}")
+        return cls(period, float(period), "", tz)
+
+    def index(self, now: float) -> int:
+        if self.period is None:
+            return 0
+        if self._seconds:
+            return math.floor(now / self._seconds)
+        if not self._start <= now < self._end:
+            self._start, self._end = self._calendar(now)
+        return int(self._start)
+
+    def _calendar(self, now: float) -> tuple[float, float]:
+        # Naive datetimes are local time, and their wall-clock arithmetic and
+        # .timestamp() follow daylight saving; so do aware ones with a ZoneInfo.
+        moment = datetime.fromtimestamp(now, self._tz)
+        if self._unit == "hour":
+            start = moment.replace(minute=0, second=0, microsecond=0)
+            end = start + timedelta(hours=1)
+        elif self._unit == "day":
+            start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+            end = start + timedelta(days=1)
+        else:
+            start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            end = (start + timedelta(days=32)).replace(day=1)
+        return start.timestamp(), end.timestamp()

@@ -1,0 +1,170 @@
+"""PolicyEnforcer: an ordered list of policies checked as one."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from proctor.decision import Action, Decision
+from proctor.errors import PolicyViolationError
+from proctor.outcome import Outcome
+from proctor.policy.base import Policy
+from proctor.task import Task
+
+__all__ = ["Admission", "PolicyEnforcer"]
+
+logger = logging.getLogger("proctor.policy")
+
+
+class Admission:
+    """The policies that admitted one task, with their decisions, to settle later."""
+
+    __slots__ = ("_settled", "agent_id", "decisions", "downgraded", "policies", "task")
+
+    def __init__(
+        self,
+        agent_id: str,
+        task: Task,
+        policies: tuple[Policy, ...],
+        decisions: list[Decision],
+        downgraded: bool,
+    ) -> None:
+        self.agent_id = agent_id
+        self.task = task
+        self.policies = policies
+        self.decisions = decisions
+        self.downgraded = downgraded
+        self._settled = False
+
+
+class PolicyEnforcer:
+    """Checks policies in order, stopping at the first rejection.
+
+    A rejection rolls back what the policies before it reserved, then raises
+    the rejecting policy's ``PolicyViolationError``. Policies may be added and
+    removed while schedulers use the enforcer; each check sees one consistent
+    list.
+
+    Parameters:
+        policies: the policies, cheapest first.
+    """
+
+    def __init__(self, policies: Iterable[Policy] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._policies: tuple[Policy, ...] = ()
+        self._base: PolicyEnforcer | None = None
+        for policy in policies or ():
+            self.add_policy(policy)
+
+    def _extended(self, *policies: Policy) -> PolicyEnforcer:
+        """An enforcer that checks this one's policies, as they are at each check, then ``policies``."""
+        view = PolicyEnforcer(policies)
+        view._base = self
+        return view
+
+    def _current(self) -> tuple[Policy, ...]:
+        if self._base is None:
+            return self._policies
+        return self._base._current() + self._policies
+
+    @property
+    def policies(self) -> list[Policy]:
+        """A copy of the policies, in order."""
+        return list(self._current())
+
+    def add_policy(self, policy: Policy) -> None:
+        """Append a policy; it is checked after those already present."""
+        if not isinstance(policy, Policy):
+            raise TypeError(
+                f"expected a proctor Policy, got {type(policy).__name__}; "
+                "subclass proctor.policy.Policy and implement check()"
+            )
+        with self._lock:
+            self._policies = (*self._policies, policy)
+
+    def remove_policy(self, name: str) -> Policy:
+        """Remove and return the first policy called ``name``; ``KeyError`` if there is none."""
+        if self._base is not None and self._base.get_policy(name) is not None:
+            return self._base.remove_policy(name)
+        with self._lock:
+            for index, policy in enumerate(self._policies):
+                if policy.name == name:
+                    self._policies = self._policies[:index] + self._policies[index + 1 :]
+                    return policy
+        raise KeyError(f"no policy named {name!r}; the enforcer has {self._names()}")
+
+    def get_policy(self, name: str) -> Policy | None:
+        """The first policy called ``name``, or None."""
+        for policy in self._current():
+            if policy.name == name:
+                return policy
+        return None
+
+    def admit(self, agent_id: str, task: Task) -> Admission:
+        """Run every policy's ``admit`` in order; roll back and raise on the first rejection."""
+        policies = self._policies if self._base is None else self._current()
+        decisions: list[Decision] = []
+        downgraded = False
+        for policy in policies:
+            try:
+                decision = policy.admit(agent_id, task)
+            except BaseException:
+                self._rollback(agent_id, task, policies, decisions)
+                raise
+            decisions.append(decision)
+            action = decision.action
+            if action is Action.DENY or action is Action.TERMINATE:
+                self._rollback(agent_id, task, policies, decisions)
+                raise PolicyViolationError(decision.policy or policy.name, agent_id, decision.detail)
+            if decision.downgrade:
+                downgraded = True
+        return Admission(agent_id, task, policies, decisions, downgraded)
+
+    def settle(self, admission: Admission, outcome: Outcome) -> None:
+        """Tell every policy that admitted the task how it ended; each policy settles once."""
+        if admission._settled:
+            return
+        admission._settled = True
+        agent_id, task = admission.agent_id, admission.task
+        for policy, decision in zip(admission.policies, admission.decisions, strict=True):
+            try:
+                policy.settle(agent_id, task, decision, outcome)
+            except Exception:
+                logger.exception("policy %r failed to settle a task of agent %r", policy.name, agent_id)
+
+    def cancel(self, admission: Admission) -> None:
+        """Roll back an admission whose work never started."""
+        if admission._settled:
+            return
+        admission._settled = True
+        self._rollback(admission.agent_id, admission.task, admission.policies, admission.decisions)
+
+    @staticmethod
+    def _rollback(agent_id: str, task: Task, policies: tuple[Policy, ...], decisions: list[Decision]) -> None:
+        # ``decisions`` ends at the policy that rejected; zip stops there.
+        for policy, decision in zip(policies, decisions, strict=False):
+            try:
+                policy.rollback(agent_id, task, decision)
+            except Exception:
+                logger.exception("policy %r failed to roll back a task of agent %r", policy.name, agent_id)
+
+    def summary(self) -> dict[str, Any]:
+        """Each policy's ``summary()`` under its name."""
+        return {policy.name: policy.summary() for policy in self._current()}
+
+    def _names(self) -> list[str]:
+        return [policy.name for policy in self._current()]
+
+    def __iter__(self) -> Iterator[Policy]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def __bool__(self) -> bool:
+        return bool(self._current())
+
+    def __repr__(self) -> str:
+        return f"PolicyEnforcer({self._names()!r})"

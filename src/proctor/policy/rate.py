@@ -1,0 +1,97 @@
+"""RatePolicy: per-agent request rates, as token buckets."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+
+from proctor.decision import Action, Decision
+from proctor.errors import ConfigurationError, PolicyViolationError
+from proctor.outcome import Outcome
+from proctor.policy.base import Policy
+from proctor.stores.base import Store
+from proctor.stores.memory import MemoryStore
+from proctor.task import Task
+
+__all__ = ["RatePolicy"]
+
+
+def _check_limit(what: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ConfigurationError(f"{what} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+class RatePolicy(Policy):
+    """At most ``limit`` requests per ``period`` seconds for each agent, as a token bucket.
+
+    Each agent's bucket holds up to ``limit`` tokens (the burst) and refills at
+    ``limit / period`` tokens per second; each admitted task takes one. A task
+    rejected by a later policy gets its token back.
+
+    Parameters:
+        limits: requests per period, by agent.
+        period: the period in seconds.
+        default_limit: the limit of agents not in ``limits``; None for no limit.
+        store: where the buckets live; a private ``MemoryStore`` by default.
+        clock: returns the current time in seconds; for tests.
+    """
+
+    name = "rate"
+
+    def __init__(
+        self,
+        limits: Mapping[str, float] | None = None,
+        period: float = 60.0,
+        default_limit: float | None = None,
+        *,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.period = _check_limit("period", period)
+        self._limits = {agent: _check_limit(f"limits[{agent!r}]", n) for agent, n in (limits or {}).items()}
+        self.default_limit = None if default_limit is None else _check_limit("default_limit", default_limit)
+        self._store = store if store is not None else MemoryStore()
+        self._prefix = f"{self.name}:"
+        self._clock = clock
+        self._token = Decision(Action.ALLOW, self.name, reservation=1.0)
+
+    def limit(self, agent_id: str) -> float | None:
+        """Requests per period allowed to ``agent_id``; None if unlimited."""
+        return self._limits.get(agent_id, self.default_limit)
+
+    def remaining(self, agent_id: str) -> float | None:
+        """Tokens left in ``agent_id``'s bucket now; None if it is unlimited."""
+        limit = self._limits.get(agent_id, self.default_limit)
+        if limit is None:
+            return None
+        return self._store.peek(self._prefix + agent_id, limit, limit / self.period, self._clock())
+
+    def check(self, agent_id: str, task: Task) -> bool:
+        """Take a token for ``agent_id``; raise ``PolicyViolationError`` when the bucket is empty."""
+        self.admit(agent_id, task)
+        return True
+
+    def admit(self, agent_id: str, task: Task) -> Decision:
+        limit = self._limits.get(agent_id, self.default_limit)
+        if limit is None:
+            return Decision(Action.ALLOW, self.name)
+        ok, level = self._store.take(self._prefix + agent_id, 1.0, limit, limit / self.period, self._clock())
+        if not ok:
+            wait = (1.0 - level) * self.period / limit
+            raise PolicyViolationError(
+                self.name,
+                agent_id,
+                f"rate limit of {limit:g} per {self.period:g}s reached; next token in {wait:.2f}s",
+            )
+        return self._token
+
+    def rollback(self, agent_id: str, task: Task, decision: Decision) -> None:
+        if decision.reservation is not None:
+            limit = self._limits.get(agent_id, self.default_limit)
+            if limit is not None:
+                self._store.refund(self._prefix + agent_id, 1.0, limit)
+
+    def settle(self, agent_id: str, task: Task, decision: Decision, outcome: Outcome) -> None:
+        """A token is spent once the work has run, whatever its outcome."""

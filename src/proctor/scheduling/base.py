@@ -1,0 +1,186 @@
+"""What the asyncio and the threaded scheduler share: agents, alpha, policies, settling."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from proctor.agent import Agent
+from proctor.errors import ConfigurationError
+from proctor.outcome import Outcome, Status
+from proctor.policy.base import Policy
+from proctor.policy.enforcer import PolicyEnforcer
+from proctor.resource import SharedResource
+from proctor.scheduling.fair import Entry, FairQueue
+from proctor.scheduling.grant import Grant
+
+__all__ = ["DEFAULT_MAX_WAITERS", "OPTIMIZE_FOR_ALPHA", "SchedulerBase"]
+
+OPTIMIZE_FOR_ALPHA: dict[str, float] = {"latency": 0.0, "balanced": 0.25, "throughput": 0.5}
+"""The alpha each ``optimize_for`` goal picks: latency weighs only waiting time."""
+
+DEFAULT_MAX_WAITERS = 10_000
+"""How many callers may wait at once before ``acquire()`` raises ``BackpressureError``."""
+
+
+def resolve_alpha(alpha: float | None, optimize_for: str | None) -> float:
+    """The alpha to use, from at most one of ``alpha`` and ``optimize_for``."""
+    if alpha is not None and optimize_for is not None:
+        raise ConfigurationError("pass alpha or optimize_for, not both")
+    if optimize_for is not None:
+        if optimize_for not in OPTIMIZE_FOR_ALPHA:
+            choices = ", ".join(map(repr, OPTIMIZE_FOR_ALPHA))
+            raise ConfigurationError(f"optimize_for must be one of {choices}, got {optimize_for!r}")
+        return OPTIMIZE_FOR_ALPHA[optimize_for]
+    if alpha is None:
+        return OPTIMIZE_FOR_ALPHA["balanced"]
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise ConfigurationError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    return float(alpha)
+
+
+def _status(exc: BaseException | None) -> Status:
+    if exc is None:
+        return Status.SUCCESS
+    if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit)):
+        return Status.CANCELLED
+    return Status.ERROR
+
+
+class SchedulerBase:
+    """Construction, the agent registry, and policy settling, common to both schedulers."""
+
+    def __init__(
+        self,
+        agents: Iterable[Agent] | None,
+        resource: SharedResource,
+        *,
+        alpha: float | None = None,
+        optimize_for: str | None = None,
+        max_waiters: int = DEFAULT_MAX_WAITERS,
+        budget: Policy | None = None,
+        enforcer: PolicyEnforcer | None = None,
+    ) -> None:
+        if not isinstance(resource, SharedResource):
+            raise ConfigurationError(
+                f"resource must be a SharedResource, got {type(resource).__name__}; "
+                'use SharedResource("llm_api", capacity=3)'
+            )
+        if isinstance(max_waiters, bool) or not isinstance(max_waiters, int) or max_waiters < 0:
+            raise ConfigurationError(f"max_waiters must be an int >= 0, got {max_waiters!r}")
+        if budget is not None and not isinstance(budget, Policy):
+            raise ConfigurationError(f"budget must be a BudgetPolicy, got {type(budget).__name__}")
+        if enforcer is not None and not isinstance(enforcer, PolicyEnforcer):
+            raise ConfigurationError(f"enforcer must be a PolicyEnforcer, got {type(enforcer).__name__}")
+        self._alpha = resolve_alpha(alpha, optimize_for)
+        self._resource = resource
+        self._capacity = resource.capacity
+        self._max_waiters = max_waiters
+        self._agents: dict[str, Agent] = {}
+        for agent in agents or ():
+            self.register_agent(agent)
+        self._budget = budget
+        if enforcer is not None and budget is not None and budget not in enforcer.policies:
+            # The budget joins the caller's enforcer in a view; the caller's object is not changed.
+            self._enforcer: PolicyEnforcer | None = enforcer._extended(budget)
+        elif enforcer is not None:
+            self._enforcer = enforcer
+        elif budget is not None:
+            self._enforcer = PolicyEnforcer([budget])
+        else:
+            self._enforcer = None
+        self._queue: FairQueue[Any] = FairQueue(self._alpha)
+        self._closed = False
+
+    @property
+    def alpha(self) -> float:
+        """Weight of queue depth against waiting time in L(i)."""
+        return self._alpha
+
+    @property
+    def resource(self) -> SharedResource:
+        """The resource whose slots this scheduler grants."""
+        return self._resource
+
+    @property
+    def enforcer(self) -> PolicyEnforcer | None:
+        """The policies checked after each grant (with ``budget`` appended); None if there are none."""
+        return self._enforcer
+
+    @property
+    def budget(self) -> Policy | None:
+        """The ``budget=`` policy, if one was given."""
+        return self._budget
+
+    @property
+    def max_waiters(self) -> int:
+        """How many callers may wait at once."""
+        return self._max_waiters
+
+    @property
+    def agents(self) -> dict[str, Agent]:
+        """The known agents by id (a copy)."""
+        return dict(self._agents)
+
+    def get_agent(self, agent_id: str) -> Agent:
+        """The agent called ``agent_id``; ``KeyError`` if it is unknown."""
+        try:
+            return self._agents[agent_id]
+        except KeyError:
+            raise KeyError(f"unknown agent {agent_id!r}; it is registered on its first acquire()") from None
+
+    def register_agent(self, agent: Agent) -> None:
+        """Add an agent; ``ValueError`` if one with the same id is known."""
+        if not isinstance(agent, Agent):
+            raise ConfigurationError(
+                f"expected an Agent, got {type(agent).__name__}; use Agent(agent_id=...)"
+            )
+        if agent.agent_id in self._agents:
+            raise ConfigurationError(f"agent {agent.agent_id!r} is already registered")
+        self._agents[agent.agent_id] = agent
+
+    def unregister_agent(self, agent_id: str) -> Agent:
+        """Forget an agent that has nothing waiting; returns it."""
+        agent = self.get_agent(agent_id)
+        if self._queue.waiting(agent_id):
+            raise ValueError(f"agent {agent_id!r} has requests waiting; let them finish first")
+        del self._agents[agent_id]
+        self._queue.forget(agent_id)
+        return agent
+
+    def scores(self) -> dict[str, float]:
+        """L(i) of every agent that is waiting now."""
+        return self._queue.scores(time.monotonic())
+
+    def _agent(self, agent_id: str) -> Agent:
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            agent = Agent(agent_id)  # validates the id
+            self._agents[agent_id] = agent
+        return agent
+
+    def _settle(self, grant: Grant, exc: BaseException | None, held_since: float) -> None:
+        admission = grant.admission
+        if admission is not None and self._enforcer is not None:
+            outcome = Outcome(_status(exc), grant.cost, exc, time.monotonic() - held_since)
+            self._enforcer.settle(admission, outcome)
+
+    def __repr__(self) -> str:
+        res = self._resource
+        return (
+            f"{type(self).__name__}(resource={res.name!r}, capacity={res.capacity}, "
+            f"holders={res.holder_count}, waiters={res.waiter_count}, alpha={self._alpha})"
+        )
+
+
+class Waiter(Entry):
+    """A waiting request with the scheduler-specific means to wake it."""
+
+    __slots__ = ("error", "granted")
+
+    def __init__(self, agent_id: str, weight: float, arrived: float) -> None:
+        super().__init__(agent_id, weight, arrived)
+        self.granted = False
+        self.error: BaseException | None = None

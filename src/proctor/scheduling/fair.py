@@ -1,0 +1,213 @@
+"""FairQueue: the waiting requests, and which of them L(i) says goes next.
+
+The load score of agent ``i`` among the agents that wait is::
+
+    L(i) = alpha * Qi / max Qj  +  (1 - alpha) * Dmax_i / max Dmax_j
+
+with ``Qi`` the summed weight of agent i's waiting requests and ``Dmax_i`` how
+long its oldest waiting request has waited. The highest score is served
+first, its oldest request first; ties go to the longest wait, then to the
+earliest arrival.
+
+Scanning every waiting agent costs O(agents) per grant. Two agents with the
+same ``Qi`` share the first term, and the one that has waited longer wins the
+second, so only the longest-waiting agent of each distinct ``Qi`` can win.
+The queue keeps agents in groups by ``Qi``, each group a heap ordered by
+oldest arrival, and a grant looks at one candidate per group: O(G + log n)
+with G distinct queue depths, which is 1 when every request weighs the same.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from typing import Generic, TypeVar
+
+__all__ = ["Entry", "FairQueue"]
+
+
+class Entry:
+    """One waiting request: whose, how heavy, since when."""
+
+    __slots__ = ("agent_id", "arrived", "queued", "seq", "weight")
+
+    def __init__(self, agent_id: str, weight: float, arrived: float) -> None:
+        self.agent_id = agent_id
+        self.weight = weight
+        self.arrived = arrived
+        self.seq = 0
+        self.queued = False
+
+
+E = TypeVar("E", bound=Entry)
+
+# A heap item: (oldest arrival, its seq, lane version when pushed, lane).
+# The lane is never compared: seq values are unique.
+_Item = tuple[float, int, int, "_Lane[E]"]
+
+
+class _Lane(Generic[E]):
+    """One agent's waiting requests, oldest first."""
+
+    __slots__ = ("depth", "entries", "group", "version")
+
+    def __init__(self) -> None:
+        self.entries: deque[E] = deque()
+        self.depth = 0.0  # Qi
+        self.group: float | None = None  # the depth it is filed under, None when empty
+        self.version = 0  # bumped on every move; heap items of older versions are stale
+
+
+class FairQueue(Generic[E]):
+    """Waiting requests of many agents, served in L(i) order. Not thread-safe: callers lock."""
+
+    __slots__ = ("_groups", "_lanes", "_members", "_seq", "_size", "_stale", "alpha")
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha = alpha
+        self._lanes: dict[str, _Lane[E]] = {}
+        self._groups: dict[float, list[_Item[E]]] = {}  # depth -> heap of lanes
+        self._members: dict[float, int] = {}  # depth -> live lanes in the group
+        self._size = 0
+        self._stale = 0
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bool__(self) -> bool:
+        return self._size > 0
+
+    def depth(self, agent_id: str) -> float:
+        """``Qi``: the summed weight of ``agent_id``'s waiting requests."""
+        lane = self._lanes.get(agent_id)
+        return lane.depth if lane is not None else 0.0
+
+    def waiting(self, agent_id: str) -> int:
+        """How many requests of ``agent_id`` wait."""
+        lane = self._lanes.get(agent_id)
+        return len(lane.entries) if lane is not None else 0
+
+    def oldest(self, agent_id: str) -> float | None:
+        """When ``agent_id``'s oldest waiting request arrived, or None."""
+        lane = self._lanes.get(agent_id)
+        return lane.entries[0].arrived if lane is not None and lane.entries else None
+
+    def push(self, entry: E) -> None:
+        """Add a waiting request; its ``arrived`` must not precede its agent's earlier ones."""
+        lane = self._lanes.get(entry.agent_id)
+        if lane is None:
+            lane = self._lanes[entry.agent_id] = _Lane()
+        entry.seq = next(self._seq)
+        entry.queued = True
+        lane.entries.append(entry)
+        self._size += 1
+        self._refile(lane, lane.depth + entry.weight)
+
+    def remove(self, entry: E) -> bool:
+        """Take a request out of the queue (it gave up); False if it was no longer queued."""
+        if not entry.queued:
+            return False
+        entry.queued = False
+        lane = self._lanes[entry.agent_id]
+        lane.entries.remove(entry)
+        self._size -= 1
+        self._refile(lane, lane.depth - entry.weight)
+        return True
+
+    def pop(self, now: float) -> E:
+        """Remove and return the oldest request of the agent with the highest L(i) at ``now``."""
+        if not self._size:
+            raise IndexError("pop from an empty FairQueue")
+        groups = self._groups
+        # One group (every waiting agent has the same depth): its longest wait wins.
+        lane = self._top(next(iter(groups.values()))) if len(groups) == 1 else self._best(now)
+        entry = lane.entries.popleft()
+        entry.queued = False
+        self._size -= 1
+        self._refile(lane, lane.depth - entry.weight)
+        return entry
+
+    def forget(self, agent_id: str) -> None:
+        """Drop the bookkeeping of an agent that has no waiting requests."""
+        lane = self._lanes.get(agent_id)
+        if lane is not None and not lane.entries:
+            del self._lanes[agent_id]
+
+    def scores(self, now: float) -> dict[str, float]:
+        """L(i) at ``now`` of every agent that waits; O(agents), for inspection only."""
+        waiting = [(agent, lane) for agent, lane in self._lanes.items() if lane.entries]
+        if not waiting:
+            return {}
+        max_depth = max(lane.depth for _, lane in waiting)
+        max_wait = max(now - lane.entries[0].arrived for _, lane in waiting)
+        alpha = self.alpha
+        return {
+            agent: alpha * lane.depth / max_depth
+            + ((1.0 - alpha) * (now - lane.entries[0].arrived) / max_wait if max_wait > 0 else 0.0)
+            for agent, lane in waiting
+        }
+
+    def _best(self, now: float) -> _Lane[E]:
+        candidates = [(depth, self._top(heap)) for depth, heap in self._groups.items()]
+        max_depth = max(depth for depth, _ in candidates)
+        max_wait = max(now - lane.entries[0].arrived for _, lane in candidates)
+        alpha = self.alpha
+        best: _Lane[E] | None = None
+        best_key: tuple[float, float, int] = (-1.0, 0.0, 0)
+        for depth, lane in candidates:
+            head = lane.entries[0]
+            wait = now - head.arrived
+            score = alpha * depth / max_depth + ((1.0 - alpha) * wait / max_wait if max_wait > 0 else 0.0)
+            key = (score, wait, -head.seq)
+            if key > best_key:
+                best, best_key = lane, key
+        assert best is not None
+        return best
+
+    def _top(self, heap: list[_Item[E]]) -> _Lane[E]:
+        # Every group in _groups has at least one live lane, so this ends.
+        while True:
+            _, _, version, lane = heap[0]
+            if lane.version == version:
+                return lane
+            heapq.heappop(heap)
+            self._stale -= 1
+
+    def _refile(self, lane: _Lane[E], depth: float) -> None:
+        """Move ``lane`` to the group of its new depth (its head may have changed too)."""
+        old = lane.group
+        if old is not None:
+            self._stale += 1
+            left = self._members[old] - 1
+            if left:
+                self._members[old] = left
+            else:
+                del self._members[old]
+                self._stale -= len(self._groups.pop(old))
+        lane.version += 1
+        if not lane.entries:
+            lane.depth = 0.0
+            lane.group = None
+            return
+        lane.depth = depth
+        lane.group = depth
+        head = lane.entries[0]
+        heap = self._groups.get(depth)
+        if heap is None:
+            heap = self._groups[depth] = []
+            self._members[depth] = 1
+        else:
+            self._members[depth] += 1
+        heapq.heappush(heap, (head.arrived, head.seq, lane.version, lane))
+        if self._stale > 64 and self._stale > 2 * self._size:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop stale heap items so memory follows the number of waiting requests."""
+        for depth, heap in self._groups.items():
+            live = [item for item in heap if item[3].version == item[2]]
+            heapq.heapify(live)
+            self._groups[depth] = live
+        self._stale = 0

@@ -1,0 +1,204 @@
+"""LOCOScheduler: fair slots on a shared resource for threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+from proctor.agent import Agent
+from proctor.errors import BackpressureError, ShutdownError
+from proctor.scheduling.base import SchedulerBase, Waiter
+from proctor.scheduling.grant import Grant
+from proctor.task import Task
+
+__all__ = ["LOCOScheduler"]
+
+_monotonic = time.monotonic
+
+
+class _ThreadWaiter(Waiter):
+    __slots__ = ("wakeup",)
+
+    def __init__(self, agent_id: str, weight: float, arrived: float) -> None:
+        super().__init__(agent_id, weight, arrived)
+        self.wakeup = threading.Lock()
+        self.wakeup.acquire()
+
+
+class LOCOScheduler(SchedulerBase):
+    """The same fair scheduler and policies as ``AsyncLOCOScheduler``, for threads.
+
+    ``with scheduler.acquire(agent_id, task) as grant:`` blocks the calling
+    thread until it gets a slot; any number of threads may call it at once.
+    Takes the same parameters as ``AsyncLOCOScheduler``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        super().__init__(*args, **kwargs)
+
+    def acquire(self, agent_id: str, task: Task | None = None, *, timeout: float | None = None) -> _Acquire:
+        """Block until ``agent_id``'s ``task`` (a default ``Task`` when None) gets a slot.
+
+        Raises ``PolicyViolationError`` when a policy rejects the task,
+        ``TimeoutError`` after ``timeout`` seconds without a slot,
+        ``BackpressureError`` when too many callers wait and
+        ``ShutdownError`` once ``shutdown()`` has begun.
+        """
+        return _Acquire(self, agent_id, task, timeout)
+
+    def register_agent(self, agent: Agent) -> None:
+        with self._lock:
+            super().register_agent(agent)
+
+    def unregister_agent(self, agent_id: str) -> Agent:
+        with self._lock:
+            return super().unregister_agent(agent_id)
+
+    def scores(self) -> dict[str, float]:
+        with self._lock:
+            return super().scores()
+
+    def _release_locked(self) -> None:
+        """Hand a held slot to the best waiter, or free it. Call with ``_lock`` held."""
+        queue = self._queue
+        resource = self._resource
+        if queue._size:
+            now = _monotonic()
+            waiter: _ThreadWaiter = queue.pop(now)
+            resource._waiters -= 1
+            waiter.granted = True
+            waited = now - waiter.arrived
+            stats = self._agents[waiter.agent_id].stats
+            stats.wait_total += waited
+            if waited > stats.wait_max:
+                stats.wait_max = waited
+            waiter.wakeup.release()
+            return
+        resource._holders -= 1
+        if not resource._holders:
+            self._idle.notify_all()
+
+    def shutdown(self, timeout: float = 30.0) -> dict[str, int]:
+        """Refuse new work, fail every waiter with ``ShutdownError``, and wait for holders to finish.
+
+        Returns how many waiters were turned away and how many slots were
+        still held when ``timeout`` seconds ran out.
+        """
+        with self._lock:
+            self._closed = True
+            turned_away = 0
+            while self._queue:
+                waiter: _ThreadWaiter = self._queue.pop(_monotonic())
+                self._resource._waiters -= 1
+                waiter.error = ShutdownError("the scheduler is shutting down")
+                waiter.wakeup.release()
+                turned_away += 1
+            self._idle.wait_for(lambda: not self._resource._holders, timeout)
+            return {"waiters_turned_away": turned_away, "holders_remaining": self._resource._holders}
+
+
+class _Acquire:
+    """The context manager returned by ``LOCOScheduler.acquire``."""
+
+    __slots__ = ("_agent_id", "_grant", "_held_since", "_scheduler", "_task", "_timeout")
+
+    def __init__(
+        self, scheduler: LOCOScheduler, agent_id: str, task: Task | None, timeout: float | None
+    ) -> None:
+        self._scheduler = scheduler
+        self._agent_id = agent_id
+        self._task = task
+        self._timeout = timeout
+        self._grant: Grant | None = None
+        self._held_since = 0.0
+
+    def __enter__(self) -> Grant:
+        if self._grant is not None:
+            raise RuntimeError("this acquire() is already in use; call acquire() again for another slot")
+        scheduler = self._scheduler
+        agent_id = self._agent_id
+        task = self._task
+        if task is None:
+            task = Task()
+        elif not isinstance(task, Task):
+            raise TypeError(f"task must be a proctor Task, got {type(task).__name__}")
+        resource = scheduler._resource
+        waiter = None
+        with scheduler._lock:
+            if scheduler._closed:
+                raise ShutdownError("the scheduler is shutting down")
+            agent = scheduler._agents.get(agent_id) or scheduler._agent(agent_id)
+            arrived = _monotonic()
+            if resource._holders < scheduler._capacity and not scheduler._queue._size:
+                resource._holders += 1
+            else:
+                if resource._waiters >= scheduler._max_waiters:
+                    raise BackpressureError(
+                        f"{resource._waiters} callers already wait for {resource.name!r} "
+                        f"(max_waiters={scheduler._max_waiters}); retry later or raise max_waiters"
+                    )
+                waiter = _ThreadWaiter(agent_id, task.weight, arrived)
+                scheduler._queue.push(waiter)
+                resource._waiters += 1
+        if waiter is not None:
+            self._wait(scheduler, agent, waiter)
+            waited = _monotonic() - arrived
+        else:
+            waited = 0.0
+        admission = None
+        enforcer = scheduler._enforcer
+        if enforcer is not None:
+            try:
+                admission = enforcer.admit(agent_id, task)
+            except BaseException:
+                with scheduler._lock:
+                    agent.stats.rejected += 1
+                    scheduler._release_locked()
+                raise
+        grant = self._grant = Grant(agent, task, waited, admission)
+        self._held_since = _monotonic()
+        return grant
+
+    def _wait(self, scheduler: LOCOScheduler, agent: Agent, waiter: _ThreadWaiter) -> None:
+        timeout = self._timeout
+        try:
+            woken = waiter.wakeup.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+        except BaseException:  # KeyboardInterrupt and the like, while blocked
+            with scheduler._lock:
+                if waiter.granted:
+                    scheduler._release_locked()
+                elif scheduler._queue.remove(waiter):
+                    scheduler._resource._waiters -= 1
+                agent.stats.cancelled += 1
+            raise
+        if woken:
+            if waiter.error is not None:
+                raise waiter.error
+            return
+        with scheduler._lock:
+            if waiter.granted:  # the slot came just as the wait timed out: keep it
+                return
+            if scheduler._queue.remove(waiter):
+                scheduler._resource._waiters -= 1
+            agent.stats.timed_out += 1
+        raise TimeoutError(f"agent {agent.agent_id!r} got no slot within {timeout}s")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        grant = self._grant
+        if grant is None:
+            return
+        self._grant = None
+        scheduler = self._scheduler
+        with scheduler._lock:
+            grant.agent.stats.granted += 1
+            scheduler._release_locked()
+        scheduler._settle(grant, exc, self._held_since)

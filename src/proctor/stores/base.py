@@ -1,0 +1,145 @@
+"""Store: where policies keep their shared state (spend ledgers, token buckets).
+
+Policies hold the algorithms and reach state only through a ``Store``; a store
+knows nothing about budgets or rates. Each operation that checks and changes
+state is atomic, so a policy on a shared store keeps its guarantees across
+threads, processes and hosts.
+
+Amounts in ledgers are integers in the policy's own unit (the budget policy
+uses billionths of a currency unit), so that sums are exact.
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+from proctor.errors import StoreError
+
+__all__ = ["Store"]
+
+_SCHEMES: dict[str, type[Store]] = {}
+
+_OPERATIONS = (
+    "reserve",
+    "settle",
+    "release",
+    "get",
+    "clear",
+    "keys",
+    "take",
+    "refund",
+    "peek",
+)
+
+
+class Store(ABC):
+    """Abstract state backend. Subclasses set ``SCHEME`` and implement every operation.
+
+    Driver exceptions listed in ``base_exceptions`` are raised as ``StoreError``
+    (the original is kept in ``StoreError.store_error``), so no backend's own
+    exception escapes proctor.
+    """
+
+    SCHEME: ClassVar[str] = ""
+    """The URL scheme that selects this store in ``store_from_url``."""
+
+    base_exceptions: ClassVar[tuple[type[BaseException], ...]] = ()
+    """Exceptions of the backend's driver that mean the store failed."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.SCHEME:
+            _SCHEMES[cls.SCHEME] = cls
+        if cls.base_exceptions:
+            for name in _OPERATIONS:
+                method = cls.__dict__.get(name)
+                if method is not None:
+                    setattr(cls, name, _translating(method, cls.base_exceptions))
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: str) -> Store:
+        """Build the store that a URL such as ``memory://`` names."""
+
+    # Ledgers: spend that is committed, and spend that is reserved but not settled.
+
+    @abstractmethod
+    def reserve(self, key: str, amount: int, limit: int | None, window: int) -> tuple[bool, int, int]:
+        """Atomically reserve ``amount`` on the ledger ``key`` if it fits under ``limit``.
+
+        :param key: the ledger.
+        :param amount: what to reserve.
+        :param limit: the most that spent plus reserved may reach; None for no limit.
+        :param window: the current period; a ledger last used in an earlier
+            period starts it with nothing spent (reservations carry over).
+        :returns: whether it was reserved, and the spent and reserved amounts
+            before this call.
+        """
+
+    @abstractmethod
+    def settle(self, key: str, reserved: int, actual: int, window: int) -> None:
+        """Replace a reservation of ``reserved`` by committed spend of ``actual``."""
+
+    @abstractmethod
+    def release(self, key: str, reserved: int) -> None:
+        """Give back a reservation that will not be spent."""
+
+    @abstractmethod
+    def get(self, key: str, window: int) -> tuple[int, int]:
+        """The spent and reserved amounts of ledger ``key`` in period ``window``."""
+
+    @abstractmethod
+    def clear(self, key: str) -> None:
+        """Forget what ledger ``key`` has spent; outstanding reservations stay."""
+
+    @abstractmethod
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every ledger key that starts with ``prefix``."""
+
+    # Token buckets.
+
+    @abstractmethod
+    def take(self, key: str, tokens: float, capacity: float, rate: float, now: float) -> tuple[bool, float]:
+        """Atomically take ``tokens`` from bucket ``key`` if it holds that many.
+
+        :param key: the bucket; a new bucket starts full.
+        :param tokens: how many to take.
+        :param capacity: the most the bucket holds (its burst).
+        :param rate: tokens added per second.
+        :param now: the current time in seconds, from the policy's clock.
+        :returns: whether they were taken, and the level afterwards.
+        """
+
+    @abstractmethod
+    def refund(self, key: str, tokens: float, capacity: float) -> None:
+        """Put back tokens taken for an action that was rolled back."""
+
+    @abstractmethod
+    def peek(self, key: str, capacity: float, rate: float, now: float) -> float:
+        """The level of bucket ``key`` at ``now``, without taking anything."""
+
+
+def scheme_class(scheme: str) -> type[Store] | None:
+    """The store class registered for a URL scheme, if any."""
+    return _SCHEMES.get(scheme)
+
+
+def known_schemes() -> list[str]:
+    """The URL schemes of every store class loaded so far."""
+    return sorted(_SCHEMES)
+
+
+def _translating(
+    method: Callable[..., Any], driver_errors: tuple[type[BaseException], ...]
+) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except driver_errors as exc:
+            raise StoreError(f"{method.__qualname__} failed: {exc}", exc) from exc
+
+    return wrapper

@@ -1,0 +1,69 @@
+"""Task: one unit of work an agent wants to do."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from proctor.labels import SecurityLabel
+from proctor.types import Labels
+
+__all__ = ["SecurityLabel", "Task"]
+
+_ids = itertools.count(1)
+
+
+def _next_task_id() -> str:
+    return f"t{next(_ids):x}"
+
+
+@dataclass(slots=True, eq=False)
+class Task:
+    """One unit of work: how heavy it is, what kind, and what data it touches.
+
+    Parameters:
+        task_id: unique identifier; generated when not given.
+        weight: relative size, at least 1.0 (1 cheap, 3 expensive). It counts
+            in the agent's queue depth ``Qi`` while the task waits.
+        arrival_tick: when the task was created, in the scheduler's clock.
+        age: how long the task has waited, in the scheduler's clock.
+        task_type: a category chosen by the caller, such as ``"llm_call"``.
+        labels: sensitivity of the task's data by role, such as
+            ``{"input": SecurityLabel.CONFIDENTIAL}``.
+        session_id, team, workflow, model: free attribution fields.
+        cost: the estimated cost charged to budgets; the weight when not given.
+    """
+
+    task_id: str = ""
+    weight: float = 1.0
+    arrival_tick: float = 0
+    age: float = 0
+    task_type: str = "default"
+    labels: Labels | None = None
+    session_id: str | None = None
+    team: str | None = None
+    workflow: str | None = None
+    model: str | None = None
+    cost: float | None = None
+
+    def __post_init__(self) -> None:
+        weight = self.weight
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not (1.0 <= weight < math.inf)  # also rejects NaN
+        ):
+            raise ValueError(f"Task weight must be a finite number >= 1.0, got {weight!r}")
+        cost = self.cost
+        if cost is not None and (
+            isinstance(cost, bool) or not isinstance(cost, (int, float)) or not (0.0 <= cost < math.inf)
+        ):
+            raise ValueError(f"Task cost must be a finite number >= 0 or None, got {cost!r}")
+        if not self.task_id:
+            self.task_id = _next_task_id()
+
+    @property
+    def estimated_cost(self) -> float:
+        """What budgets reserve for this task: ``cost`` when given, else ``weight``."""
+        return self.weight if self.cost is None else float(self.cost)
