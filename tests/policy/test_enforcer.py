@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from proctor import (
+    Action,
+    BudgetPolicy,
+    Decision,
+    Outcome,
+    Policy,
+    PolicyEnforcer,
+    PolicyViolationError,
+    RatePolicy,
+    Status,
+    Task,
+)
+
+
+class Recorder(Policy):
+    def __init__(self, name: str, log: list[str], allow: bool = True) -> None:
+        self.name = name
+        self.log = log
+        self.allow = allow
+
+    def check(self, agent_id: str, task: Task) -> bool:
+        self.log.append(f"check {self.name}")
+        return self.allow
+
+    def record(self, agent_id: str, task: Task) -> None:
+        self.log.append(f"record {self.name}")
+
+
+def test_policies_run_in_order_and_stop_at_the_first_rejection() -> None:
+    log: list[str] = []
+    enforcer = PolicyEnforcer([Recorder("a", log), Recorder("b", log, allow=False), Recorder("c", log)])
+    with pytest.raises(PolicyViolationError) as info:
+        enforcer.admit("agent", Task())
+    assert log == ["check a", "check b"]
+    assert info.value.policy_name == "b"
+    assert "Recorder.check() returned False" in info.value.detail
+
+
+def test_a_falsy_return_is_a_rejection() -> None:
+    class Forgetful(Policy):
+        name = "forgetful"
+
+        def check(self, agent_id: str, task: Task) -> bool:
+            return None  # type: ignore[return-value]
+
+    with pytest.raises(PolicyViolationError, match="returned None"):
+        PolicyEnforcer([Forgetful()]).admit("a", Task())
+
+
+def test_rejection_rolls_back_earlier_reservations() -> None:
+    budget = BudgetPolicy(default_limit=10.0)
+    rate = RatePolicy(limits={"a": 5.0})
+    log: list[str] = []
+    enforcer = PolicyEnforcer([budget, rate, Recorder("no", log, allow=False)])
+    with pytest.raises(PolicyViolationError):
+        enforcer.admit("a", Task(weight=4.0))
+    assert budget.reserved("a") == 0.0
+    assert rate.remaining("a") == pytest.approx(5.0)
+
+
+def test_an_unexpected_error_in_a_policy_rolls_back_and_propagates() -> None:
+    class Broken(Policy):
+        name = "broken"
+
+        def check(self, agent_id: str, task: Task) -> bool:
+            raise RuntimeError("bug")
+
+    budget = BudgetPolicy(default_limit=10.0)
+    with pytest.raises(RuntimeError, match="bug"):
+        PolicyEnforcer([budget, Broken()]).admit("a", Task())
+    assert budget.reserved("a") == 0.0
+
+
+def test_deny_decisions_become_violations() -> None:
+    class Denier(Policy):
+        name = "denier"
+
+        def admit(self, agent_id: str, task: Task) -> Decision:
+            return Decision(Action.DENY, self.name, "not today")
+
+    with pytest.raises(PolicyViolationError, match="not today"):
+        PolicyEnforcer([Denier()]).admit("a", Task())
+
+
+def test_settle_passes_the_outcome_once_and_survives_a_failing_policy(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[Outcome] = []
+
+    class Watcher(Policy):
+        name = "watcher"
+
+        def settle(self, agent_id: str, task: Task, decision: Decision, outcome: Outcome) -> None:
+            seen.append(outcome)
+
+    class Exploding(Policy):
+        name = "exploding"
+
+        def record(self, agent_id: str, task: Task) -> None:
+            raise RuntimeError("record failed")
+
+    enforcer = PolicyEnforcer([Exploding(), Watcher()])
+    admission = enforcer.admit("a", Task())
+    outcome = Outcome(Status.ERROR, cost=2.0, error=ValueError("x"))
+    with caplog.at_level(logging.ERROR, logger="proctor.policy"):
+        enforcer.settle(admission, outcome)
+        enforcer.settle(admission, outcome)
+    assert seen == [outcome]
+    assert "policy 'exploding' failed to settle" in caplog.text
+
+
+def test_add_remove_get() -> None:
+    enforcer = PolicyEnforcer()
+    assert not enforcer
+    assert len(enforcer) == 0
+    budget = BudgetPolicy()
+    enforcer.add_policy(budget)
+    assert enforcer.get_policy("budget") is budget
+    assert enforcer.policies == [budget]
+    enforcer.policies.clear()  # a copy
+    assert len(enforcer) == 1
+    with pytest.raises(KeyError, match="no policy named 'rate'"):
+        enforcer.remove_policy("rate")
+    assert enforcer.remove_policy("budget") is budget
+    with pytest.raises(TypeError, match="expected a proctor Policy"):
+        enforcer.add_policy(object())  # type: ignore[arg-type]
+
+
+def test_summary_uses_each_policy_summary() -> None:
+    enforcer = PolicyEnforcer([RatePolicy(limits={"a": 1.0}), BudgetPolicy(default_limit=3.0)])
+    assert enforcer.summary() == {"rate": {"type": "RatePolicy"}, "budget": {}}

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from proctor import ConfigurationError, MemoryStore, Store, StoreError, store_from_url
+
+
+def test_store_from_url() -> None:
+    assert isinstance(store_from_url("memory://"), MemoryStore)
+    with pytest.raises(ConfigurationError, match=r"no store serves .nosuch://x.; known schemes: .*memory://"):
+        store_from_url("nosuch://x")
+    with pytest.raises(ConfigurationError):
+        store_from_url("memory")
+
+
+def test_ledger_reserve_settle_release() -> None:
+    store = MemoryStore()
+    assert store.reserve("k", 5, 10, 0) == (True, 0, 0)
+    assert store.reserve("k", 6, 10, 0) == (False, 0, 5)
+    assert store.reserve("k", 5, 10, 0) == (True, 0, 5)
+    store.settle("k", 5, 3, 0)
+    store.release("k", 5)
+    assert store.get("k", 0) == (3, 0)
+    # A later window starts spend over; reservations carry over.
+    assert store.reserve("k", 2, None, 0) == (True, 3, 0)
+    assert store.get("k", 1) == (0, 2)
+    store.settle("k", 2, 2, 1)
+    assert store.get("k", 1) == (2, 0)
+    store.clear("k")
+    assert store.get("k", 1) == (0, 0)
+    assert list(store.keys("k")) == ["k"]
+    assert list(store.keys("x")) == []
+
+
+def test_token_bucket() -> None:
+    store = MemoryStore()
+    assert store.peek("b", 2.0, 1.0, 0.0) == 2.0
+    assert store.take("b", 1.0, 2.0, 1.0, 0.0) == (True, 1.0)
+    assert store.take("b", 1.0, 2.0, 1.0, 0.0) == (True, 0.0)
+    assert store.take("b", 1.0, 2.0, 1.0, 0.5) == (False, 0.5)
+    assert store.take("b", 1.0, 2.0, 1.0, 1.0) == (True, 0.0)
+    store.refund("b", 1.0, 2.0)
+    assert store.peek("b", 2.0, 1.0, 1.0) == 1.0
+    assert store.peek("b", 2.0, 1.0, 100.0) == 2.0
+
+
+def test_driver_errors_become_store_errors() -> None:
+    class FlakyStore(MemoryStore):
+        SCHEME = "flaky"
+        base_exceptions = (ConnectionError,)
+
+        def get(self, key: str, window: int) -> tuple[int, int]:
+            raise ConnectionError("connection reset")
+
+    with pytest.raises(StoreError, match="connection reset") as info:
+        store_from_url("flaky://").get("k", 0)
+    assert isinstance(info.value.store_error, ConnectionError)
+    assert issubclass(FlakyStore, Store)
