@@ -5,9 +5,12 @@ BIN    := $(VENV)/bin
 
 .PHONY: demo test lint typecheck bench clean
 
+# Needs Python >= 3.11 with venv; on Debian/Ubuntu, python3-venv is installed when missing (as root).
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "proctor needs Python >= 3.11; found $$($(PYTHON) --version). Set PYTHON=python3.11 (or newer)."; exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || ./scripts/apt-install python3-venv
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Reinstall when the project's metadata changes.
 $(VENV)/.installed-cli: pyproject.toml | $(BIN)/python

@@ -314,3 +314,33 @@ def test_register_and_unregister() -> None:
     assert scheduler.agents["x"].name == "X"
     assert scheduler.unregister_agent("x").agent_id == "x"
     assert "x" not in scheduler.agents
+
+
+def test_memory_does_not_grow_with_completed_tasks() -> None:
+    import tracemalloc
+
+    scheduler = make(capacity=3, budget=BudgetPolicy(default_limit=1e12, on_exceeded="alert"))
+
+    async def cycles(count: int) -> None:
+        async def worker(agent: str) -> None:
+            for _ in range(count):
+                async with scheduler.acquire(agent, Task(weight=1 + len(agent) % 3)):
+                    await asyncio.sleep(0)
+
+        await asyncio.gather(*(worker(f"agent-{i}") for i in range(20)))
+
+    asyncio.run(cycles(50))  # warm up: agents, lanes and ledgers exist now
+    tracemalloc.start()
+    try:
+        asyncio.run(cycles(50))
+        before = tracemalloc.take_snapshot()
+        asyncio.run(cycles(500))  # ten times the work
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename") if stat.size_diff > 0)
+    assert grown < 64 * 1024, f"{grown} bytes kept after 10,000 more tasks"
+    queue = scheduler._queue
+    assert len(queue) == 0
+    assert queue._groups == {}
+    assert scheduler.get_agent("agent-0").stats.granted == 600
