@@ -29,9 +29,11 @@ class Decision:
             (the budget policy's ``"downgrade"`` mode sets it).
         reservation: what the policy reserved in its check (a budget amount,
             a rate token) for it to settle or roll back later; opaque to others.
+
+    ``blocks`` is True when the action must not run (deny or terminate).
     """
 
-    __slots__ = ("action", "detail", "downgrade", "policy", "reservation")
+    __slots__ = ("action", "blocks", "detail", "downgrade", "policy", "reservation")
 
     def __init__(
         self,
@@ -43,6 +45,7 @@ class Decision:
         reservation: object = None,
     ) -> None:
         self.action = action
+        self.blocks = action is Action.DENY or action is Action.TERMINATE
         self.policy = policy
         self.detail = detail
         self.downgrade = downgrade

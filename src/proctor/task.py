@@ -14,10 +14,6 @@ __all__ = ["SecurityLabel", "Task"]
 _ids = itertools.count(1)
 
 
-def _next_task_id() -> str:
-    return f"t{next(_ids):x}"
-
-
 @dataclass(slots=True, eq=False)
 class Task:
     """One unit of work: how heavy it is, what kind, and what data it touches.
@@ -49,19 +45,21 @@ class Task:
 
     def __post_init__(self) -> None:
         weight = self.weight
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, (int, float))
-            or not (1.0 <= weight < math.inf)  # also rejects NaN
-        ):
-            raise ValueError(f"Task weight must be a finite number >= 1.0, got {weight!r}")
+        # The common case, a float in range, costs two comparisons.
+        if weight.__class__ is not float or not 1.0 <= weight < math.inf:
+            if (
+                isinstance(weight, bool)
+                or not isinstance(weight, (int, float))
+                or not (1.0 <= weight < math.inf)  # also rejects NaN
+            ):
+                raise ValueError(f"Task weight must be a finite number >= 1.0, got {weight!r}")
         cost = self.cost
         if cost is not None and (
             isinstance(cost, bool) or not isinstance(cost, (int, float)) or not (0.0 <= cost < math.inf)
         ):
             raise ValueError(f"Task cost must be a finite number >= 0 or None, got {cost!r}")
         if not self.task_id:
-            self.task_id = _next_task_id()
+            self.task_id = f"t{next(_ids):x}"
 
     @property
     def estimated_cost(self) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from proctor.decision import ALLOW, Decision
 from proctor.errors import PolicyViolationError
@@ -28,6 +28,16 @@ class Policy:
 
     name: str = "policy"
     """The name used by ``PolicyEnforcer.get_policy`` / ``remove_policy`` and in errors."""
+
+    # Whether the enforcer must call settle() / rollback(): skipping the
+    # inherited no-ops keeps the dispatch path short.
+    _settles: ClassVar[bool] = False
+    _rolls_back: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._settles = cls.settle is not Policy.settle or cls.record is not Policy.record
+        cls._rolls_back = cls.rollback is not Policy.rollback
 
     def check(self, agent_id: str, task: Task) -> bool:
         """Return True to allow; return False or raise ``PolicyViolationError`` to reject."""

@@ -27,6 +27,8 @@ _MODES = ("reject", "alert", "downgrade")
 _CALENDAR_PERIODS = ("hour", "day", "month")
 _SCALE = 1_000_000_000  # ledgers hold billionths of a unit, so sums are exact
 _ALERTS_KEPT = 100
+_DECISIONS_KEPT = 1024
+_ALLOW = Action.ALLOW
 
 
 def _to_units(amount: float) -> int:
@@ -93,6 +95,9 @@ class BudgetPolicy(Policy):
         self._alerts: deque[dict[str, Any]] = deque(maxlen=_ALERTS_KEPT)
         self._clock = clock
         self._window = _Window.parse(period, timezone)
+        # Allow-decisions by reserved amount: costs repeat, and a Decision is
+        # immutable once made, so one object serves every task of that cost.
+        self._allowed: dict[int, Decision] = {}
 
     @property
     def period(self) -> str | float | None:
@@ -165,23 +170,25 @@ class BudgetPolicy(Policy):
         return False
 
     def admit(self, agent_id: str, task: Task) -> Decision:
-        cost = task.estimated_cost
-        units = _to_units(cost)
+        cost = task.cost
+        if cost is None:
+            cost = task.weight
+        units = round(cost * _SCALE)
         limit = self._limits.get(agent_id, self.default_limit)
         key = self._prefix + agent_id
         window = self._current()
         if limit is None:
             self._store.reserve(key, units, None, window)
-            return Decision(Action.ALLOW, self.name, reservation=units)
-        limit_units = _to_units(limit)
+            return self._allow(units)
+        limit_units = round(limit * _SCALE)
         if self.on_exceeded == "reject":
             ok, spent, reserved = self._store.reserve(key, units, limit_units, window)
             if not ok:
                 raise BudgetExceededError(agent_id, _from_units(spent + reserved), limit, cost, self.name)
-            return Decision(Action.ALLOW, self.name, reservation=units)
+            return self._allow(units)
         _, spent, reserved = self._store.reserve(key, units, None, window)
         if spent + reserved + units <= limit_units:
-            return Decision(Action.ALLOW, self.name, reservation=units)
+            return self._allow(units)
         current = _from_units(spent + reserved)
         detail = f"cost {cost:g} brings spend to {current + cost:g}, over the limit of {limit:g}"
         self._alerts.append(
@@ -196,7 +203,15 @@ class BudgetPolicy(Policy):
         if self.on_exceeded == "alert":
             logger.warning("budget alert for agent %r: %s", agent_id, detail)
             return Decision(Action.LOG, self.name, detail, reservation=units)
-        return Decision(Action.ALLOW, self.name, detail, downgrade=True, reservation=units)
+        return Decision(_ALLOW, self.name, detail, downgrade=True, reservation=units)
+
+    def _allow(self, units: int) -> Decision:
+        decision = self._allowed.get(units)
+        if decision is None:
+            decision = Decision(_ALLOW, self.name, reservation=units)
+            if len(self._allowed) < _DECISIONS_KEPT:
+                self._allowed[units] = decision
+        return decision
 
     def rollback(self, agent_id: str, task: Task, decision: Decision) -> None:
         if isinstance(decision.reservation, int):
@@ -223,7 +238,8 @@ class BudgetPolicy(Policy):
         }
 
     def _current(self) -> int:
-        return self._window.index(self._clock())
+        window = self._window
+        return 0 if window.period is None else window.index(self._clock())
 
 
 BudgetManager = BudgetPolicy

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from proctor.decision import Action, Decision
+from proctor.decision import Decision
 from proctor.errors import PolicyViolationError
 from proctor.outcome import Outcome
 from proctor.policy.base import Policy
@@ -114,8 +114,7 @@ class PolicyEnforcer:
                 self._rollback(agent_id, task, policies, decisions)
                 raise
             decisions.append(decision)
-            action = decision.action
-            if action is Action.DENY or action is Action.TERMINATE:
+            if decision.blocks:
                 self._rollback(agent_id, task, policies, decisions)
                 raise PolicyViolationError(decision.policy or policy.name, agent_id, decision.detail)
             if decision.downgrade:
@@ -129,22 +128,19 @@ class PolicyEnforcer:
         admission._settled = True
         agent_id, task = admission.agent_id, admission.task
         for policy, decision in zip(admission.policies, admission.decisions, strict=True):
+            if not policy._settles:
+                continue
             try:
                 policy.settle(agent_id, task, decision, outcome)
             except Exception:
                 logger.exception("policy %r failed to settle a task of agent %r", policy.name, agent_id)
 
-    def cancel(self, admission: Admission) -> None:
-        """Roll back an admission whose work never started."""
-        if admission._settled:
-            return
-        admission._settled = True
-        self._rollback(admission.agent_id, admission.task, admission.policies, admission.decisions)
-
     @staticmethod
     def _rollback(agent_id: str, task: Task, policies: tuple[Policy, ...], decisions: list[Decision]) -> None:
         # ``decisions`` ends at the policy that rejected; zip stops there.
         for policy, decision in zip(policies, decisions, strict=False):
+            if not policy._rolls_back:
+                continue
             try:
                 policy.rollback(agent_id, task, decision)
             except Exception:

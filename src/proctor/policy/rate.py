@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping
 
 from proctor.decision import Action, Decision
 from proctor.errors import ConfigurationError, PolicyViolationError
-from proctor.outcome import Outcome
 from proctor.policy.base import Policy
 from proctor.stores.base import Store
 from proctor.stores.memory import MemoryStore
@@ -92,6 +91,3 @@ class RatePolicy(Policy):
             limit = self._limits.get(agent_id, self.default_limit)
             if limit is not None:
                 self._store.refund(self._prefix + agent_id, 1.0, limit)
-
-    def settle(self, agent_id: str, task: Task, decision: Decision, outcome: Outcome) -> None:
-        """A token is spent once the work has run, whatever its outcome."""

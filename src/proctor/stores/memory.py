@@ -39,7 +39,9 @@ class MemoryStore(Store):
 
     def reserve(self, key: str, amount: int, limit: int | None, window: int) -> tuple[bool, int, int]:
         with self._lock:
-            entry = self._ledger(key, window)
+            entry = self._ledgers.get(key)
+            if entry is None or entry[2] < window:
+                entry = self._ledger(key, window)
             spent, reserved = entry[0], entry[1]
             if limit is not None and spent + reserved + amount > limit:
                 return False, spent, reserved
@@ -48,7 +50,9 @@ class MemoryStore(Store):
 
     def settle(self, key: str, reserved: int, actual: int, window: int) -> None:
         with self._lock:
-            entry = self._ledger(key, window)
+            entry = self._ledgers.get(key)
+            if entry is None or entry[2] < window:
+                entry = self._ledger(key, window)
             entry[1] -= reserved
             entry[0] += actual
 
