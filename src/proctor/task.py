@@ -45,14 +45,11 @@ class Task:
 
     def __post_init__(self) -> None:
         weight = self.weight
-        # The common case, a float in range, costs two comparisons.
-        if weight.__class__ is not float or not 1.0 <= weight < math.inf:
-            if (
-                isinstance(weight, bool)
-                or not isinstance(weight, (int, float))
-                or not (1.0 <= weight < math.inf)  # also rejects NaN
-            ):
-                raise ValueError(f"Task weight must be a finite number >= 1.0, got {weight!r}")
+        if (
+            weight.__class__ is not float  # the common case skips the isinstance checks
+            and (isinstance(weight, bool) or not isinstance(weight, (int, float)))
+        ) or not 1.0 <= weight < math.inf:  # also rejects NaN
+            raise ValueError(f"Task weight must be a finite number >= 1.0, got {weight!r}")
         cost = self.cost
         if cost is not None and (
             isinstance(cost, bool) or not isinstance(cost, (int, float)) or not (0.0 <= cost < math.inf)
