@@ -24,14 +24,14 @@ def cli() -> None:
     type=click.FloatRange(min=0.1, max=10.0),
     default=1.0,
     show_default=True,
-    help="Multiply the simulated call latencies by 1/SPEED (2 runs twice as fast).",
+    help="Run the simulation SPEED times faster (call latencies, pauses and the rate period alike).",
 )
 def demo(seed: int, speed: float) -> None:
     """Six agents contend for an LLM API that allows 3 concurrent calls.
 
     Shows who waits, who is served, and which policy rejects what, then a
     table per agent: granted, rejected by policy, mean and p95 wait, spend
-    against the limit. Runs in memory; takes about ten seconds.
+    against the limit. Runs in memory; takes about eight seconds.
     """
     from proctor.cli.demo import run_demo
 

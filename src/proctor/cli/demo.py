@@ -1,0 +1,523 @@
+"""``proctor demo``: six agents share one LLM API under rate, access and budget policies.
+
+Everything runs in this process on the embedded default (state in memory);
+the LLM calls are simulated by sleeps. ``Demo.run`` plays the workload and
+returns the numbers; ``run_demo`` shows it live and prints the results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from proctor import (
+    AccessPolicy,
+    Agent,
+    AgentStats,
+    AsyncLOCOScheduler,
+    BudgetPolicy,
+    PolicyEnforcer,
+    PolicyViolationError,
+    RatePolicy,
+    SecurityLabel,
+    SharedResource,
+    Task,
+)
+
+__all__ = ["POLICIES", "AgentResult", "Demo", "DemoResult", "plan_workloads", "run_demo"]
+
+CAPACITY = 3
+"""Concurrent calls the simulated LLM API allows."""
+POLICIES = ("rate", "access", "budget")
+"""The policies' names, in the order the enforcer checks them."""
+BURST_TIMES = (0.3, 3.0, 5.7)
+BURST_SIZE = 30
+BATCH_RATE = 8.0
+RATE_PERIOD = 4.0
+DEFAULT_LIMIT = 50.0
+LIMITS = {"batch": 120.0, "research": 35.0}
+ANALYST_CALLS = 24
+ANALYST_CONFIDENTIAL = 5
+SUMMARY_RESERVE = 3.0
+QUICK_SECONDS = 0.1
+"""A wait under this many demo seconds counts as quick."""
+REFRESH_SECONDS = 0.125
+PLAIN_WIDTH = 120
+"""Columns of the output when it is not a terminal and $COLUMNS is unset."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One planned LLM call, in demo seconds (divided by the speed when played).
+
+    ``think`` is the pause before asking for a slot, ``duration`` the call's
+    latency, ``actual_cost`` the cost reported with ``grant.cost`` (None: the
+    estimate stands), ``burst`` the batch burst the call belongs to.
+    """
+
+    think: float
+    task: Task
+    duration: float
+    actual_cost: float | None = None
+    burst: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One agent's workload: its sessions run concurrently, each session's calls one after another."""
+
+    agent_id: str
+    workload: str
+    sessions: tuple[tuple[Call, ...], ...]
+
+    @property
+    def calls(self) -> list[Call]:
+        """Every call of every session."""
+        return [call for session in self.sessions for call in session]
+
+
+def plan_workloads(rng: random.Random) -> list[Plan]:
+    """The six agents' workloads, drawn from ``rng`` in a fixed order (same seed, same plan)."""
+    batch = tuple(
+        (Call(when, Task(weight=3.0, task_type="batch_job"), rng.uniform(0.1, 0.2), burst=index),)
+        for index, when in enumerate(BURST_TIMES)
+        for _ in range(BURST_SIZE)
+    )
+    chat = tuple(
+        Call(rng.uniform(0.1, 0.25), Task(weight=1.0, task_type="chat"), rng.uniform(0.02, 0.08))
+        for _ in range(30)
+    )
+    confidential = set(rng.sample(range(ANALYST_CALLS), ANALYST_CONFIDENTIAL))
+    analyst = tuple(
+        Call(
+            rng.uniform(0.1, 0.3),
+            Task(
+                weight=2.0,
+                task_type="query",
+                labels={
+                    "input": SecurityLabel.CONFIDENTIAL
+                    if index in confidential
+                    else rng.choice([SecurityLabel.PUBLIC, SecurityLabel.INTERNAL]),
+                    "output": SecurityLabel.INTERNAL,
+                },
+            ),
+            rng.uniform(0.02, 0.2),
+        )
+        for index in range(ANALYST_CALLS)
+    )
+    auditor = tuple(
+        Call(
+            rng.uniform(0.35, 0.7),
+            Task(weight=2.0, task_type="review", labels={"input": SecurityLabel.CONFIDENTIAL}),
+            rng.uniform(0.02, 0.2),
+        )
+        for _ in range(12)
+    )
+    research = tuple(
+        Call(
+            rng.uniform(0.1, 0.35),
+            Task(weight=2.0, task_type="research", cost=round(rng.uniform(2.0, 4.0), 2)),
+            rng.uniform(0.05, 0.2),
+        )
+        for _ in range(20)
+    )
+    summariser = tuple(
+        Call(
+            rng.uniform(0.15, 0.35),
+            Task(weight=1.0, task_type="summary", cost=SUMMARY_RESERVE),
+            rng.uniform(0.02, 0.2),
+            actual_cost=round(rng.uniform(0.8, 2.4), 2),
+        )
+        for _ in range(20)
+    )
+    return [
+        Plan("batch", f"{len(BURST_TIMES)} bursts of {BURST_SIZE} heavy calls", batch),
+        Plan("chat", f"{len(chat)} light calls, one at a time", (chat,)),
+        Plan("analyst", f"{ANALYST_CALLS} queries, {ANALYST_CONFIDENTIAL} confidential", (analyst,)),
+        Plan("auditor", f"{len(auditor)} confidential reviews", (auditor,)),
+        Plan("research", f"{len(research)} calls at 2-4 each", (research,)),
+        Plan("summariser", f"{len(summariser)} calls, reports actual cost", (summariser,)),
+    ]
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What the demo saw of one agent so far; updated on the event loop only."""
+
+    waiting: int = 0
+    running: int = 0
+    finished: int = 0
+    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(POLICIES, 0))
+    reasons: dict[str, str] = field(default_factory=dict)
+    waits: list[float] = field(default_factory=list)
+    reserved: float = 0.0
+    granted_by_burst: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentResult:
+    """One agent's numbers at the end of the demo.
+
+    ``stats`` are the scheduler's counters; ``rejected`` splits
+    ``stats.rejected`` by policy name and ``reasons`` holds the message of the
+    first rejection by each policy; ``waits`` holds the seconds each request
+    waited for its slot, granted or rejected; ``spent`` and ``limit`` come from
+    ``enforcer.summary()``; ``reserved`` sums the estimates of granted calls.
+    """
+
+    agent_id: str
+    workload: str
+    tasks: int
+    stats: AgentStats
+    rejected: dict[str, int]
+    reasons: dict[str, str]
+    waits: tuple[float, ...]
+    spent: float
+    limit: float | None
+    reserved: float
+
+    @property
+    def mean_wait(self) -> float:
+        """Mean of ``waits`` in seconds; 0.0 when there are none."""
+        return sum(self.waits) / len(self.waits) if self.waits else 0.0
+
+    @property
+    def p95_wait(self) -> float:
+        """95th percentile of ``waits`` in seconds (nearest rank); 0.0 when there are none."""
+        if not self.waits:
+            return 0.0
+        ordered = sorted(self.waits)
+        return ordered[math.ceil(0.95 * len(ordered)) - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoResult:
+    """The demo's numbers: per agent (in plan order), the budget summary, and the run's facts."""
+
+    speed: float
+    agents: dict[str, AgentResult]
+    budget: dict[str, dict[str, float | None]]
+    elapsed: float
+    analyst_confidential: int
+    burst_granted: tuple[int, ...]
+    rate_limit: float
+    rate_period: float
+
+
+class Demo:
+    """One run of the demo workload for ``seed``, played ``speed`` times faster than demo time.
+
+    Build it, then ``await run()`` once; while it runs, ``live_view()``
+    renders its progress.
+    """
+
+    def __init__(self, *, seed: int, speed: float) -> None:
+        if not speed > 0:
+            raise ValueError(f"speed must be > 0, got {speed!r}")
+        self.speed = speed
+        self.plans = plan_workloads(random.Random(seed))
+        self.rate = RatePolicy(limits={"batch": BATCH_RATE}, period=RATE_PERIOD / speed)
+        self.access = AccessPolicy(
+            rules={
+                "analyst": {"labels": [SecurityLabel.PUBLIC, SecurityLabel.INTERNAL]},
+                "auditor": {"labels": list(SecurityLabel)},
+            }
+        )
+        self.budget = BudgetPolicy(default_limit=DEFAULT_LIMIT)
+        for agent_id, limit in LIMITS.items():
+            self.budget.set_limit(agent_id, limit)
+        self.enforcer = PolicyEnforcer([self.rate, self.access, self.budget])
+        self.resource = SharedResource("llm_api", capacity=CAPACITY)
+        self.scheduler = AsyncLOCOScheduler(
+            agents=[Agent(agent_id=plan.agent_id) for plan in self.plans],
+            resource=self.resource,
+            enforcer=self.enforcer,
+        )
+        self._tallies = {plan.agent_id: _Tally() for plan in self.plans}
+        self._started = time.monotonic()
+
+    def policy_lines(self) -> list[str]:
+        """The policies in words, in the order they are checked."""
+        access = ", ".join(
+            f"{agent_id} may handle {'+'.join(sorted(labels, key=lambda label: SecurityLabel(label).rank))}"
+            for agent_id in ("analyst", "auditor")
+            if (labels := self.access.allowed_labels(agent_id)) is not None
+        )
+        limits = ", ".join(f"{agent_id} {limit:g}" for agent_id, limit in LIMITS.items())
+        return [
+            f"1. rate: batch may make {BATCH_RATE:g} calls per {self.rate.period:g} s (a bucket of "
+            f"{BATCH_RATE:g} that refills {BATCH_RATE / self.rate.period:g}/s); others are unlimited",
+            f"2. access: {access}; others anything",
+            f"3. budget: {DEFAULT_LIMIT:g} per agent ({limits}); each call reserves its estimate, "
+            "then settles at its actual cost",
+        ]
+
+    async def run(self, on_tick: Callable[[], None] | None = None) -> DemoResult:
+        """Play every agent's plan to the end and return the numbers.
+
+        ``on_tick`` is called every ``REFRESH_SECONDS`` while the demo runs
+        (to redraw a live view).
+        """
+        self._started = time.monotonic()
+        ticker = asyncio.create_task(self._tick(on_tick)) if on_tick is not None else None
+        try:
+            async with asyncio.TaskGroup() as group:
+                for plan in self.plans:
+                    for session in plan.sessions:
+                        group.create_task(self._session(plan.agent_id, session))
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+        return self._result(time.monotonic() - self._started)
+
+    async def _tick(self, on_tick: Callable[[], None]) -> None:
+        while True:
+            on_tick()
+            await asyncio.sleep(REFRESH_SECONDS)
+
+    async def _session(self, agent_id: str, calls: tuple[Call, ...]) -> None:
+        for call in calls:
+            await asyncio.sleep(call.think / self.speed)
+            await self._call(agent_id, call)
+
+    async def _call(self, agent_id: str, call: Call) -> None:
+        """Ask for a slot, make the simulated LLM call, and count the outcome."""
+        tally = self._tallies[agent_id]
+        tally.waiting += 1
+        asked = time.monotonic()
+        try:
+            async with self.scheduler.acquire(agent_id, call.task) as grant:
+                # Nothing in this block raises PolicyViolationError: the except below sees only rejections.
+                tally.waiting -= 1
+                tally.running += 1
+                tally.waits.append(grant.waited)
+                await asyncio.sleep(call.duration / self.speed)
+                if call.actual_cost is not None:
+                    grant.cost = call.actual_cost
+                tally.running -= 1
+        except PolicyViolationError as exc:
+            tally.waiting -= 1
+            tally.waits.append(time.monotonic() - asked)
+            tally.rejected[exc.policy_name] = tally.rejected.get(exc.policy_name, 0) + 1
+            tally.reasons.setdefault(exc.policy_name, str(exc))
+        else:
+            tally.reserved += call.task.estimated_cost
+            if call.burst is not None:
+                tally.granted_by_burst[call.burst] = tally.granted_by_burst.get(call.burst, 0) + 1
+        tally.finished += 1
+
+    def _result(self, elapsed: float) -> DemoResult:
+        budget: dict[str, dict[str, float | None]] = self.enforcer.summary()["budget"]
+        agents: dict[str, AgentResult] = {}
+        for plan in self.plans:
+            tally = self._tallies[plan.agent_id]
+            spend = budget.get(plan.agent_id, {})
+            agents[plan.agent_id] = AgentResult(
+                agent_id=plan.agent_id,
+                workload=plan.workload,
+                tasks=len(plan.calls),
+                stats=self.scheduler.get_agent(plan.agent_id).stats,
+                rejected=dict(tally.rejected),
+                reasons=dict(tally.reasons),
+                waits=tuple(tally.waits),
+                spent=spend.get("spent") or 0.0,
+                limit=self.budget.get_limit(plan.agent_id),
+                reserved=tally.reserved,
+            )
+        batch = self._tallies["batch"].granted_by_burst
+        analyst = next(plan for plan in self.plans if plan.agent_id == "analyst")
+        return DemoResult(
+            speed=self.speed,
+            agents=agents,
+            budget=budget,
+            elapsed=elapsed,
+            analyst_confidential=sum(
+                1
+                for call in analyst.calls
+                if call.task.labels and SecurityLabel.CONFIDENTIAL in call.task.labels.values()
+            ),
+            burst_granted=tuple(batch.get(index, 0) for index in range(len(BURST_TIMES))),
+            rate_limit=BATCH_RATE,
+            rate_period=self.rate.period,
+        )
+
+    def live_view(self) -> RenderableType:
+        """The progress so far: the resource's slots and queue, then a row per agent."""
+        held, waiting = self.resource.holder_count, self.resource.waiter_count
+        slots = Text.assemble(
+            (f"{self.resource.name} ", "bold"),
+            ("■" * held, "green"),
+            ("□" * (self.resource.capacity - held), "dim"),
+            f"  {held}/{self.resource.capacity} calls in flight, {waiting} waiting for a slot",
+            (f"   {time.monotonic() - self._started:4.1f} s", "dim"),
+        )
+        table = Table(box=None, pad_edge=False)
+        table.add_column("agent", style="bold")
+        table.add_column("progress")
+        table.add_column("done", justify="right")
+        table.add_column("granted", justify="right", style="green")
+        table.add_column("rejected by", style="red")
+        table.add_column("mean wait", justify="right")
+        table.add_column("now")
+        for plan in self.plans:
+            tally = self._tallies[plan.agent_id]
+            total = len(plan.calls)
+            table.add_row(
+                plan.agent_id,
+                ProgressBar(total=total, completed=tally.finished, width=24),
+                f"{tally.finished}/{total}",
+                str(tally.finished - sum(tally.rejected.values())),
+                _rejections(tally.rejected),
+                _ms(sum(tally.waits) / len(tally.waits)) if tally.waits else "-",
+                f"{tally.running} in call, {tally.waiting} waiting",
+            )
+        return Group(slots, table)
+
+
+def _rejections(rejected: dict[str, int]) -> str:
+    """``"rate 12, budget 3"``; ``"-"`` when nothing was rejected."""
+    return ", ".join(f"{name} {count}" for name, count in rejected.items() if count) or "-"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def results_table(result: DemoResult) -> Table:
+    """One row per agent: workload, tasks, granted, rejections by policy, waits, spend against limit."""
+    table = Table(title=f"Results after {result.elapsed:.1f} s", title_style="bold", expand=False)
+    table.add_column("agent", style="bold", no_wrap=True)
+    table.add_column("workload")
+    table.add_column("tasks", justify="right", no_wrap=True)
+    table.add_column("granted", justify="right", style="green", no_wrap=True)
+    table.add_column("rejected by", style="red")
+    table.add_column("mean\nwait", justify="right", no_wrap=True)
+    table.add_column("p95\nwait", justify="right", no_wrap=True)
+    table.add_column("spend /\nlimit", justify="right")
+    for agent in result.agents.values():
+        limit = "none" if agent.limit is None else f"{agent.limit:.1f}"
+        table.add_row(
+            agent.agent_id,
+            agent.workload,
+            str(agent.tasks),
+            str(agent.stats.granted),
+            _rejections(agent.rejected),
+            _ms(agent.mean_wait),
+            _ms(agent.p95_wait),
+            f"{agent.spent:.1f} / {limit}",
+        )
+    table.caption = (
+        "wait: from asking for a slot to getting one, granted or rejected. "
+        "spend / limit: from enforcer.summary()['budget']."
+    )
+    return table
+
+
+def first_rejections(result: DemoResult) -> list[str]:
+    """The first rejection by each policy that rejected anything, as the agent's exception said it."""
+    lines = []
+    for policy in POLICIES:
+        for agent in result.agents.values():
+            if policy in agent.reasons:
+                lines.append(agent.reasons[policy])
+                break
+    return lines
+
+
+def takeaways(result: DemoResult) -> list[str]:
+    """What to notice, in sentences built from ``result``'s numbers."""
+    agents = result.agents
+    batch, chat, analyst, auditor = agents["batch"], agents["chat"], agents["analyst"], agents["auditor"]
+    research, summariser = agents["research"], agents["summariser"]
+    quick_seconds = QUICK_SECONDS / result.speed
+    quick = {agent.agent_id: sum(wait < quick_seconds for wait in agent.waits) for agent in (chat, batch)}
+    bursts = ", ".join(str(count) for count in result.burst_granted)
+    access_matches = (
+        "exactly the" if analyst.rejected["access"] == result.analyst_confidential else "while it sent"
+    )
+    at_estimate = summariser.tasks * SUMMARY_RESERVE
+    at_estimate_note = (
+        f" (at {SUMMARY_RESERVE:.1f} each they would have needed {at_estimate:.1f})"
+        if summariser.limit is not None and at_estimate > summariser.limit
+        else ""
+    )
+    refused = summariser.rejected["budget"]
+    over = [
+        agent.agent_id for agent in agents.values() if agent.limit is not None and agent.spent > agent.limit
+    ]
+    return [
+        f"Fairness: chat's calls waited {_ms(chat.mean_wait)} on average (p95 {_ms(chat.p95_wait)}), "
+        f"batch's {_ms(batch.mean_wait)} (p95 {_ms(batch.p95_wait)}); {quick['chat']} of chat's {chat.tasks} "
+        f"calls got a slot within {_ms(quick_seconds)}, {quick['batch']} of batch's {batch.tasks}. "
+        "A free slot goes to the waiting agent with the highest load score L(i), which grows with how "
+        "long its oldest request has waited and how much it has queued: a burst already in the queue is "
+        "served first, but no agent waits indefinitely (chat's slowest call waited "
+        f"{_ms(max(chat.waits, default=0.0))}).",
+        f"Rate: batch's bursts got {bursts} of their {BURST_SIZE} calls through and the rate policy turned "
+        f"away {batch.rejected['rate']} ({result.rate_limit:g} calls per {result.rate_period:g} s allowed); "
+        "a rejected call hands its slot straight to the next waiter, so a burst holds the API only for the "
+        "calls it may make.",
+        f"Access: analyst lost {analyst.rejected['access']} queries, {access_matches} "
+        f"{result.analyst_confidential} labelled confidential, which it may not handle; auditor, cleared "
+        f"for confidential data, ran {auditor.stats.granted} of its {auditor.tasks} confidential reviews.",
+        f"Budget: research spent {research.spent:.1f} of its {research.limit or 0:.1f}; its other "
+        f"{research.rejected['budget']} calls were refused, as each would have gone over. Summariser "
+        f"reserves {SUMMARY_RESERVE:.1f} per call but reports the actual cost with grant.cost, and the "
+        f"budget settles on that: its {summariser.stats.granted} calls cost {summariser.spent:.1f} of its "
+        f"{summariser.limit or 0:.1f}{at_estimate_note} and "
+        f"{'none was' if not refused else f'{refused} were'} refused.",
+        f"No agent spent more than its limit, though {CAPACITY} calls ran at once: each call reserves its "
+        "estimate before it starts."
+        if not over
+        else f"Spend went over the limit for {', '.join(over)}: that is a bug in proctor, please report it.",
+    ]
+
+
+def run_demo(*, seed: int, speed: float) -> int:
+    """Run the demo, showing live progress on a terminal (plain lines otherwise), then the results.
+
+    Returns the exit status: 0.
+    """
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PLAIN_WIDTH
+    demo = Demo(seed=seed, speed=speed)
+    console.print(
+        f"[bold]proctor demo[/] (seed {seed}, speed {speed:g}): {len(demo.plans)} agents share "
+        f"[bold]{demo.resource.name}[/], a simulated LLM API: {CAPACITY} calls at a time, "
+        f"{20 / speed:g}-{200 / speed:g} ms each."
+    )
+    console.print("After an agent gets a slot, a PolicyEnforcer checks, in order:")
+    for line in demo.policy_lines():
+        console.print(f"  {line}")
+    if console.is_terminal:
+        with Live(demo.live_view(), console=console, auto_refresh=False, transient=True) as live:
+            result = asyncio.run(demo.run(lambda: live.update(demo.live_view(), refresh=True)))
+    else:
+        console.print("Running (no live progress: output is not a terminal)...")
+        result = asyncio.run(demo.run())
+    granted = sum(agent.stats.granted for agent in result.agents.values())
+    rejected = sum(agent.stats.rejected for agent in result.agents.values())
+    console.print(f"Finished in {result.elapsed:.1f} s: {granted} calls granted, {rejected} rejected.")
+    console.print()
+    console.print(results_table(result))
+    console.print()
+    console.print("[bold]The first rejection by each policy[/] (the PolicyViolationError the agent caught)")
+    for line in first_rejections(result):
+        console.print(f"- {line}")
+    console.print()
+    console.print("[bold]What to notice[/]")
+    for line in takeaways(result):
+        console.print(f"- {line}")
+    return 0

@@ -1,0 +1,90 @@
+"""`proctor demo`: every policy really rejects work, the numbers add up, and the command runs."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from click.testing import CliRunner
+
+from proctor.cli.demo import POLICIES, Demo, DemoResult, plan_workloads
+from proctor.cli.main import cli
+
+AGENTS = ("batch", "chat", "analyst", "auditor", "research", "summariser")
+
+
+@pytest.fixture(scope="module")
+def result() -> DemoResult:
+    return asyncio.run(Demo(seed=7, speed=10.0).run())
+
+
+def test_six_agents_with_distinct_workloads(result: DemoResult) -> None:
+    assert tuple(result.agents) == AGENTS
+    assert len({agent.workload for agent in result.agents.values()}) == len(AGENTS)
+
+
+def test_each_policy_rejects_some_work(result: DemoResult) -> None:
+    for policy in POLICIES:
+        assert sum(agent.rejected[policy] for agent in result.agents.values()) >= 1, policy
+    agents = result.agents
+    assert agents["batch"].rejected["rate"] >= 1
+    assert agents["analyst"].rejected["access"] == result.analyst_confidential >= 1
+    assert agents["auditor"].rejected["access"] == 0
+    assert agents["research"].rejected["budget"] >= 1
+    assert agents["chat"].stats.rejected == 0
+
+
+def test_every_request_is_counted_once(result: DemoResult) -> None:
+    for agent in result.agents.values():
+        stats = agent.stats
+        assert stats.granted + stats.rejected == agent.tasks == len(agent.waits), agent.agent_id
+        assert sum(agent.rejected.values()) == stats.rejected, agent.agent_id
+        assert stats.timed_out == stats.cancelled == 0
+        assert 0.0 <= agent.mean_wait <= agent.p95_wait <= max(agent.waits)
+    assert sum(result.burst_granted) == result.agents["batch"].stats.granted
+
+
+def test_spend_stays_within_limits_and_matches_the_summary(result: DemoResult) -> None:
+    for agent in result.agents.values():
+        assert agent.limit is not None
+        assert agent.spent <= agent.limit, agent.agent_id
+        assert result.budget[agent.agent_id]["limit"] == agent.limit
+        if agent.agent_id != "summariser":  # the others settle on their estimates
+            assert agent.spent == pytest.approx(agent.reserved), agent.agent_id
+    # The summariser's budget fits every call at its actual cost, and it reports those.
+    summariser = result.agents["summariser"]
+    assert summariser.stats.granted == summariser.tasks
+    plan = next(plan for plan in plan_workloads(random.Random(7)) if plan.agent_id == "summariser")
+    assert summariser.spent == pytest.approx(sum(call.actual_cost or 0.0 for call in plan.calls))
+    assert summariser.spent < summariser.reserved
+
+
+def test_the_same_seed_plans_the_same_workload() -> None:
+    def facts(seed: int) -> list[tuple[object, ...]]:
+        return [
+            (plan.agent_id, call.think, call.duration, call.actual_cost, call.task.cost, call.task.labels)
+            for plan in plan_workloads(random.Random(seed))
+            for call in plan.calls
+        ]
+
+    assert facts(7) == facts(7)
+    assert facts(7) != facts(8)
+
+
+def test_the_demo_command_prints_a_row_per_agent_and_what_to_notice() -> None:
+    outcome = CliRunner().invoke(cli, ["demo", "--speed", "10"], env={"COLUMNS": "120"})
+    assert outcome.exit_code == 0, outcome.output
+    rows = [line.split("│") for line in outcome.output.splitlines() if line.startswith("│")]
+    assert [row[1].strip() for row in rows] == list(AGENTS)
+    for policy in POLICIES:
+        assert f"policy {policy!r} rejected agent" in outcome.output
+    assert "What to notice" in outcome.output
+    assert "bug in proctor" not in outcome.output
+
+
+@pytest.mark.parametrize("args", [["--help"], ["demo", "--help"]])
+def test_help(args: list[str]) -> None:
+    outcome = CliRunner().invoke(cli, args)
+    assert outcome.exit_code == 0, outcome.output
+    assert "demo" in outcome.output
