@@ -344,3 +344,18 @@ def test_memory_does_not_grow_with_completed_tasks() -> None:
     assert len(queue) == 0
     assert queue._groups == {}
     assert scheduler.get_agent("agent-0").stats.granted == 600
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "3", True])
+def test_grant_cost_must_be_a_finite_number(bad: object) -> None:
+    budget = BudgetPolicy(default_limit=10.0)
+    scheduler = make(budget=budget)
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match=r"grant\.cost must be a finite number >= 0"):
+            async with scheduler.acquire("a", Task(weight=2.0)) as grant:
+                grant.cost = bad  # type: ignore[assignment]
+
+    run(main)
+    # The body failed: the estimate is charged and nothing stays reserved.
+    assert (budget.spent("a"), budget.reserved("a")) == (2.0, 0.0)

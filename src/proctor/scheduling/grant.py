@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from proctor.agent import Agent
 from proctor.decision import Decision
 from proctor.policy.enforcer import Admission
@@ -23,14 +25,27 @@ class Grant:
             decisions; None when the scheduler has no policies.
     """
 
-    __slots__ = ("admission", "agent", "cost", "task", "waited")
+    __slots__ = ("_cost", "admission", "agent", "task", "waited")
 
     def __init__(self, agent: Agent, task: Task, waited: float, admission: Admission | None) -> None:
         self.agent = agent
         self.task = task
         self.waited = waited
-        self.cost: float | None = None
+        self._cost: float | None = None
         self.admission = admission
+
+    @property
+    def cost(self) -> float | None:
+        """The actual cost reported by the caller; None until it reports one."""
+        return self._cost
+
+    @cost.setter
+    def cost(self, value: float | None) -> None:
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf
+        ):
+            raise ValueError(f"grant.cost must be a finite number >= 0 or None, got {value!r}")
+        self._cost = value
 
     @property
     def agent_id(self) -> str:
