@@ -8,7 +8,8 @@ ProctorError
  ├── ShutdownError               the scheduler is shutting down
  ├── StoreError                  the state backend failed (driver error kept)
  └── ConfigurationError          bad arguments, caught at construction
-      (also a ValueError, so `except ValueError` keeps working)
+      │ (also a ValueError, so `except ValueError` keeps working)
+      └── PolicyConfigError      a policy file is invalid: every problem, with file:line:column
 ```
 
 Waiting longer than an ``acquire(..., timeout=...)`` raises the builtin
@@ -21,6 +22,7 @@ __all__ = [
     "BackpressureError",
     "BudgetExceededError",
     "ConfigurationError",
+    "PolicyConfigError",
     "PolicyViolationError",
     "ProctorError",
     "ShutdownError",
@@ -110,3 +112,20 @@ class StoreError(ProctorError):
 
 class ConfigurationError(ProctorError, ValueError):
     """An argument is invalid; raised when the object is built, never later."""
+
+
+class PolicyConfigError(ConfigurationError):
+    """A policy file failed to load; ``problems`` lists each one with its location.
+
+    Parameters:
+        problems: ``(location, message)`` pairs, the location as ``file:line:column``.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        lines = [f"{location}: {message}" for location, message in problems]
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"policy file has {count}:\n" + "\n".join(lines))
+
+    def __repr__(self) -> str:
+        return f"PolicyConfigError({self.problems!r})"

@@ -36,3 +36,28 @@ def demo(seed: int, speed: float) -> None:
     from proctor.cli.demo import run_demo
 
     raise SystemExit(run_demo(seed=seed, speed=speed))
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+def check(files: tuple[str, ...]) -> None:
+    """Validate policy files; print every problem as FILE:LINE:COLUMN: message.
+
+    Exits 1 when any file has a problem, 0 when all are valid, so it can gate CI.
+    """
+    from proctor.errors import PolicyConfigError
+    from proctor.rules import load_policies
+
+    failed = 0
+    for file in files:
+        try:
+            rules = load_policies(file)
+        except PolicyConfigError as exc:
+            failed += 1
+            for location, message in exc.problems:
+                click.echo(f"{location}: {message}")
+        else:
+            click.echo(f"{file}: ok, {len(rules)} rule{'s' if len(rules) != 1 else ''}")
+    if failed:
+        click.echo(f"{failed} of {len(files)} file{'s' if len(files) != 1 else ''} invalid", err=True)
+        raise SystemExit(1)

@@ -1,0 +1,154 @@
+"""Policy files to rule sets: parse, validate, compile, and report every problem with its place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path as FilePath
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from proctor.errors import PolicyConfigError
+from proctor.rules._yaml import Path, SourceMap, YAMLProblem, load_yaml
+from proctor.rules.compiler import CompileError, PIIScan, compile_when
+from proctor.rules.ruleset import CompiledRule, RuleSet
+from proctor.rules.schema import Clamp, Defaults, PIISettings, PolicyFile, Rule
+
+__all__ = ["load_policies", "parse_policies"]
+
+# The model that validates the mapping found at each kind of path.
+_MODELS: dict[tuple[str, ...], type[BaseModel]] = {
+    (): PolicyFile,
+    ("defaults",): Defaults,
+    ("pii",): PIISettings,
+    ("policies", "#"): Rule,
+    ("policies", "#", "clamp", "*"): Clamp,
+}
+
+
+def load_policies(path: str | FilePath, *, pii: PIIScan | None = None) -> RuleSet:
+    """Load and compile the policy file at ``path``.
+
+    Raises ``PolicyConfigError`` listing every problem as ``file:line:column``.
+    """
+    file = str(path)
+    try:
+        text = FilePath(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyConfigError(
+            [(f"{file}:1:1", f"cannot read the policy file: {exc.strerror or exc}")]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise PolicyConfigError(
+            [(f"{file}:1:1", f"the policy file is not UTF-8 text: {exc.reason}")]
+        ) from None
+    return parse_policies(text, file, pii=pii)
+
+
+def parse_policies(
+    source: str | Mapping[str, Any], file: str = "<string>", *, pii: PIIScan | None = None
+) -> RuleSet:
+    """Compile policies given as YAML text or as an already parsed mapping."""
+    if isinstance(source, str):
+        try:
+            data, source_map = load_yaml(source, file)
+        except YAMLProblem as exc:
+            raise PolicyConfigError([(str(exc.location), exc.message)]) from None
+    else:
+        data, source_map = source, SourceMap(file)
+    problems: list[tuple[Path, str, bool]] = []  # path, message, at the key rather than the value
+    parsed = _validate(data, problems)
+    rules: list[CompiledRule] = []
+    if isinstance(data, Mapping) and isinstance(data.get("policies"), list):
+        _check_ids(data["policies"], problems)
+    if parsed is not None and not problems:
+        for index, rule in enumerate(parsed.policies):
+            try:
+                condition = compile_when(rule.when, pii=pii)
+            except CompileError as exc:
+                problems.append((("policies", index, "when", *exc.path), exc.message, True))
+                continue
+            rules.append(CompiledRule(rule, index, condition))
+    elif isinstance(data, Mapping) and isinstance(data.get("policies"), list):
+        # Report problems inside ``when`` too, even when other parts of the file are wrong.
+        for index, raw in enumerate(data["policies"]):
+            when = raw.get("when") if isinstance(raw, Mapping) else None
+            if isinstance(when, Mapping):
+                try:
+                    compile_when(when, pii=pii)
+                except CompileError as exc:
+                    problems.append((("policies", index, "when", *exc.path), exc.message, True))
+    if problems:
+        raise PolicyConfigError(_located(problems, source_map))
+    assert parsed is not None
+    return RuleSet(rules, parsed.defaults, source=file)
+
+
+def _validate(data: Any, problems: list[tuple[Path, str, bool]]) -> PolicyFile | None:
+    if not isinstance(data, Mapping):
+        problems.append(((), "a policy file is a mapping with a 'policies' list at the top", False))
+        return None
+    try:
+        return PolicyFile.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            path: Path = tuple(error["loc"])
+            problems.append(_describe(error["type"], path, error["msg"], error.get("ctx")))
+        return None
+
+
+def _describe(kind: str, path: Path, message: str, ctx: Mapping[str, Any] | None) -> tuple[Path, str, bool]:
+    if kind == "extra_forbidden":
+        key = path[-1]
+        model = _model_at(path[:-1])
+        allowed = ", ".join(model.model_fields) if model is not None else ""
+        return path, f"unknown key {key!r}; expected one of: {allowed}", True
+    if kind == "missing":
+        return path[:-1], f"missing required key {path[-1]!r}", False
+    if kind == "literal_error" and ctx is not None:
+        return path, f"{_name(path)}: expected one of {ctx.get('expected')}", False
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    named = bool(path) and isinstance(path[-1], str)
+    return path, f"{_name(path)}: {message}" if named else message, False
+
+
+def _check_ids(raw_rules: list[Any], problems: list[tuple[Path, str, bool]]) -> None:
+    first: dict[str, int] = {}
+    for index, raw in enumerate(raw_rules):
+        rule_id = raw.get("id") if isinstance(raw, Mapping) else None
+        if not isinstance(rule_id, str):
+            continue
+        if rule_id in first:
+            problems.append(
+                (
+                    ("policies", index, "id"),
+                    f"duplicate rule id {rule_id!r} (also rule #{first[rule_id] + 1})",
+                    False,
+                )
+            )
+        else:
+            first[rule_id] = index
+
+
+def _model_at(path: Path) -> type[BaseModel] | None:
+    shape = tuple("#" if isinstance(part, int) else part for part in path)
+    if len(shape) == 4 and shape[:3] == ("policies", "#", "clamp"):
+        shape = (*shape[:3], "*")
+    return _MODELS.get(shape)
+
+
+def _name(path: Path) -> str:
+    for part in reversed(path):
+        if isinstance(part, str):
+            return part
+    return "value"
+
+
+def _located(problems: list[tuple[Path, str, bool]], source_map: SourceMap) -> list[tuple[str, str]]:
+    located = []
+    for path, message, at_key in problems:
+        location = source_map.key(path) if at_key else source_map.value(path)
+        located.append((location, message))
+    located.sort(key=lambda item: (item[0].line, item[0].column))
+    return [(str(location), message) for location, message in located]

@@ -1,0 +1,128 @@
+"""RuleSet: compiled rules, indexed by tool, and how several matching rules combine.
+
+When several rules match one action, the strictest action wins
+(terminate > deny > require_approval > modify > log > allow); among rules with
+that action, the highest ``priority`` decides, then the earliest in the file.
+The patches of every matching ``modify`` rule apply in that same order (by
+priority, then file order), each on the result of the one before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from proctor.decision import Action
+from proctor.rules.compiler import Condition, literal_tools
+from proctor.rules.facts import Facts
+from proctor.rules.schema import Defaults, Rule
+
+__all__ = ["CompiledRule", "RuleSet", "Verdict"]
+
+_STRICTNESS = {
+    Action.ALLOW: 0,
+    Action.LOG: 1,
+    Action.MODIFY: 2,
+    Action.REQUIRE_APPROVAL: 3,
+    Action.DENY: 4,
+    Action.TERMINATE: 5,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """A validated rule with its compiled condition and its place in the file."""
+
+    rule: Rule
+    index: int
+    condition: Condition
+    action: Action = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "action", Action(self.rule.action))
+
+    def matches(self, facts: Facts) -> bool:
+        """True only when the rule's ``when`` holds (not when it is unknown)."""
+        return self.condition(facts) is True
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the rules say about one action.
+
+    ``rule`` is the deciding rule (None when no rule matched and the default
+    applies); ``matched`` every matching rule, deciding order; ``patches`` the
+    ``modify`` rules to apply, in order.
+    """
+
+    action: Action
+    rule: Rule | None = None
+    matched: tuple[Rule, ...] = ()
+    patches: tuple[Rule, ...] = ()
+
+    @property
+    def message(self) -> str:
+        """The deciding rule's message, else its name or id; empty when no rule decided."""
+        rule = self.rule
+        if rule is None:
+            return ""
+        return rule.message or rule.name or rule.id
+
+
+class RuleSet:
+    """Compiled rules that decide on actions; built by ``load_policies`` / ``parse_policies``.
+
+    Rules that name their tools literally (``tool: db.query`` or a list of
+    names) are only tested against those tools; the rest against every action.
+    """
+
+    def __init__(self, rules: Iterable[CompiledRule], defaults: Defaults, source: str = "<string>") -> None:
+        self.rules = tuple(rule for rule in rules if rule.rule.enabled)
+        self.defaults = defaults
+        self.source = source
+        self._default = Verdict(Action(defaults.action))
+        self._anywhere: tuple[CompiledRule, ...] = ()
+        by_tool: dict[str, list[CompiledRule]] = {}
+        anywhere: list[CompiledRule] = []
+        for compiled in self.rules:
+            tools = literal_tools(compiled.rule.when)
+            if tools is None:
+                anywhere.append(compiled)
+            else:
+                for tool in tools:
+                    by_tool.setdefault(tool, []).append(compiled)
+        self._anywhere = tuple(anywhere)
+        # Per tool, its own rules merged with the general ones, in file order.
+        self._by_tool = {
+            tool: tuple(sorted((*rules, *anywhere), key=lambda compiled: compiled.index))
+            for tool, rules in by_tool.items()
+        }
+
+    def candidates(self, tool: Any) -> tuple[CompiledRule, ...]:
+        """The rules that can match an action of ``tool``, in file order."""
+        if isinstance(tool, str):
+            return self._by_tool.get(tool, self._anywhere)
+        return self._anywhere
+
+    def evaluate(self, facts: Facts) -> Verdict:
+        """The verdict of the rules on one action."""
+        matched = [compiled for compiled in self.candidates(facts.tool) if compiled.condition(facts) is True]
+        if not matched:
+            return self._default
+        if len(matched) > 1:
+            matched.sort(key=lambda c: (-_STRICTNESS[c.action], -c.rule.priority, c.index))
+        decider = matched[0]
+        patches = tuple(
+            compiled.rule
+            for compiled in sorted(
+                (c for c in matched if c.action is Action.MODIFY), key=lambda c: (-c.rule.priority, c.index)
+            )
+        )
+        return Verdict(decider.action, decider.rule, tuple(c.rule for c in matched), patches)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def __repr__(self) -> str:
+        return f"<RuleSet {self.source!r}: {len(self.rules)} rules>"

@@ -1,0 +1,118 @@
+"""The shape of a policy file, as pydantic models.
+
+A policy file is YAML::
+
+    version: 1                # optional
+    defaults: {action: allow, approval_timeout: 300}
+    pii: {kinds: [email, phone]}
+    policies:
+      - id: cost_control      # required, unique
+        when: {cost: {gt: 1.00}}
+        action: deny
+        message: "Too expensive"
+
+Unknown keys are errors. ``when`` is checked by the compiler, which knows the
+facts and operators.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["ACTIONS", "Defaults", "PIISettings", "PolicyFile", "Rule"]
+
+ACTIONS = ("allow", "log", "modify", "require_approval", "deny", "terminate")
+"""Every action a rule may take, from the mildest to the strictest."""
+
+ActionName = Literal["log", "modify", "require_approval", "deny", "terminate"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Clamp(_Strict):
+    """Bounds for a numeric argument; values outside are moved to the nearest bound."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Clamp:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) is greater than max ({self.max:g})")
+        return self
+
+
+class Rule(_Strict):
+    """One rule: when its conditions hold for an action, it takes its action."""
+
+    id: str = Field(min_length=1)
+    name: str | None = None
+    description: str | None = None
+    when: dict[str, Any] = Field(default_factory=dict)
+    action: ActionName
+    message: str | None = None
+    priority: int = 0
+    enabled: bool = True
+    # deny
+    on_deny: Literal["raise", "return"] = "raise"
+    returns: Any = None
+    # require_approval
+    approvers: tuple[str, ...] = ()
+    timeout: float | None = Field(default=None, gt=0)
+    on_timeout: Literal["deny", "allow"] = "deny"
+    # modify
+    set: dict[str, Any] = Field(default_factory=dict)
+    redact: tuple[str, ...] = ()
+    clamp: dict[str, Clamp] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        if value != value.strip() or any(c.isspace() for c in value):
+            raise ValueError("an id may not contain spaces")
+        return value
+
+    @model_validator(mode="after")
+    def _options_fit_the_action(self) -> Rule:
+        patches = bool(self.set or self.redact or self.clamp)
+        if self.action == "modify" and not patches:
+            raise ValueError("a modify rule needs set, redact or clamp")
+        if self.action != "modify" and patches:
+            raise ValueError(f"set, redact and clamp belong to modify rules, not {self.action}")
+        if self.action == "require_approval" and not self.approvers:
+            raise ValueError("a require_approval rule needs approvers (a list of groups)")
+        if self.action != "require_approval" and (self.approvers or self.timeout is not None):
+            raise ValueError(f"approvers and timeout belong to require_approval rules, not {self.action}")
+        if self.action != "deny" and (self.on_deny != "raise" or self.returns is not None):
+            raise ValueError(f"on_deny and returns belong to deny rules, not {self.action}")
+        return self
+
+
+class Defaults(_Strict):
+    """File-wide defaults."""
+
+    action: Literal["allow", "deny"] = "allow"
+    approval_timeout: float = Field(default=300.0, gt=0)
+    timezone: str | None = None
+
+
+class PIISettings(_Strict):
+    """Which kinds of personal data ``contains_pii: true`` looks for."""
+
+    kinds: tuple[str, ...] | None = None
+    phone_regions: tuple[str, ...] = ("US",)
+
+
+class PolicyFile(_Strict):
+    """A whole policy file."""
+
+    version: Literal[1] = 1
+    defaults: Defaults = Field(default_factory=Defaults)
+    pii: PIISettings = Field(default_factory=PIISettings)
+    policies: tuple[Rule, ...]

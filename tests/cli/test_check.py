@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from proctor.cli.main import cli
+
+
+def test_check_reports_each_problem_with_its_place_and_exits_1(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("policies:\n- id: cost_control\n  when: {cost: {gt: 1.0}}\n  action: deny\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("policies:\n- id: a\n  when: {cost: {gtt: 1}}\n  action: deny\n- id: a\n  action: nope\n")
+    result = CliRunner().invoke(cli, ["check", str(good), str(bad)])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{good}: ok, 1 rule"
+    assert lines[1].startswith(f"{bad}:3:17: unknown operator 'gtt'")
+    assert lines[2] == f"{bad}:5:7: duplicate rule id 'a' (also rule #1)"
+    assert lines[3].startswith(f"{bad}:6:11: action: expected one of")
+    assert "1 of 2 files invalid" in result.stderr
+
+
+def test_check_exits_0_when_every_file_is_valid(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("policies: []\n")
+    result = CliRunner().invoke(cli, ["check", str(good)])
+    assert (result.exit_code, result.stdout) == (0, f"{good}: ok, 0 rules\n")
+    assert CliRunner().invoke(cli, ["check"]).exit_code == 2  # a file is required
