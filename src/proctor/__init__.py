@@ -9,13 +9,24 @@ from __future__ import annotations
 
 from proctor.__version__ import __version__
 from proctor.agent import Agent, AgentStats
+from proctor.approvals import (
+    ApprovalChannel,
+    ApprovalDecision,
+    ApprovalRequest,
+    AutoChannel,
+    CallbackChannel,
+    TerminalChannel,
+)
 from proctor.decision import Action, Decision
+from proctor.decorator import runlog, set_approval_channel
 from proctor.errors import (
     BackpressureError,
     BudgetExceededError,
     ConfigurationError,
+    PolicyConfigError,
     PolicyViolationError,
     ProctorError,
+    RuleViolationError,
     ShutdownError,
     StoreError,
 )
@@ -30,6 +41,8 @@ from proctor.policy import (
     RatePolicy,
 )
 from proctor.resource import SharedResource
+from proctor.rules import RuleSet, load_policies, parse_policies
+from proctor.run import Run, RunTerminated, current_run
 from proctor.scheduling import OPTIMIZE_FOR_ALPHA, AsyncLOCOScheduler, Grant, LOCOScheduler
 from proctor.stores import MemoryStore, Store, store_from_url
 from proctor.task import Task
@@ -40,11 +53,16 @@ __all__ = [
     "Action",
     "Agent",
     "AgentStats",
+    "ApprovalChannel",
+    "ApprovalDecision",
+    "ApprovalRequest",
     "AsyncLOCOScheduler",
+    "AutoChannel",
     "BackpressureError",
     "BudgetExceededError",
     "BudgetManager",
     "BudgetPolicy",
+    "CallbackChannel",
     "ConfigurationError",
     "Decision",
     "Grant",
@@ -52,10 +70,15 @@ __all__ = [
     "MemoryStore",
     "Outcome",
     "Policy",
+    "PolicyConfigError",
     "PolicyEnforcer",
     "PolicyViolationError",
     "ProctorError",
     "RatePolicy",
+    "RuleSet",
+    "RuleViolationError",
+    "Run",
+    "RunTerminated",
     "SecurityLabel",
     "SharedResource",
     "ShutdownError",
@@ -63,7 +86,13 @@ __all__ = [
     "Store",
     "StoreError",
     "Task",
+    "TerminalChannel",
     "__version__",
+    "current_run",
+    "load_policies",
+    "parse_policies",
+    "runlog",
+    "set_approval_channel",
     "store_from_url",
 ]
 

@@ -3,7 +3,8 @@
 ```
 ProctorError
  ├── PolicyViolationError        a policy rejected an action
- │    └── BudgetExceededError    ... because it would overspend a budget
+ │    ├── BudgetExceededError    ... because it would overspend a budget
+ │    └── RuleViolationError     ... because a rule of a policy file denied it
  ├── BackpressureError           too many callers already waiting for a slot
  ├── ShutdownError               the scheduler is shutting down
  ├── StoreError                  the state backend failed (driver error kept)
@@ -25,6 +26,7 @@ __all__ = [
     "PolicyConfigError",
     "PolicyViolationError",
     "ProctorError",
+    "RuleViolationError",
     "ShutdownError",
     "StoreError",
 ]
@@ -92,6 +94,27 @@ class BudgetExceededError(PolicyViolationError):
             f"{type(self).__name__}(agent_id={self.agent_id!r}, current={self.current!r}, "
             f"limit={self.limit!r}, task_cost={self.task_cost!r})"
         )
+
+
+class RuleViolationError(PolicyViolationError):
+    """A rule of a policy file denied an action (or its approval was refused or timed out).
+
+    Parameters:
+        rule_id: the id of the deciding rule; also the error's ``policy_name``.
+        rule_name: the rule's name, when it has one.
+        agent_id: the agent whose action was denied.
+        detail: the rule's message.
+    """
+
+    def __init__(self, rule_id: str, rule_name: str | None, agent_id: str, detail: str) -> None:
+        self.rule_id = rule_id
+        self.rule_name = rule_name
+        super().__init__(rule_id, agent_id, detail)
+        self.args = (rule_id, rule_name, agent_id, detail)
+
+    def __str__(self) -> str:
+        name = f" ({self.rule_name})" if self.rule_name else ""
+        return f"rule {self.rule_id!r}{name} denied agent {self.agent_id!r}: {self.detail}"
 
 
 class BackpressureError(ProctorError):

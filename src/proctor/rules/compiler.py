@@ -19,7 +19,7 @@ import re2
 from proctor.rules._yaml import Path
 from proctor.rules.facts import MISSING, Facts, fact_getter
 
-__all__ = ["OPERATORS", "CompileError", "Condition", "compile_when", "literal_tools"]
+__all__ = ["OPERATORS", "CompileError", "Condition", "compile_when", "facts_used", "literal_tools"]
 
 Condition: TypeAlias = Callable[[Facts], "bool | None"]
 Test: TypeAlias = Callable[[Any], "bool | None"]
@@ -86,6 +86,23 @@ def literal_tools(when: Mapping[str, Any]) -> frozenset[str] | None:
     ):
         return frozenset(condition)
     return None
+
+
+def facts_used(when: Mapping[str, Any]) -> frozenset[str]:
+    """The fact roots (``args``, ``time``, ...) a compiled ``when`` reads."""
+    used: set[str] = set()
+    stack: list[Any] = [when]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, Mapping):
+            for key, value in item.items():
+                if key in ("any", "all", "not"):
+                    stack.append(value)
+                else:
+                    used.add(str(key).partition(".")[0])
+    return frozenset(used)
 
 
 def _compile_mapping(when: Any, path: Path, context: _Context) -> Condition:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proctor.decision import Action
-from proctor.rules.compiler import Condition, literal_tools
+from proctor.rules.compiler import Condition, facts_used, literal_tools
 from proctor.rules.facts import Facts
 from proctor.rules.schema import Defaults, Rule
 
@@ -38,9 +38,11 @@ class CompiledRule:
     index: int
     condition: Condition
     action: Action = field(init=False)
+    uses: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "action", Action(self.rule.action))
+        object.__setattr__(self, "uses", facts_used(self.rule.when))
 
     def matches(self, facts: Facts) -> bool:
         """True only when the rule's ``when`` holds (not when it is unknown)."""
@@ -75,14 +77,31 @@ class RuleSet:
 
     Rules that name their tools literally (``tool: db.query`` or a list of
     names) are only tested against those tools; the rest against every action.
+    Rules that read ``output`` are checked after the call (``after=True``),
+    the others before it.
     """
 
-    def __init__(self, rules: Iterable[CompiledRule], defaults: Defaults, source: str = "<string>") -> None:
-        self.rules = tuple(rule for rule in rules if rule.rule.enabled)
+    def __init__(
+        self,
+        rules: Iterable[CompiledRule],
+        defaults: Defaults,
+        source: str = "<string>",
+        *,
+        after: bool = False,
+    ) -> None:
+        enabled = [rule for rule in rules if rule.rule.enabled]
+        self.rules = tuple(rule for rule in enabled if ("output" in rule.uses) is after)
         self.defaults = defaults
         self.source = source
-        self._default = Verdict(Action(defaults.action))
-        self._anywhere: tuple[CompiledRule, ...] = ()
+        # The fact roots the rules read: callers may skip computing the others.
+        self.uses = frozenset().union(*(rule.uses for rule in self.rules))
+        self.after: RuleSet | None = None
+        if not after:
+            self.after = (
+                RuleSet(enabled, defaults, source, after=True) if len(self.rules) < len(enabled) else None
+            )
+        # After the call, "nothing matched" means go on, whatever the file's default.
+        self._default = Verdict(Action.ALLOW if after else Action(defaults.action))
         by_tool: dict[str, list[CompiledRule]] = {}
         anywhere: list[CompiledRule] = []
         for compiled in self.rules:
@@ -122,7 +141,8 @@ class RuleSet:
         return Verdict(decider.action, decider.rule, tuple(c.rule for c in matched), patches)
 
     def __len__(self) -> int:
-        return len(self.rules)
+        """How many enabled rules there are, checked before or after the call."""
+        return len(self.rules) + (len(self.after.rules) if self.after is not None else 0)
 
     def __repr__(self) -> str:
         return f"<RuleSet {self.source!r}: {len(self.rules)} rules>"

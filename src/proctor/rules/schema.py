@@ -80,13 +80,15 @@ class Rule(_Strict):
 
     @model_validator(mode="after")
     def _options_fit_the_action(self) -> Rule:
+        for target in (*self.set, *self.redact, *self.clamp):
+            parts = target.split(".")
+            if parts[0] != "args" or len(parts) < 2 or not all(parts):
+                raise ValueError(f"cannot patch {target!r}: a patch target is args.<name>[.<key>...]")
         patches = bool(self.set or self.redact or self.clamp)
         if self.action == "modify" and not patches:
             raise ValueError("a modify rule needs set, redact or clamp")
         if self.action != "modify" and patches:
             raise ValueError(f"set, redact and clamp belong to modify rules, not {self.action}")
-        if self.action == "require_approval" and not self.approvers:
-            raise ValueError("a require_approval rule needs approvers (a list of groups)")
         if self.action != "require_approval" and (self.approvers or self.timeout is not None):
             raise ValueError(f"approvers and timeout belong to require_approval rules, not {self.action}")
         if self.action != "deny" and (self.on_deny != "raise" or self.returns is not None):

@@ -1,0 +1,486 @@
+"""``@runlog``: check every call of a function, and every tool call inside it, against rules.
+
+A call of a decorated function with no run around it starts a run; decorated
+functions called inside it (also across ``await`` and in threads started with
+``contextvars.copy_context``) are its tool calls. Each call is checked before
+it runs (and, for rules that read ``output``, after): deny, require_approval,
+modify, log and terminate act as the policy file says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import math
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, TypeVar, cast
+
+from proctor.approvals.base import ApprovalChannel, ApprovalDecision, ApprovalRequest
+from proctor.approvals.callback import CallbackChannel
+from proctor.approvals.terminal import TerminalChannel
+from proctor.decision import Action
+from proctor.errors import ConfigurationError, RuleViolationError
+from proctor.policy.budget import BudgetPolicy
+from proctor.rules.facts import MISSING, Facts
+from proctor.rules.patch import Change, apply_patches
+from proctor.rules.ruleset import RuleSet, Verdict
+from proctor.rules.source import PolicySource, PolicySpec
+from proctor.run import Run, RunTerminated, _current, _reported
+
+__all__ = ["runlog", "set_approval_channel"]
+
+logger = logging.getLogger("proctor.rules")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_daily = BudgetPolicy(period="day")  # spend per "service/agent" since local midnight: cost_today
+_channel: ApprovalChannel | None = None
+
+
+def set_approval_channel(
+    channel: ApprovalChannel | Callable[[ApprovalRequest], ApprovalDecision | bool | None] | None,
+) -> None:
+    """Register where ``require_approval`` rules ask, for decorators without their own ``approvals=``.
+
+    Takes an ``ApprovalChannel`` or a function of the request returning a
+    decision, True/False, or None (no answer). Without any, a prompt on the
+    attached terminal is used when there is one; otherwise approval times out.
+    """
+    global _channel
+    if channel is None or isinstance(channel, ApprovalChannel):
+        _channel = channel
+    elif callable(channel):
+        _channel = CallbackChannel(channel)
+    else:
+        raise ConfigurationError(f"expected an ApprovalChannel or a function, got {type(channel).__name__}")
+
+
+def runlog(
+    func: F | None = None,
+    /,
+    *,
+    service: str,
+    policies: PolicySpec | None = None,
+    agent: str | None = None,
+    name: str | None = None,
+    cost: float | Callable[..., float] | None = None,
+    labels: Mapping[str, Any] | None = None,
+    on_deny: str = "raise",
+    approvals: ApprovalChannel | None = None,
+) -> Any:
+    """Decorate a function so that its calls are checked against ``policies``.
+
+    Parameters:
+        service: the service the function belongs to (the ``service`` fact).
+        policies: a policy file path, a list of paths, a parsed mapping or a
+            ``RuleSet``; files are reloaded when they change.
+        agent: the acting agent (the ``agent`` fact); the service when not given.
+        name: the ``tool`` fact; the function's qualified name when not given.
+        cost: the estimated cost of a call: a number or a function of the
+            call's arguments (the ``cost`` fact). The actual cost is what the
+            call reports with ``current_run().add_cost(x)``, or a ``usage.cost``
+            on its result, else the estimate.
+        labels: data labels of the calls (the ``labels`` fact).
+        on_deny: ``"raise"`` a ``RuleViolationError``, or ``"return"`` the
+            rule's ``returns`` value (a refusal message when it has none), so
+            an LLM agent can read the refusal. A rule's own ``on_deny: return``
+            also returns.
+        approvals: where ``require_approval`` asks; see ``set_approval_channel``.
+    """
+    if on_deny not in ("raise", "return"):
+        raise ConfigurationError(f"on_deny must be 'raise' or 'return', got {on_deny!r}")
+    if (
+        cost is not None
+        and not callable(cost)
+        and (isinstance(cost, bool) or not isinstance(cost, (int, float)) or not 0 <= cost < math.inf)
+    ):
+        raise ConfigurationError(f"cost must be a number >= 0 or a function, got {cost!r}")
+    source = PolicySource(policies) if policies is not None else None
+
+    def decorate(function: F) -> F:
+        guard = _Guard(function, service, source, agent, name, cost, labels, on_deny, approvals)
+        if inspect.isasyncgenfunction(function):
+            wrapper: Callable[..., Any] = guard.wrap_async_generator()
+        elif inspect.iscoroutinefunction(function):
+            wrapper = guard.wrap_async()
+        elif inspect.isgeneratorfunction(function):
+            wrapper = guard.wrap_generator()
+        else:
+            wrapper = guard.wrap_sync()
+        functools.update_wrapper(wrapper, function)
+        wrapper.__proctor_guard__ = guard  # type: ignore[attr-defined]
+        return cast(F, wrapper)
+
+    return decorate if func is None else decorate(func)
+
+
+class _Call:
+    """One checked call: its run, facts, arguments after patches, and what to do."""
+
+    __slots__ = ("args", "changes", "estimate", "facts", "kwargs", "run", "started_run", "verdict")
+
+    def __init__(self, run: Run, started_run: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.run = run
+        self.started_run = started_run
+        self.args = args
+        self.kwargs = kwargs
+        self.estimate = 0.0
+        self.verdict = _ALLOW
+        self.changes: list[Change] = []
+        self.facts: Facts | None = None
+
+
+class _Guard:
+    """Everything a decorated function needs per call, computed once at decoration."""
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        service: str,
+        source: PolicySource | None,
+        agent: str | None,
+        name: str | None,
+        cost: float | Callable[..., float] | None,
+        labels: Mapping[str, Any] | None,
+        on_deny: str,
+        approvals: ApprovalChannel | None,
+    ) -> None:
+        self.function = function
+        self.service = service
+        self.source = source
+        self.agent = agent if agent is not None else service
+        self.tool = name if name is not None else function.__qualname__
+        self.cost = cost
+        self.labels = dict(labels) if labels is not None else MISSING
+        self.on_deny = on_deny
+        self.approvals = approvals
+        self.signature = inspect.signature(function)
+        params = list(self.signature.parameters.values())
+        simple = all(
+            p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params
+        )  # no *args, **kwargs or positional-only: arguments map to names by position
+        self.positional = (
+            tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD) if simple else None
+        )
+        self.defaults = {p.name: p.default for p in params if p.default is not p.empty}
+
+    # -- binding
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's arguments by parameter name, defaults included."""
+        names = self.positional
+        if names is not None and len(args) <= len(names):
+            bound = dict(self.defaults)
+            bound.update(zip(names, args, strict=False))
+            bound.update(kwargs)
+            return bound
+        bound_arguments = self.signature.bind(*args, **kwargs)
+        bound_arguments.apply_defaults()
+        return dict(bound_arguments.arguments)
+
+    def unbind(self, bound: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Arguments to call the function with, from a (patched) mapping by name."""
+        arguments = inspect.BoundArguments(self.signature, dict(bound))
+        return arguments.args, arguments.kwargs
+
+    # -- before and after the call
+
+    def enter(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call:
+        """Start or join the run, check the rules, and settle what to call with; raises to refuse."""
+        bound = self.bind(args, kwargs)
+        run = _current.get()
+        started_run = run is None
+        if run is None:
+            run = Run(self.service, self.agent, bound)
+        elif run.terminated is not None:
+            raise run.terminated
+        call = _Call(run, started_run, args, kwargs)
+        estimate = self.cost(**bound) if callable(self.cost) else self.cost
+        call.estimate = float(estimate) if estimate is not None else 0.0
+        rules = self.source.current() if self.source is not None else None
+        if call.started_run:
+            calls_before = same_before = 0
+        else:
+            calls_before = run.tool_calls
+            key = (
+                _call_key(self.tool, bound)
+                if rules is not None and "same_call_in_run" in rules.uses
+                else None
+            )
+            same_before = run._count_call(key)
+        if rules is None:
+            return call
+        facts = self._facts(rules, run, bound, call.estimate, calls_before, same_before)
+        call.facts = facts
+        verdict = call.verdict = rules.evaluate(facts)
+        action = verdict.action
+        if action is Action.ALLOW:
+            return call
+        if action is Action.LOG or action is Action.MODIFY:
+            if action is Action.MODIFY:
+                self._patch(call, bound)
+            for rule in verdict.matched:
+                if rule.action == "log":
+                    logger.warning(
+                        "rule %r matched %s: %s", rule.id, self.tool, rule.message or rule.name or ""
+                    )
+            return call
+        if action is Action.TERMINATE:
+            self._terminate(run, verdict)
+        return call  # deny and require_approval are decided by the caller (sync or async)
+
+    def _facts(
+        self, rules: RuleSet, run: Run, bound: dict[str, Any], estimate: float, calls: int, same: int
+    ) -> Facts:
+        uses = rules.uses
+        facts = Facts(
+            agent=self.agent,
+            service=self.service,
+            tool=self.tool,
+            args=bound,
+            input=run.input,
+            cost=estimate,
+            cost_run=run.cost,
+            tool_calls_in_run=calls,
+            same_call_in_run=same,
+            labels=self.labels,
+        )
+        if "cost_today" in uses:
+            facts.cost_today = _daily.spent(f"{self.service}/{self.agent}")
+        if "time" in uses:
+            facts.now = datetime.now()
+        return facts
+
+    def _patch(self, call: _Call, bound: dict[str, Any]) -> None:
+        patched, changes = apply_patches(bound, call.verdict.patches)
+        call.changes = changes
+        call.args, call.kwargs = self.unbind(patched)
+        for change in changes:
+            logger.info("rule %r changed %s of %s", change.rule_id, change.target, self.tool)
+
+    def _terminate(self, run: Run, verdict: Verdict) -> None:
+        rule = verdict.rule
+        assert rule is not None
+        run.terminated = RunTerminated(run.run_id, rule.id, verdict.message)
+        raise run.terminated
+
+    def refusal(self, call: _Call, detail: str) -> Any:
+        """Deny the call: raise, or return the value an LLM agent should read."""
+        rule = call.verdict.rule
+        rule_id = rule.id if rule is not None else "default"
+        if self.on_deny == "return" or (rule is not None and rule.on_deny == "return"):
+            if rule is not None and rule.returns is not None:
+                return rule.returns
+            return f"Denied by policy {rule_id}: {detail}"
+        raise RuleViolationError(rule_id, rule.name if rule is not None else None, self.agent, detail)
+
+    def approval_request(self, call: _Call) -> tuple[ApprovalChannel | None, ApprovalRequest]:
+        rule = call.verdict.rule
+        assert rule is not None
+        rules = self.source.current() if self.source is not None else None
+        timeout = rule.timeout or (rules.defaults.approval_timeout if rules is not None else 300.0)
+        request = ApprovalRequest(
+            rule_id=rule.id,
+            message=call.verdict.message,
+            approvers=rule.approvers,
+            timeout=timeout,
+            service=self.service,
+            agent=self.agent,
+            tool=self.tool,
+            run_id=call.run.run_id,
+            args=self.bind(call.args, call.kwargs),
+        )
+        channel = self.approvals or _channel
+        if channel is None and TerminalChannel.available():
+            channel = TerminalChannel()
+        return channel, request
+
+    def approved(self, call: _Call, decision: ApprovalDecision | None) -> Any:
+        """After a person's decision (None: no answer in time): go on, or the refusal to give."""
+        rule = call.verdict.rule
+        assert rule is not None
+        if decision is None:
+            if rule.on_timeout == "allow":
+                logger.warning("approval for %s timed out; rule %r allows on timeout", self.tool, rule.id)
+                return _PROCEED
+            return _Refusal("approval timed out")
+        if not decision.approved:
+            reason = f"approval refused by {decision.approver or 'an approver'}"
+            return _Refusal(f"{reason}: {decision.comment}" if decision.comment else reason)
+        if call.verdict.patches:
+            self._patch(call, self.bind(call.args, call.kwargs))
+        return _PROCEED
+
+    def finish(self, call: _Call, result: Any) -> None:
+        """Account the actual cost and check the rules that read the output."""
+        reported = _reported.get()
+        actual = reported if reported else _usage_cost(result)
+        if actual is None:
+            actual = call.estimate
+            if actual:
+                with call.run._lock:
+                    call.run.cost += actual
+        elif not reported:
+            with call.run._lock:
+                call.run.cost += actual
+        if actual:
+            _daily.record_spend(f"{self.service}/{self.agent}", actual)
+        if self.source is None or call.facts is None:
+            return
+        after = self.source.current().after
+        if after is None:
+            return
+        call.facts.output = result
+        verdict = after.evaluate(call.facts)
+        if verdict.action is Action.LOG:
+            rule = verdict.rule
+            assert rule is not None
+            logger.warning("rule %r matched the output of %s: %s", rule.id, self.tool, verdict.message)
+        elif verdict.action is Action.TERMINATE:
+            self._terminate(call.run, verdict)
+        elif verdict.action is not Action.ALLOW:
+            call.verdict = verdict
+            rule = verdict.rule
+            assert rule is not None
+            raise RuleViolationError(rule.id, rule.name, self.agent, verdict.message)
+
+    # -- wrappers
+
+    def wrap_sync(self) -> Callable[..., Any]:
+        function = self.function
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            call = self.enter(args, kwargs)
+            token = _current.set(call.run) if call.started_run else None
+            reported = _reported.set(0.0)
+            try:
+                decided = self._decide_sync(call)
+                if decided is not _PROCEED:
+                    return decided
+                result = function(*call.args, **call.kwargs)
+                self.finish(call, result)
+                return result
+            finally:
+                _reported.reset(reported)
+                if token is not None:
+                    _current.reset(token)
+
+        return wrapper
+
+    def _decide_sync(self, call: _Call) -> Any:
+        action = call.verdict.action
+        if action is Action.DENY:
+            return self.refusal(call, call.verdict.message)
+        if action is Action.REQUIRE_APPROVAL:
+            channel, request = self.approval_request(call)
+            decision = channel.request(request) if channel is not None else None
+            outcome = self.approved(call, decision)
+            if isinstance(outcome, _Refusal):
+                return self.refusal(call, outcome.detail)
+        return _PROCEED
+
+    def wrap_async(self) -> Callable[..., Any]:
+        function = self.function
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            call = self.enter(args, kwargs)
+            token = _current.set(call.run) if call.started_run else None
+            reported = _reported.set(0.0)
+            try:
+                decided = await self._decide_async(call)
+                if decided is not _PROCEED:
+                    return decided
+                result = await function(*call.args, **call.kwargs)
+                self.finish(call, result)
+                return result
+            finally:
+                _reported.reset(reported)
+                if token is not None:
+                    _current.reset(token)
+
+        return wrapper
+
+    async def _decide_async(self, call: _Call) -> Any:
+        action = call.verdict.action
+        if action is Action.DENY:
+            return self.refusal(call, call.verdict.message)
+        if action is Action.REQUIRE_APPROVAL:
+            channel, request = self.approval_request(call)
+            # A person may take minutes: wait in a thread, never on the event loop.
+            decision = await asyncio.to_thread(channel.request, request) if channel is not None else None
+            outcome = self.approved(call, decision)
+            if isinstance(outcome, _Refusal):
+                return self.refusal(call, outcome.detail)
+        return _PROCEED
+
+    def wrap_generator(self) -> Callable[..., Any]:
+        function = self.function
+
+        def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            call = self.enter(args, kwargs)
+            token = _current.set(call.run) if call.started_run else None
+            try:
+                decided = self._decide_sync(call)
+                if decided is not _PROCEED:
+                    yield decided  # the refusal is the one item, for an agent to read
+                    return
+                yield from function(*call.args, **call.kwargs)
+                self.finish(call, None)
+            finally:
+                if token is not None:
+                    _current.reset(token)
+
+        return wrapper
+
+    def wrap_async_generator(self) -> Callable[..., Any]:
+        function = self.function
+
+        async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            call = self.enter(args, kwargs)
+            token = _current.set(call.run) if call.started_run else None
+            try:
+                decided = await self._decide_async(call)
+                if decided is not _PROCEED:
+                    yield decided
+                    return
+                async for item in function(*call.args, **call.kwargs):
+                    yield item
+                self.finish(call, None)
+            finally:
+                if token is not None:
+                    _current.reset(token)
+
+        return wrapper
+
+
+class _Refusal:
+    __slots__ = ("detail",)
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+
+
+_PROCEED: Any = object()
+_ALLOW = Verdict(Action.ALLOW)
+
+
+def _call_key(tool: str, bound: Mapping[str, Any]) -> str | None:
+    """What makes two calls "the same call": the tool and its arguments' repr."""
+    try:
+        return f"{tool}:{bound!r}"
+    except Exception:  # an argument whose repr fails cannot be compared; count nothing
+        return None
+
+
+def _usage_cost(result: Any) -> float | None:
+    """The cost a result reports in ``usage.cost`` (attribute or key), if it does."""
+    usage = result.get("usage") if isinstance(result, Mapping) else getattr(result, "usage", None)
+    if usage is None:
+        return None
+    value = usage.get("cost") if isinstance(usage, Mapping) else getattr(usage, "cost", None)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        return None
+    return float(value)

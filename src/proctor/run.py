@@ -1,0 +1,102 @@
+"""Run: one top-level ``@runlog`` call and the tool calls made inside it."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import threading
+import time
+from contextvars import ContextVar
+from typing import Any
+
+from proctor.errors import ProctorError
+
+__all__ = ["Run", "RunTerminated", "current_run"]
+
+_ids = itertools.count(1)
+_PREFIX = f"{os.getpid():x}-{int(time.time()):x}"
+
+
+class RunTerminated(ProctorError):
+    """A ``terminate`` rule stopped the run; every later call in it is refused without running.
+
+    Parameters:
+        run_id: the run that was stopped.
+        rule_id: the rule that stopped it.
+        detail: the rule's message.
+    """
+
+    def __init__(self, run_id: str, rule_id: str, detail: str) -> None:
+        self.run_id = run_id
+        self.rule_id = rule_id
+        self.detail = detail
+        super().__init__(run_id, rule_id, detail)
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} terminated by rule {self.rule_id!r}: {self.detail}"
+
+
+class Run:
+    """The state of one run that rules can see: its input, spend and calls so far.
+
+    Safe to use from the threads a run's calls fan out to.
+    """
+
+    __slots__ = (
+        "_calls",
+        "_lock",
+        "agent",
+        "cost",
+        "input",
+        "run_id",
+        "service",
+        "started",
+        "terminated",
+        "tool_calls",
+    )
+
+    def __init__(self, service: str, agent: str, input: dict[str, Any]) -> None:
+        self.run_id = f"{_PREFIX}-{next(_ids):x}"
+        self.service = service
+        self.agent = agent
+        self.input = input
+        self.started = time.time()
+        self.cost = 0.0
+        self.tool_calls = 0
+        self.terminated: RunTerminated | None = None
+        self._calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def add_cost(self, amount: float) -> None:
+        """Report cost spent inside the current call; it counts in ``cost_run`` and ``cost_today``."""
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 <= amount < math.inf:
+            raise ValueError(f"add_cost takes a finite number >= 0, got {amount!r}")
+        with self._lock:
+            self.cost += amount
+        _reported.set(_reported.get() + amount)
+
+    def _count_call(self, key: str | None) -> int:
+        """Count a tool call; returns how often the call ``key`` (tool and arguments) ran before."""
+        with self._lock:
+            self.tool_calls += 1
+            if key is None:
+                return 0
+            seen = self._calls.get(key, 0)
+            self._calls[key] = seen + 1
+            return seen
+
+    def __repr__(self) -> str:
+        return f"<Run {self.run_id} service={self.service!r} agent={self.agent!r} cost={self.cost:g}>"
+
+
+_current: ContextVar[Run | None] = ContextVar("proctor_run", default=None)
+_reported: ContextVar[float] = ContextVar("proctor_reported_cost", default=0.0)
+
+
+def current_run() -> Run:
+    """The run the calling code belongs to; ``LookupError`` outside any ``@runlog`` call."""
+    run = _current.get()
+    if run is None:
+        raise LookupError("not inside a @runlog call: current_run() has no run to return")
+    return run

@@ -1,0 +1,360 @@
+"""@runlog: runs, tool calls, and every rule action, on sync, async and generator functions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proctor import (
+    ApprovalDecision,
+    AutoChannel,
+    PolicyConfigError,
+    RuleViolationError,
+    RunTerminated,
+    current_run,
+    runlog,
+)
+
+
+def rules(*policies: dict[str, Any], **top: Any) -> dict[str, Any]:
+    return {"policies": list(policies), **top}
+
+
+def test_deny_raises_with_the_rule_and_the_call_does_not_run() -> None:
+    ran: list[int] = []
+
+    @runlog(
+        service="s",
+        cost=2.0,
+        policies=rules(
+            {
+                "id": "cost_control",
+                "name": "Cost",
+                "when": {"cost": {"gt": 1.0}},
+                "action": "deny",
+                "message": "too expensive",
+            }
+        ),
+    )
+    def expensive() -> None:
+        ran.append(1)
+
+    with pytest.raises(RuleViolationError) as info:
+        expensive()
+    assert ran == []
+    error = info.value
+    assert (error.rule_id, error.rule_name, error.detail, error.policy_name) == (
+        "cost_control",
+        "Cost",
+        "too expensive",
+        "cost_control",
+    )
+    assert error.agent_id == "s"
+
+
+def test_on_deny_return_gives_the_refusal_to_the_agent() -> None:
+    policy = rules(
+        {
+            "id": "no_delete",
+            "when": {"args.sql": {"starts_with": "DELETE"}},
+            "action": "deny",
+            "message": "no deletes",
+        },
+        {
+            "id": "no_drop",
+            "when": {"args.sql": {"contains": "DROP"}},
+            "action": "deny",
+            "on_deny": "return",
+            "returns": {"error": "refused"},
+        },
+    )
+
+    @runlog(service="db", policies=policy, on_deny="return")
+    def query(sql: str) -> str:
+        return "rows"
+
+    assert query("SELECT 1") == "rows"
+    assert query("DELETE FROM t") == "Denied by policy no_delete: no deletes"
+
+    @runlog(service="db", policies=policy)
+    def strict_query(sql: str) -> str:
+        return "rows"
+
+    assert strict_query("DROP TABLE t") == {"error": "refused"}  # the rule's own on_deny
+    with pytest.raises(RuleViolationError):
+        strict_query("DELETE FROM t")
+
+
+def test_nested_calls_are_tool_calls_of_one_run() -> None:
+    seen: list[tuple[str, int]] = []
+
+    @runlog(service="agent", name="search")
+    def search(q: str) -> str:
+        run = current_run()
+        seen.append((run.run_id, run.tool_calls))
+        return q.upper()
+
+    @runlog(service="agent")
+    def handle(user_input: str) -> list[str]:
+        return [search(user_input), search("x")]
+
+    assert handle("hi") == ["HI", "X"]
+    assert seen[0][0] == seen[1][0]
+    assert [count for _, count in seen] == [1, 2]
+    with pytest.raises(LookupError, match="not inside a @runlog call"):
+        current_run()
+
+
+def test_terminate_stops_the_run_and_refuses_every_later_call() -> None:
+    calls: list[str] = []
+    policy = rules(
+        {"id": "loop", "when": {"tool_calls_in_run": {"gt": 2}}, "action": "terminate", "message": "loop"}
+    )
+
+    @runlog(service="a", policies=policy, name="step")
+    def step(i: int) -> None:
+        calls.append(f"step {i}")
+
+    @runlog(service="a", policies=policy)
+    def agent() -> None:
+        for i in range(10):
+            try:
+                step(i)
+            except RunTerminated:
+                calls.append("terminated")
+        step(99)
+
+    with pytest.raises(RunTerminated, match="terminated by rule 'loop': loop"):
+        agent()
+    assert calls == ["step 0", "step 1", "step 2", *["terminated"] * 7]
+
+
+def test_modify_patches_arguments_without_touching_the_callers() -> None:
+    policy = rules(
+        {"id": "cap", "when": {"tool": "search"}, "action": "modify", "clamp": {"args.limit": {"max": 100}}},
+        {
+            "id": "safe",
+            "when": {"tool": "search"},
+            "action": "modify",
+            "set": {"args.options.safe": True},
+            "redact": ["args.token"],
+        },
+    )
+    received: list[Any] = []
+
+    @runlog(service="s", name="search", policies=policy)
+    def search(query: str, limit: int = 10, options: dict[str, Any] | None = None, token: str = "") -> None:
+        received.append((query, limit, options, token))
+
+    options = {"lang": "en"}
+    search("q", 5000, options, token="secret")
+    assert received == [("q", 100, {"lang": "en", "safe": True}, "[REDACTED]")]
+    assert options == {"lang": "en"}  # the caller's dict is unchanged
+    search("q")
+    assert received[-1] == ("q", 10, {"safe": True}, "")
+
+
+def test_log_allows_and_warns(caplog: pytest.LogCaptureFixture) -> None:
+    @runlog(
+        service="s",
+        policies=rules({"id": "watch", "when": {"args.n": {"gt": 5}}, "action": "log", "message": "big n"}),
+    )
+    def work(n: int) -> int:
+        return n
+
+    with caplog.at_level(logging.WARNING, logger="proctor.rules"):
+        assert work(10) == 10
+    assert "rule 'watch' matched" in caplog.text
+    assert "big n" in caplog.text
+
+
+def test_require_approval_waits_for_a_decision() -> None:
+    policy = rules(
+        {
+            "id": "pay",
+            "when": {"args.amount": {"gt": 100}},
+            "action": "require_approval",
+            "approvers": ["finance"],
+            "timeout": 5,
+        }
+    )
+    channel = AutoChannel([True, ApprovalDecision(False, "bob", "not this month"), None])
+
+    @runlog(service="billing", policies=policy, approvals=channel)
+    def pay(amount: float) -> str:
+        return f"paid {amount:g}"
+
+    assert pay(50) == "paid 50"
+    assert pay(500) == "paid 500"
+    with pytest.raises(RuleViolationError, match="approval refused by bob: not this month"):
+        pay(600)
+    with pytest.raises(RuleViolationError, match="approval timed out"):
+        pay(700)
+    request = channel.requests[0]
+    assert (request.rule_id, request.approvers, request.timeout, request.tool) == (
+        "pay",
+        ("finance",),
+        5.0,
+        request.tool,
+    )
+    assert request.args == {"amount": 500}
+
+
+def test_approval_timeout_can_allow() -> None:
+    policy = rules({"id": "p", "action": "require_approval", "on_timeout": "allow"})
+
+    @runlog(service="s", policies=policy, approvals=AutoChannel(default=None))
+    def act() -> str:
+        return "done"
+
+    assert act() == "done"
+
+
+def test_async_functions_and_tool_calls_across_await() -> None:
+    policy = rules({"id": "no_b", "when": {"args.x": "b"}, "action": "deny"})
+
+    @runlog(service="s", name="tool", policies=policy)
+    async def tool(x: str) -> str:
+        await asyncio.sleep(0)
+        return current_run().run_id
+
+    @runlog(service="s", policies=policy)
+    async def agent() -> tuple[str, str]:
+        first = await tool("a")
+        second = await asyncio.create_task(tool("c"))
+        with pytest.raises(RuleViolationError):
+            await tool("b")
+        return first, second
+
+    first, second = asyncio.run(agent())
+    assert first == second
+
+
+def test_generators_are_checked_before_the_first_item() -> None:
+    policy = rules({"id": "no", "when": {"args.n": {"gt": 3}}, "action": "deny"})
+
+    @runlog(service="s", policies=policy)
+    def count(n: int):  # type: ignore[no-untyped-def]
+        yield from range(n)
+
+    assert list(count(3)) == [0, 1, 2]
+    gen = count(5)  # nothing checked until iteration starts
+    with pytest.raises(RuleViolationError):
+        next(gen)
+
+    @runlog(service="s", policies=policy)
+    async def acount(n: int):  # type: ignore[no-untyped-def]
+        for i in range(n):
+            yield i
+
+    async def collect(n: int) -> list[int]:
+        return [i async for i in acount(n)]
+
+    assert asyncio.run(collect(2)) == [0, 1]
+    with pytest.raises(RuleViolationError):
+        asyncio.run(collect(9))
+
+
+def test_methods_and_threads_with_copied_context() -> None:
+    class Agent:
+        @runlog(service="s", name="lookup")
+        def lookup(self, key: str) -> str:
+            return current_run().run_id
+
+    @runlog(service="s")
+    def agent() -> list[str]:
+        results: list[str] = []
+        thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(lambda: results.append(Agent().lookup("k")),)
+        )
+        thread.start()
+        thread.join()
+        results.append(current_run().run_id)
+        return results
+
+    inner, outer = agent()
+    assert inner == outer
+
+
+def test_cost_facts_add_up_in_the_run() -> None:
+    policy = rules(
+        {"id": "run_budget", "when": {"cost_run": {"gte": 2.5}}, "action": "deny", "message": "run budget"}
+    )
+
+    @runlog(service="cost-test", name="llm", policies=policy, cost=lambda prompt: len(prompt) / 10)
+    def llm(prompt: str) -> dict[str, Any]:
+        return {"usage": {"cost": 1.0}}  # actual cost reported on the result
+
+    @runlog(service="cost-test", name="reporter", policies=policy)
+    def reporter() -> None:
+        current_run().add_cost(0.5)
+
+    @runlog(service="cost-test", policies=policy)
+    def agent() -> float:
+        llm("x" * 50)  # estimate 5.0, actual 1.0
+        reporter()
+        llm("y")
+        with pytest.raises(RuleViolationError, match="run budget"):
+            llm("z")
+        return current_run().cost
+
+    assert agent() == 2.5
+
+
+def test_same_call_in_run_detects_loops() -> None:
+    policy = rules({"id": "loop", "when": {"same_call_in_run": {"gte": 2}}, "action": "deny"})
+
+    @runlog(service="s", name="fetch", policies=policy)
+    def fetch(url: str) -> str:
+        return url
+
+    @runlog(service="s")
+    def agent() -> list[str]:
+        out = []
+        for url in ["a", "a", "b", "a"]:
+            try:
+                out.append(fetch(url))
+            except RuleViolationError:
+                out.append("loop")
+        return out
+
+    assert agent() == ["a", "a", "b", "loop"]
+
+
+def test_output_rules_are_checked_after_the_call() -> None:
+    policy = rules(
+        {
+            "id": "leak",
+            "when": {"output.secret": {"exists": True}},
+            "action": "deny",
+            "message": "leaks a secret",
+        }
+    )
+
+    @runlog(service="s", policies=policy)
+    def read(key: str) -> dict[str, str]:
+        return {"secret": "x"} if key == "s" else {"value": "y"}
+
+    assert read("v") == {"value": "y"}
+    with pytest.raises(RuleViolationError, match="leaks a secret"):
+        read("s")
+
+
+def test_a_broken_policy_file_fails_at_decoration(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("policies:\n- id: a\n  action: deny\n  when: {cost: {gtt: 1}}\n")
+    with pytest.raises(PolicyConfigError, match=r"p\.yaml:4:17: unknown operator 'gtt'"):
+        runlog(service="s", policies=str(path))(lambda: None)
+
+
+def test_bad_decorator_arguments() -> None:
+    with pytest.raises(ValueError, match="on_deny must be 'raise' or 'return'"):
+        runlog(service="s", on_deny="ignore")
+    with pytest.raises(ValueError, match="cost must be a number >= 0 or a function"):
+        runlog(service="s", cost=-1)
