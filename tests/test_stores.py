@@ -56,3 +56,11 @@ def test_driver_errors_become_store_errors() -> None:
         store_from_url("flaky://").get("k", 0)
     assert isinstance(info.value.store_error, ConnectionError)
     assert issubclass(FlakyStore, Store)
+
+
+def test_a_subclass_does_not_take_over_its_parents_scheme() -> None:
+    class CountingStore(MemoryStore):
+        pass
+
+    assert type(store_from_url("memory://")) is MemoryStore
+    assert issubclass(CountingStore, MemoryStore)

@@ -51,8 +51,9 @@ class Store(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.SCHEME:
-            _SCHEMES[cls.SCHEME] = cls
+        scheme = cls.__dict__.get("SCHEME")  # a subclass does not take over its parent's scheme
+        if scheme:
+            _SCHEMES[scheme] = cls
         if cls.base_exceptions:
             for name in _OPERATIONS:
                 method = cls.__dict__.get(name)
