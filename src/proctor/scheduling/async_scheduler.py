@@ -95,7 +95,9 @@ class AsyncLOCOScheduler(SchedulerBase):
                 waiter.future.set_exception(ShutdownError("the scheduler is shutting down"))
                 turned_away += 1
         if self._resource._holders:
-            self._idle = asyncio.get_running_loop().create_future()
+            if self._idle is None or self._idle.done():
+                # A shutdown() already waiting shares its future; a new one would strand it.
+                self._idle = asyncio.get_running_loop().create_future()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._idle), timeout)
         return {"waiters_turned_away": turned_away, "holders_remaining": self._resource._holders}

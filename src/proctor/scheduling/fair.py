@@ -15,12 +15,20 @@ second, so only the longest-waiting agent of each distinct ``Qi`` can win.
 The queue keeps agents in groups by ``Qi``, each group a heap ordered by
 oldest arrival, and a grant looks at one candidate per group: O(G + log n)
 with G distinct queue depths, which is 1 when every request weighs the same.
+
+``Qi`` is kept as an exact integer count of 2**-52ths (every weight >= 1 is a
+whole number of them), not as a running float sum: float additions and
+subtractions drift with their order, so an agent whose depth went
+1.1 + 3.3 - 1.1 (3.3000000000000003) would not tie with one that holds 3.3,
+would land in another group and could win a grant that the longer-waiting
+agent is owed.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import deque
 from typing import Generic, TypeVar
 
@@ -46,15 +54,35 @@ E = TypeVar("E", bound=Entry)
 # The lane is never compared: seq values are unique.
 _Item = tuple[float, int, int, "_Lane[E]"]
 
+_SCALE = 1 << 52  # weights are counted in 2**-52ths; a float >= 1 is a whole number of them
+_UNIT = 2.0**-52
+
+
+def _units(weight: float) -> int:
+    """``weight`` as an exact whole number of 2**-52ths."""
+    numerator, denominator = float(weight).as_integer_ratio()
+    if denominator > _SCALE:
+        raise ValueError(f"a waiting request's weight must be >= 1.0, got {weight!r}")
+    return numerator * (_SCALE // denominator)
+
+
+def _depth(units: int) -> float:
+    """The float nearest to the exact sum ``units`` (int-to-float conversion rounds correctly)."""
+    try:
+        return units * _UNIT
+    except OverflowError:  # weights near the float maximum
+        return math.inf
+
 
 class _Lane(Generic[E]):
     """One agent's waiting requests, oldest first."""
 
-    __slots__ = ("depth", "entries", "group", "version")
+    __slots__ = ("depth", "entries", "group", "units", "version")
 
     def __init__(self) -> None:
         self.entries: deque[E] = deque()
-        self.depth = 0.0  # Qi
+        self.units = 0  # Qi, exactly, in 2**-52ths
+        self.depth = 0.0  # Qi as a float: _depth(units)
         self.group: float | None = None  # the depth it is filed under, None when empty
         self.version = 0  # bumped on every move; heap items of older versions are stale
 
@@ -96,6 +124,7 @@ class FairQueue(Generic[E]):
 
     def push(self, entry: E) -> None:
         """Add a waiting request; its ``arrived`` must not precede its agent's earlier ones."""
+        units = _units(entry.weight)
         lane = self._lanes.get(entry.agent_id)
         if lane is None:
             lane = self._lanes[entry.agent_id] = _Lane()
@@ -103,7 +132,7 @@ class FairQueue(Generic[E]):
         entry.queued = True
         lane.entries.append(entry)
         self._size += 1
-        self._refile(lane, lane.depth + entry.weight)
+        self._refile(lane, lane.units + units)
 
     def remove(self, entry: E) -> bool:
         """Take a request out of the queue (it gave up); False if it was no longer queued."""
@@ -113,7 +142,7 @@ class FairQueue(Generic[E]):
         lane = self._lanes[entry.agent_id]
         lane.entries.remove(entry)
         self._size -= 1
-        self._refile(lane, lane.depth - entry.weight)
+        self._refile(lane, lane.units - _units(entry.weight))
         return True
 
     def pop(self, now: float) -> E:
@@ -126,7 +155,7 @@ class FairQueue(Generic[E]):
         entry = lane.entries.popleft()
         entry.queued = False
         self._size -= 1
-        self._refile(lane, lane.depth - entry.weight)
+        self._refile(lane, lane.units - _units(entry.weight))
         return entry
 
     def forget(self, agent_id: str) -> None:
@@ -175,8 +204,8 @@ class FairQueue(Generic[E]):
             heapq.heappop(heap)
             self._stale -= 1
 
-    def _refile(self, lane: _Lane[E], depth: float) -> None:
-        """Move ``lane`` to the group of its new depth (its head may have changed too)."""
+    def _refile(self, lane: _Lane[E], units: int) -> None:
+        """Move ``lane`` to the group of its new depth, ``units`` (its head may have changed too)."""
         old = lane.group
         if old is not None:
             self._stale += 1
@@ -188,10 +217,12 @@ class FairQueue(Generic[E]):
                 self._stale -= len(self._groups.pop(old))
         lane.version += 1
         if not lane.entries:
+            lane.units = 0
             lane.depth = 0.0
             lane.group = None
             return
-        lane.depth = depth
+        lane.units = units
+        depth = lane.depth = _depth(units)
         lane.group = depth
         head = lane.entries[0]
         heap = self._groups.get(depth)

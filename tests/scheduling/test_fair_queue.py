@@ -1,0 +1,160 @@
+"""FairQueue.pop against a brute-force computation of L(i), over random push / remove / pop sequences."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from proctor.scheduling.fair import Entry, FairQueue
+
+AGENTS = ("a", "b", "c", "d")
+
+# Weights that are exact, and weights whose float sums depend on the order of the additions.
+weights = st.one_of(
+    st.integers(1, 4).map(float),
+    st.sampled_from([1.1, 1.3, 1.7, 2.2, 2.9, 3.3, 1.0 + 2**-52, 1e16]),
+    st.floats(1.0, 10.0),
+)
+alphas = st.one_of(st.sampled_from([0.0, 0.25, 0.5, 1.0]), st.floats(0.0, 1.0))
+# Time steps: many zero steps, so that waits tie.
+steps = st.one_of(st.just(0.0), st.sampled_from([0.5, 1.0, 3.0]), st.floats(0.0, 100.0))
+
+OP_ARGS: dict[str, st.SearchStrategy[tuple]] = {
+    "push": st.tuples(st.sampled_from(AGENTS), weights),
+    "pop": st.tuples(),
+    "remove": st.tuples(st.integers(0, 1000)),
+    "remove_gone": st.tuples(st.integers(0, 1000)),
+    "tick": st.tuples(steps),
+    "forget": st.tuples(st.sampled_from(AGENTS)),
+}
+OP_WEIGHTS = {"push": 6, "pop": 4, "remove": 2, "remove_gone": 1, "tick": 3, "forget": 1}
+ops = st.sampled_from([kind for kind, n in OP_WEIGHTS.items() for _ in range(n)]).flatmap(
+    lambda kind: OP_ARGS[kind].map(lambda args: (kind, *args))
+)
+
+
+@dataclass
+class Model:
+    """What the queue should hold: the waiting entries in arrival order."""
+
+    alpha: float
+    waiting: list[Entry] = field(default_factory=list)
+    order: dict[int, int] = field(default_factory=dict)  # id(entry) -> push number
+    pushes: int = 0
+
+    def push(self, entry: Entry) -> None:
+        self.waiting.append(entry)
+        self.order[id(entry)] = self.pushes
+        self.pushes += 1
+
+    def take(self, entry: Entry) -> None:
+        self.waiting.remove(entry)
+
+    def by_agent(self) -> dict[str, list[Entry]]:
+        lanes: dict[str, list[Entry]] = {}
+        for entry in self.waiting:  # arrival order, so each list starts with the oldest
+            lanes.setdefault(entry.agent_id, []).append(entry)
+        return lanes
+
+    def expected_pop(self, now: float) -> Entry:
+        """The spec, computed the slow way: the oldest request of the agent with the highest L(i)."""
+        lanes = self.by_agent()
+        q = {agent: math.fsum(e.weight for e in entries) for agent, entries in lanes.items()}
+        d = {agent: now - entries[0].arrived for agent, entries in lanes.items()}
+        max_q = max(q.values())
+        max_d = max(d.values())
+
+        def load(agent: str) -> float:
+            wait_term = (1 - self.alpha) * d[agent] / max_d if max_d > 0 else 0.0
+            return self.alpha * q[agent] / max_q + wait_term
+
+        # Highest L(i); ties to the longest wait, then to the earliest arrival.
+        best = max(lanes, key=lambda agent: (load(agent), d[agent], -self.order[id(lanes[agent][0])]))
+        return lanes[best][0]
+
+
+def check_bookkeeping(queue: FairQueue[Entry], model: Model, gone: list[Entry]) -> None:
+    assert len(queue) == len(model.waiting)
+    assert bool(queue) == bool(model.waiting)
+    lanes = model.by_agent()
+    for agent in AGENTS:
+        entries = lanes.get(agent, [])
+        assert queue.waiting(agent) == len(entries)
+        assert queue.depth(agent) == math.fsum(e.weight for e in entries)
+        assert queue.oldest(agent) == (entries[0].arrived if entries else None)
+    assert all(entry.queued for entry in model.waiting)
+    assert not any(entry.queued for entry in gone)
+    # The lazily deleted heap items are counted right, so compaction keeps memory bounded.
+    heap_items = [item for heap in queue._groups.values() for item in heap]
+    stale = sum(1 for _, _, version, lane in heap_items if lane.version != version)
+    assert queue._stale == stale
+    assert len(heap_items) - stale == len(lanes)
+
+
+DRIFT = [("push", "b", 3.3), ("tick", 1.0), ("push", "a", 1.1), ("push", "a", 3.3), ("pop",), ("pop",)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(alpha=alphas, script=st.lists(ops, min_size=20, max_size=150))
+@example(alpha=1.0, script=DRIFT)  # Qa = 1.1 + 3.3 - 1.1 must tie with Qb = 3.3
+@example(alpha=0.9, script=DRIFT)
+def test_pop_follows_the_load_function(alpha: float, script: list[tuple]) -> None:
+    queue: FairQueue[Entry] = FairQueue(alpha)
+    model = Model(alpha)
+    gone: list[Entry] = []
+    now = 0.0
+    for op in script:
+        kind = op[0]
+        if kind == "push":
+            entry = Entry(op[1], op[2], now)
+            queue.push(entry)
+            model.push(entry)
+        elif kind == "pop":
+            if model.waiting:
+                expected = model.expected_pop(now)
+                got = queue.pop(now)
+                assert got is expected, (got.agent_id, expected.agent_id, queue.scores(now))
+                model.take(got)
+                gone.append(got)
+            else:
+                with pytest.raises(IndexError):
+                    queue.pop(now)
+        elif kind == "remove":
+            if model.waiting:
+                entry = model.waiting[op[1] % len(model.waiting)]
+                assert queue.remove(entry) is True
+                model.take(entry)
+                gone.append(entry)
+        elif kind == "remove_gone":
+            if gone:
+                assert queue.remove(gone[op[1] % len(gone)]) is False
+        elif kind == "tick":
+            now += op[1]
+        elif kind == "forget":
+            queue.forget(op[1])
+        check_bookkeeping(queue, model, gone)
+
+    # Draining serves everything in L(i) order and leaves the queue empty.
+    while model.waiting:
+        now += 1.0
+        expected = model.expected_pop(now)
+        assert queue.pop(now) is expected
+        model.take(expected)
+        gone.append(expected)
+        check_bookkeeping(queue, model, gone)
+
+
+def test_equal_depths_reached_by_different_histories_tie() -> None:
+    """An agent whose depth went 1.1 + 3.3 - 1.1 has the same Qi as one that holds 3.3."""
+    queue: FairQueue[Entry] = FairQueue(alpha=1.0)  # depth alone decides; ties go to the longest wait
+    queue.push(Entry("b", 3.3, 0.0))
+    first = Entry("a", 1.1, 1.0)
+    queue.push(first)
+    queue.push(Entry("a", 3.3, 1.0))
+    assert queue.pop(2.0) is first  # Qa = 4.4 > Qb = 3.3
+    assert queue.depth("a") == queue.depth("b") == 3.3
+    assert queue.pop(2.0).agent_id == "b"  # equal Qi: b has waited longer
