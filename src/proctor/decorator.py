@@ -28,7 +28,7 @@ from proctor.rules.facts import MISSING, Facts
 from proctor.rules.patch import Change, apply_patches
 from proctor.rules.ruleset import RuleSet, Verdict
 from proctor.rules.source import PolicySource, PolicySpec
-from proctor.run import Run, RunTerminated, _current, _reported
+from proctor.run import Run, RunTerminated, _active, _Frame
 
 __all__ = ["runlog", "set_approval_channel"]
 
@@ -120,11 +120,11 @@ def runlog(
 class _Call:
     """One checked call: its run, facts, arguments after patches, and what to do."""
 
-    __slots__ = ("args", "changes", "estimate", "facts", "kwargs", "run", "started_run", "verdict")
+    __slots__ = ("args", "changes", "estimate", "facts", "frame", "kwargs", "run", "verdict")
 
-    def __init__(self, run: Run, started_run: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(self, run: Run, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.run = run
-        self.started_run = started_run
+        self.frame = _Frame(run)
         self.args = args
         self.kwargs = kwargs
         self.estimate = 0.0
@@ -191,17 +191,18 @@ class _Guard:
     def enter(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call:
         """Start or join the run, check the rules, and settle what to call with; raises to refuse."""
         bound = self.bind(args, kwargs)
-        run = _current.get()
-        started_run = run is None
-        if run is None:
+        parent = _active.get()
+        if parent is None:
             run = Run(self.service, self.agent, bound)
-        elif run.terminated is not None:
-            raise run.terminated
-        call = _Call(run, started_run, args, kwargs)
-        estimate = self.cost(**bound) if callable(self.cost) else self.cost
-        call.estimate = float(estimate) if estimate is not None else 0.0
+        else:
+            run = parent.run
+            if run.terminated is not None:
+                raise run.terminated
+        call = _Call(run, args, kwargs)
+        if self.cost is not None:
+            call.estimate = float(self.cost(**bound) if callable(self.cost) else self.cost)
         rules = self.source.current() if self.source is not None else None
-        if call.started_run:
+        if parent is None:
             calls_before = same_before = 0
         else:
             calls_before = run.tool_calls
@@ -316,7 +317,7 @@ class _Guard:
 
     def finish(self, call: _Call, result: Any) -> None:
         """Account the actual cost and check the rules that read the output."""
-        reported = _reported.get()
+        reported = call.frame.reported
         actual = reported if reported else _usage_cost(result)
         if actual is None:
             actual = call.estimate
@@ -354,19 +355,16 @@ class _Guard:
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             call = self.enter(args, kwargs)
-            token = _current.set(call.run) if call.started_run else None
-            reported = _reported.set(0.0)
+            decided = self._decide_sync(call)
+            if decided is not _PROCEED:
+                return decided
+            token = _active.set(call.frame)
             try:
-                decided = self._decide_sync(call)
-                if decided is not _PROCEED:
-                    return decided
                 result = function(*call.args, **call.kwargs)
-                self.finish(call, result)
-                return result
             finally:
-                _reported.reset(reported)
-                if token is not None:
-                    _current.reset(token)
+                _active.reset(token)
+            self.finish(call, result)
+            return result
 
         return wrapper
 
@@ -387,19 +385,16 @@ class _Guard:
 
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             call = self.enter(args, kwargs)
-            token = _current.set(call.run) if call.started_run else None
-            reported = _reported.set(0.0)
+            decided = await self._decide_async(call)
+            if decided is not _PROCEED:
+                return decided
+            token = _active.set(call.frame)
             try:
-                decided = await self._decide_async(call)
-                if decided is not _PROCEED:
-                    return decided
                 result = await function(*call.args, **call.kwargs)
-                self.finish(call, result)
-                return result
             finally:
-                _reported.reset(reported)
-                if token is not None:
-                    _current.reset(token)
+                _active.reset(token)
+            self.finish(call, result)
+            return result
 
         return wrapper
 
@@ -421,17 +416,22 @@ class _Guard:
 
         def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
             call = self.enter(args, kwargs)
-            token = _current.set(call.run) if call.started_run else None
-            try:
-                decided = self._decide_sync(call)
-                if decided is not _PROCEED:
-                    yield decided  # the refusal is the one item, for an agent to read
-                    return
-                yield from function(*call.args, **call.kwargs)
-                self.finish(call, None)
-            finally:
-                if token is not None:
-                    _current.reset(token)
+            decided = self._decide_sync(call)
+            if decided is not _PROCEED:
+                yield decided  # the refusal is the one item, for an agent to read
+                return
+            items = function(*call.args, **call.kwargs)
+            while True:
+                # The call's frame is active only while the generator runs, not between items.
+                token = _active.set(call.frame)
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
+                finally:
+                    _active.reset(token)
+                yield item
+            self.finish(call, None)
 
         return wrapper
 
@@ -440,18 +440,21 @@ class _Guard:
 
         async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             call = self.enter(args, kwargs)
-            token = _current.set(call.run) if call.started_run else None
-            try:
-                decided = await self._decide_async(call)
-                if decided is not _PROCEED:
-                    yield decided
-                    return
-                async for item in function(*call.args, **call.kwargs):
-                    yield item
-                self.finish(call, None)
-            finally:
-                if token is not None:
-                    _current.reset(token)
+            decided = await self._decide_async(call)
+            if decided is not _PROCEED:
+                yield decided
+                return
+            items = function(*call.args, **call.kwargs)
+            while True:
+                token = _active.set(call.frame)
+                try:
+                    item = await items.__anext__()
+                except StopAsyncIteration:
+                    break
+                finally:
+                    _active.reset(token)
+                yield item
+            self.finish(call, None)
 
         return wrapper
 
@@ -464,6 +467,7 @@ class _Refusal:
 
 
 _PROCEED: Any = object()
+_PLAIN = frozenset((str, int, float, bool, bytes, list, tuple))
 _ALLOW = Verdict(Action.ALLOW)
 
 
@@ -477,6 +481,8 @@ def _call_key(tool: str, bound: Mapping[str, Any]) -> str | None:
 
 def _usage_cost(result: Any) -> float | None:
     """The cost a result reports in ``usage.cost`` (attribute or key), if it does."""
+    if result is None or type(result) in _PLAIN:
+        return None
     usage = result.get("usage") if isinstance(result, Mapping) else getattr(result, "usage", None)
     if usage is None:
         return None

@@ -69,12 +69,17 @@ class Run:
         self._lock = threading.Lock()
 
     def add_cost(self, amount: float) -> None:
-        """Report cost spent inside the current call; it counts in ``cost_run`` and ``cost_today``."""
+        """Report cost spent inside the current call; it counts in ``cost_run`` and ``cost_today``.
+
+        A call that reports cost this way is charged what it reported instead of its estimate.
+        """
         if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 <= amount < math.inf:
             raise ValueError(f"add_cost takes a finite number >= 0, got {amount!r}")
         with self._lock:
             self.cost += amount
-        _reported.set(_reported.get() + amount)
+        frame = _active.get()
+        if frame is not None and frame.run is self:
+            frame.reported += amount
 
     def _count_call(self, key: str | None) -> int:
         """Count a tool call; returns how often the call ``key`` (tool and arguments) ran before."""
@@ -90,13 +95,22 @@ class Run:
         return f"<Run {self.run_id} service={self.service!r} agent={self.agent!r} cost={self.cost:g}>"
 
 
-_current: ContextVar[Run | None] = ContextVar("proctor_run", default=None)
-_reported: ContextVar[float] = ContextVar("proctor_reported_cost", default=0.0)
+class _Frame:
+    """One decorated call in progress: its run, and the cost it reported with ``add_cost``."""
+
+    __slots__ = ("reported", "run")
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.reported = 0.0
+
+
+_active: ContextVar[_Frame | None] = ContextVar("proctor_call", default=None)
 
 
 def current_run() -> Run:
     """The run the calling code belongs to; ``LookupError`` outside any ``@runlog`` call."""
-    run = _current.get()
-    if run is None:
+    frame = _active.get()
+    if frame is None:
         raise LookupError("not inside a @runlog call: current_run() has no run to return")
-    return run
+    return frame.run
