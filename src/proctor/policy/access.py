@@ -69,6 +69,9 @@ class AccessPolicy(Policy):
         if allowed is None or not labels:
             return ALLOW
         for role, label in labels.items():
+            # SecurityLabel is a str: it is found in the set of allowed strings as it is.
+            if label in allowed:
+                continue
             value = _label_value(label)
             if value not in allowed:
                 raise PolicyViolationError(

@@ -176,16 +176,16 @@ class BudgetPolicy(Policy):
         units = round(cost * _SCALE)
         limit = self._limits.get(agent_id, self.default_limit)
         key = self._prefix + agent_id
-        window = self._current()
+        window = 0 if self._window.period is None else self._window.index(self._clock())
         if limit is None:
             self._store.reserve(key, units, None, window)
-            return self._allow(units)
+            return self._allowed.get(units) or self._allow(units)
         limit_units = round(limit * _SCALE)
         if self.on_exceeded == "reject":
             ok, spent, reserved = self._store.reserve(key, units, limit_units, window)
             if not ok:
                 raise BudgetExceededError(agent_id, _from_units(spent + reserved), limit, cost, self.name)
-            return self._allow(units)
+            return self._allowed.get(units) or self._allow(units)
         _, spent, reserved = self._store.reserve(key, units, None, window)
         if spent + reserved + units <= limit_units:
             return self._allow(units)
@@ -206,11 +206,9 @@ class BudgetPolicy(Policy):
         return Decision(_ALLOW, self.name, detail, downgrade=True, reservation=units)
 
     def _allow(self, units: int) -> Decision:
-        decision = self._allowed.get(units)
-        if decision is None:
-            decision = Decision(_ALLOW, self.name, reservation=units)
-            if len(self._allowed) < _DECISIONS_KEPT:
-                self._allowed[units] = decision
+        decision = Decision(_ALLOW, self.name, reservation=units)
+        if len(self._allowed) < _DECISIONS_KEPT:
+            self._allowed[units] = decision
         return decision
 
     def rollback(self, agent_id: str, task: Task, decision: Decision) -> None:

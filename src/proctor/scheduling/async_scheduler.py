@@ -139,7 +139,17 @@ class _Acquire:
             resource._holders += 1
             waited = 0.0
         else:
-            await self._wait(scheduler, agent, task, arrived)
+            # Waiting is inline rather than in a helper coroutine: one coroutine less per wait.
+            waiter = self._enqueue(scheduler, agent, task, arrived)
+            try:
+                if self._timeout is None:
+                    await waiter.future
+                else:
+                    async with asyncio.timeout(self._timeout):
+                        await waiter.future
+            except BaseException as exc:
+                self._abandon(scheduler, agent, waiter, exc)
+                raise
             waited = _monotonic() - arrived
         admission = None
         enforcer = scheduler._enforcer
@@ -154,7 +164,8 @@ class _Acquire:
         self._held_since = _monotonic()
         return grant
 
-    async def _wait(self, scheduler: AsyncLOCOScheduler, agent: Agent, task: Task, arrived: float) -> None:
+    @staticmethod
+    def _enqueue(scheduler: AsyncLOCOScheduler, agent: Agent, task: Task, arrived: float) -> _AsyncWaiter:
         resource = scheduler._resource
         if resource._waiters >= scheduler._max_waiters:
             raise BackpressureError(
@@ -165,23 +176,22 @@ class _Acquire:
         waiter = _AsyncWaiter(agent.agent_id, task.weight, arrived, future)
         scheduler._queue.push(waiter)
         resource._waiters += 1
-        try:
-            if self._timeout is None:
-                await future
-            else:
-                async with asyncio.timeout(self._timeout):
-                    await future
-        except BaseException as exc:
-            if waiter.granted:
-                # The slot arrived together with the cancellation or timeout: pass it on.
-                scheduler._release()
-            elif scheduler._queue.remove(waiter):
-                resource._waiters -= 1
-            if isinstance(exc, TimeoutError):
-                agent.stats.timed_out += 1
-            elif not isinstance(exc, ShutdownError):
-                agent.stats.cancelled += 1
-            raise
+        return waiter
+
+    @staticmethod
+    def _abandon(
+        scheduler: AsyncLOCOScheduler, agent: Agent, waiter: _AsyncWaiter, exc: BaseException
+    ) -> None:
+        """The wait ended without a slot for us: leave the queue, or pass on a slot that came too late."""
+        if waiter.granted:
+            # The slot arrived together with the cancellation or timeout: pass it on.
+            scheduler._release()
+        elif scheduler._queue.remove(waiter):
+            scheduler._resource._waiters -= 1
+        if isinstance(exc, TimeoutError):
+            agent.stats.timed_out += 1
+        elif not isinstance(exc, ShutdownError):
+            agent.stats.cancelled += 1
 
     async def __aexit__(
         self,
@@ -196,4 +206,5 @@ class _Acquire:
         grant.agent.stats.granted += 1
         scheduler = self._scheduler
         scheduler._release()
-        scheduler._settle(grant, exc, self._held_since)
+        if grant.admission is not None:
+            scheduler._settle(grant, exc, self._held_since)

@@ -38,7 +38,7 @@ __all__ = ["Entry", "FairQueue"]
 class Entry:
     """One waiting request: whose, how heavy, since when."""
 
-    __slots__ = ("agent_id", "arrived", "queued", "seq", "weight")
+    __slots__ = ("agent_id", "arrived", "queued", "seq", "units", "weight")
 
     def __init__(self, agent_id: str, weight: float, arrived: float) -> None:
         self.agent_id = agent_id
@@ -46,6 +46,7 @@ class Entry:
         self.arrived = arrived
         self.seq = 0
         self.queued = False
+        self.units = 0  # the weight in exact units, set by FairQueue.push
 
 
 E = TypeVar("E", bound=Entry)
@@ -124,7 +125,7 @@ class FairQueue(Generic[E]):
 
     def push(self, entry: E) -> None:
         """Add a waiting request; its ``arrived`` must not precede its agent's earlier ones."""
-        units = _units(entry.weight)
+        units = entry.units = _units(entry.weight)
         lane = self._lanes.get(entry.agent_id)
         if lane is None:
             lane = self._lanes[entry.agent_id] = _Lane()
@@ -142,7 +143,7 @@ class FairQueue(Generic[E]):
         lane = self._lanes[entry.agent_id]
         lane.entries.remove(entry)
         self._size -= 1
-        self._refile(lane, lane.units - _units(entry.weight))
+        self._refile(lane, lane.units - entry.units)
         return True
 
     def pop(self, now: float) -> E:
@@ -155,7 +156,7 @@ class FairQueue(Generic[E]):
         entry = lane.entries.popleft()
         entry.queued = False
         self._size -= 1
-        self._refile(lane, lane.units - _units(entry.weight))
+        self._refile(lane, lane.units - entry.units)
         return entry
 
     def forget(self, agent_id: str) -> None:
