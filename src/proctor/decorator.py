@@ -13,11 +13,11 @@ import asyncio
 import functools
 import inspect
 import logging
-import math
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
+from proctor._numbers import is_amount
 from proctor.approvals.base import ApprovalChannel, ApprovalDecision, ApprovalRequest
 from proctor.approvals.callback import CallbackChannel
 from proctor.approvals.terminal import TerminalChannel
@@ -92,11 +92,7 @@ def runlog(
     """
     if on_deny not in ("raise", "return"):
         raise ConfigurationError(f"on_deny must be 'raise' or 'return', got {on_deny!r}")
-    if (
-        cost is not None
-        and not callable(cost)
-        and (isinstance(cost, bool) or not isinstance(cost, (int, float)) or not 0 <= cost < math.inf)
-    ):
+    if cost is not None and not callable(cost) and not is_amount(cost):
         raise ConfigurationError(f"cost must be a number >= 0 or a function, got {cost!r}")
     source = PolicySource(policies) if policies is not None else None
 
@@ -487,6 +483,6 @@ def _usage_cost(result: Any) -> float | None:
     if usage is None:
         return None
     value = usage.get("cost") if isinstance(usage, Mapping) else getattr(usage, "cost", None)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+    if not is_amount(value):
         return None
     return float(value)

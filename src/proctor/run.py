@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import threading
 import time
 from contextvars import ContextVar
 from typing import Any
 
+from proctor._numbers import is_amount
 from proctor.errors import ProctorError
 
 __all__ = ["Run", "RunTerminated", "current_run"]
@@ -73,7 +73,7 @@ class Run:
 
         A call that reports cost this way is charged what it reported instead of its estimate.
         """
-        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 <= amount < math.inf:
+        if not is_amount(amount):
             raise ValueError(f"add_cost takes a finite number >= 0, got {amount!r}")
         with self._lock:
             self.cost += amount

@@ -6,6 +6,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
+from proctor._numbers import is_amount
 from proctor.labels import SecurityLabel
 from proctor.types import Labels
 
@@ -51,9 +52,7 @@ class Task:
         ) or not 1.0 <= weight < math.inf:  # also rejects NaN
             raise ValueError(f"Task weight must be a finite number >= 1.0, got {weight!r}")
         cost = self.cost
-        if cost is not None and (
-            isinstance(cost, bool) or not isinstance(cost, (int, float)) or not (0.0 <= cost < math.inf)
-        ):
+        if cost is not None and not is_amount(cost):
             raise ValueError(f"Task cost must be a finite number >= 0 or None, got {cost!r}")
         if not self.task_id:
             self.task_id = f"t{next(_ids):x}"

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
 
+from proctor._numbers import is_amount
 from proctor.decision import Action, Decision
 from proctor.errors import BudgetExceededError, ConfigurationError
 from proctor.outcome import Outcome
@@ -40,7 +41,7 @@ def _from_units(units: int) -> float:
 
 
 def _check_amount(what: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+    if not is_amount(value):
         raise ConfigurationError(f"{what} must be a finite number >= 0, got {value!r}")
     return float(value)
 
@@ -270,7 +271,7 @@ class _Window:
                     f"period must be 'hour', 'day', 'month' or a number of seconds, got {period!r}"
                 )
             return cls(period, 0.0, period, tz)
-        if isinstance(period, bool) or not isinstance(period, (int, float)) or not 0 < period < math.inf:
+        if not is_amount(period, inclusive=False):
             raise ConfigurationError(f"period in seconds must be a finite number > 0, got {period!r}")
         return cls(period, float(period), "", tz)
 

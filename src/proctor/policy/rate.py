@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 
+from proctor._numbers import is_amount
 from proctor.decision import Action, Decision
 from proctor.errors import ConfigurationError, PolicyViolationError
 from proctor.policy.base import Policy
@@ -17,7 +17,7 @@ __all__ = ["RatePolicy"]
 
 
 def _check_limit(what: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+    if not is_amount(value, inclusive=False):
         raise ConfigurationError(f"{what} must be a finite number > 0, got {value!r}")
     return float(value)
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
+from proctor._numbers import is_amount
 from proctor.agent import Agent
 from proctor.decision import Decision
 from proctor.policy.enforcer import Admission
@@ -41,9 +40,7 @@ class Grant:
 
     @cost.setter
     def cost(self, value: float | None) -> None:
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf
-        ):
+        if value is not None and not is_amount(value):
             raise ValueError(f"grant.cost must be a finite number >= 0 or None, got {value!r}")
         self._cost = value
 
