@@ -61,3 +61,46 @@ def check(files: tuple[str, ...]) -> None:
     if failed:
         click.echo(f"{failed} of {len(files)} file{'s' if len(files) != 1 else ''} invalid", err=True)
         raise SystemExit(1)
+
+
+@cli.command(name="test")
+@click.argument("policy_file", type=click.Path(dir_okay=False, path_type=str))
+@click.option(
+    "--cases",
+    "cases_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="YAML file of cases: facts, and the action (and rule) expected.",
+)
+def test_policies(policy_file: str, cases_file: str) -> None:
+    """Run policy unit tests: each case's facts against POLICY_FILE.
+
+    A case passes when the rules decide the expected action (and, if the case
+    names one, by the expected rule). Exits 1 when a case fails or a file is
+    invalid, so rule changes can be tested in CI.
+    """
+    from proctor.errors import PolicyConfigError
+    from proctor.rules import load_policies
+    from proctor.rules.cases import load_cases, run_cases
+
+    try:
+        results = run_cases(load_policies(policy_file), load_cases(cases_file))
+    except PolicyConfigError as exc:
+        for location, message in exc.problems:
+            click.echo(f"{location}: {message}")
+        raise SystemExit(1) from None
+    failed = 0
+    for result in results:
+        case, verdict = result.case, result.verdict
+        if result.passed:
+            click.echo(f"PASS  {case.name}")
+            continue
+        failed += 1
+        expected = case.action.value + (f" by {case.rule}" if case.rule else "")
+        got = verdict.action.value + (
+            f" by {verdict.rule.id}" if verdict.rule is not None else " (no rule matched)"
+        )
+        click.echo(f"FAIL  {case.name} ({case.location}): expected {expected}, got {got}")
+    click.echo(f"{len(results) - failed} passed, {failed} failed")
+    if failed:
+        raise SystemExit(1)
