@@ -358,3 +358,75 @@ def test_bad_decorator_arguments() -> None:
         runlog(service="s", on_deny="ignore")
     with pytest.raises(ValueError, match="cost must be a number >= 0 or a function"):
         runlog(service="s", cost=-1)
+
+
+def test_scheduler_slots_and_code_policies_compose_with_rules() -> None:
+    from proctor import BudgetExceededError, BudgetPolicy, LOCOScheduler, SharedResource
+
+    budget = BudgetPolicy(default_limit=1.0)
+    scheduler = LOCOScheduler([], SharedResource("llm_api", capacity=1), budget=budget)
+    policy = rules({"id": "no_secrets", "when": {"args.prompt": {"contains": "password"}}, "action": "deny"})
+    holders: list[int] = []
+
+    @runlog(service="bot", name="llm", policies=policy, scheduler=scheduler, cost=0.4)
+    def llm(prompt: str) -> str:
+        holders.append(scheduler.resource.holder_count)
+        current_run().add_cost(0.3)  # settles the budget instead of the 0.4 estimate
+        return "ok"
+
+    assert llm("hi") == "ok"
+    assert holders == [1]
+    assert (budget.spent("bot"), budget.reserved("bot")) == (0.3, 0.0)
+    with pytest.raises(RuleViolationError):
+        llm("my password is")  # denied by the rule before any slot is taken
+    assert scheduler.get_agent("bot").stats.granted == 1
+    assert llm("again") == "ok"
+    assert llm("and again") == "ok"  # 0.9 spent
+    with pytest.raises(BudgetExceededError):
+        llm("one more")  # 0.9 + 0.4 > 1.0
+    assert scheduler.resource.holder_count == 0
+
+
+def test_async_scheduler_and_an_enforcer_as_policies() -> None:
+    from proctor import AsyncLOCOScheduler, PolicyEnforcer, PolicyViolationError, RatePolicy, SharedResource
+
+    scheduler = AsyncLOCOScheduler([], SharedResource("api", capacity=2))
+
+    @runlog(service="a", scheduler=scheduler)
+    async def call() -> int:
+        await asyncio.sleep(0)
+        return scheduler.resource.holder_count
+
+    async def many() -> list[int]:
+        return await asyncio.gather(*(call() for _ in range(6)))
+
+    assert max(asyncio.run(many())) <= 2
+
+    @runlog(service="r", policies=PolicyEnforcer([RatePolicy(limits={"r": 2.0})]))
+    def limited() -> str:
+        return "ok"
+
+    assert [limited(), limited()] == ["ok", "ok"]
+    with pytest.raises(PolicyViolationError, match="rate limit"):
+        limited()
+
+
+def test_a_scheduler_must_fit_the_function() -> None:
+    from proctor import AsyncLOCOScheduler, ConfigurationError, LOCOScheduler, SharedResource
+
+    async_scheduler = AsyncLOCOScheduler([], SharedResource("a", 1))
+    thread_scheduler = LOCOScheduler([], SharedResource("b", 1))
+    with pytest.raises(ConfigurationError, match="a plain function needs a LOCOScheduler"):
+        runlog(service="s", scheduler=async_scheduler)(lambda: None)
+
+    async def coroutine() -> None:
+        pass
+
+    with pytest.raises(ConfigurationError, match="an async function needs an AsyncLOCOScheduler"):
+        runlog(service="s", scheduler=thread_scheduler)(coroutine)
+
+    def generator():  # type: ignore[no-untyped-def]
+        yield 1
+
+    with pytest.raises(ConfigurationError, match="not supported on generators"):
+        runlog(service="s", scheduler=thread_scheduler)(generator)

@@ -23,12 +23,18 @@ from proctor.approvals.callback import CallbackChannel
 from proctor.approvals.terminal import TerminalChannel
 from proctor.decision import Action
 from proctor.errors import ConfigurationError, RuleViolationError
+from proctor.outcome import Outcome, Status
 from proctor.policy.budget import BudgetPolicy
+from proctor.policy.enforcer import PolicyEnforcer
 from proctor.rules.facts import MISSING, Facts
 from proctor.rules.patch import Change, apply_patches
 from proctor.rules.ruleset import RuleSet, Verdict
 from proctor.rules.source import PolicySource, PolicySpec
 from proctor.run import Run, RunTerminated, _active, _Frame
+from proctor.scheduling.async_scheduler import AsyncLOCOScheduler
+from proctor.scheduling.base import status_of
+from proctor.scheduling.thread_scheduler import LOCOScheduler
+from proctor.task import Task
 
 __all__ = ["runlog", "set_approval_channel"]
 
@@ -63,20 +69,23 @@ def runlog(
     /,
     *,
     service: str,
-    policies: PolicySpec | None = None,
+    policies: PolicySpec | PolicyEnforcer | None = None,
     agent: str | None = None,
     name: str | None = None,
     cost: float | Callable[..., float] | None = None,
     labels: Mapping[str, Any] | None = None,
     on_deny: str = "raise",
     approvals: ApprovalChannel | None = None,
+    scheduler: LOCOScheduler | AsyncLOCOScheduler | None = None,
 ) -> Any:
     """Decorate a function so that its calls are checked against ``policies``.
 
     Parameters:
         service: the service the function belongs to (the ``service`` fact).
         policies: a policy file path, a list of paths, a parsed mapping or a
-            ``RuleSet``; files are reloaded when they change.
+            ``RuleSet`` (files are reloaded when they change); or a
+            ``PolicyEnforcer`` of code policies, checked with a ``Task`` of the
+            call's estimated cost and labels.
         agent: the acting agent (the ``agent`` fact); the service when not given.
         name: the ``tool`` fact; the function's qualified name when not given.
         cost: the estimated cost of a call: a number or a function of the
@@ -89,15 +98,23 @@ def runlog(
             an LLM agent can read the refusal. A rule's own ``on_deny: return``
             also returns.
         approvals: where ``require_approval`` asks; see ``set_approval_channel``.
+        scheduler: take a fair slot of this scheduler for each call, after the
+            rules (never while waiting for a person) and around the function;
+            its enforcer's policies check the call too. A ``LOCOScheduler`` for
+            plain functions, an ``AsyncLOCOScheduler`` for coroutine functions.
     """
     if on_deny not in ("raise", "return"):
         raise ConfigurationError(f"on_deny must be 'raise' or 'return', got {on_deny!r}")
     if cost is not None and not callable(cost) and not is_amount(cost):
         raise ConfigurationError(f"cost must be a number >= 0 or a function, got {cost!r}")
-    source = PolicySource(policies) if policies is not None else None
+    enforcer = policies if isinstance(policies, PolicyEnforcer) else None
+    source = None if policies is None or isinstance(policies, PolicyEnforcer) else PolicySource(policies)
 
     def decorate(function: F) -> F:
+        _check_scheduler(function, scheduler)
         guard = _Guard(function, service, source, agent, name, cost, labels, on_deny, approvals)
+        guard.enforcer = enforcer
+        guard.scheduler = scheduler
         if inspect.isasyncgenfunction(function):
             wrapper: Callable[..., Any] = guard.wrap_async_generator()
         elif inspect.iscoroutinefunction(function):
@@ -111,6 +128,20 @@ def runlog(
         return cast(F, wrapper)
 
     return decorate if func is None else decorate(func)
+
+
+def _check_scheduler(function: Callable[..., Any], scheduler: object) -> None:
+    if scheduler is None:
+        return
+    if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+        raise ConfigurationError(
+            "scheduler= is not supported on generators: a slot would be held across yields"
+        )
+    if inspect.iscoroutinefunction(function):
+        if not isinstance(scheduler, AsyncLOCOScheduler):
+            raise ConfigurationError("an async function needs an AsyncLOCOScheduler as scheduler=")
+    elif not isinstance(scheduler, LOCOScheduler):
+        raise ConfigurationError("a plain function needs a LOCOScheduler (threads) as scheduler=")
 
 
 class _Call:
@@ -153,6 +184,8 @@ class _Guard:
         self.labels = dict(labels) if labels is not None else MISSING
         self.on_deny = on_deny
         self.approvals = approvals
+        self.enforcer: PolicyEnforcer | None = None
+        self.scheduler: LOCOScheduler | AsyncLOCOScheduler | None = None
         self.signature = inspect.signature(function)
         params = list(self.signature.parameters.values())
         simple = all(
@@ -311,16 +344,18 @@ class _Guard:
             self._patch(call, self.bind(call.args, call.kwargs))
         return _PROCEED
 
+    def actual_cost(self, call: _Call, result: Any) -> float:
+        """What the call cost: its add_cost reports, else usage.cost on the result, else the estimate."""
+        reported = call.frame.reported
+        if reported:
+            return reported
+        usage = _usage_cost(result)
+        return call.estimate if usage is None else usage
+
     def finish(self, call: _Call, result: Any) -> None:
         """Account the actual cost and check the rules that read the output."""
-        reported = call.frame.reported
-        actual = reported if reported else _usage_cost(result)
-        if actual is None:
-            actual = call.estimate
-            if actual:
-                with call.run._lock:
-                    call.run.cost += actual
-        elif not reported:
+        actual = self.actual_cost(call, result)
+        if actual and not call.frame.reported:  # add_cost already counted what it reported
             with call.run._lock:
                 call.run.cost += actual
         if actual:
@@ -356,13 +391,53 @@ class _Guard:
                 return decided
             token = _active.set(call.frame)
             try:
-                result = function(*call.args, **call.kwargs)
+                if self.scheduler is None and self.enforcer is None:
+                    result = function(*call.args, **call.kwargs)
+                else:
+                    result = self._invoke_sync(call)
             finally:
                 _active.reset(token)
             self.finish(call, result)
             return result
 
         return wrapper
+
+    def _task(self, call: _Call) -> Task:
+        labels = self.labels if isinstance(self.labels, dict) else None
+        return Task(task_type=self.tool, cost=call.estimate, labels=labels)
+
+    def _invoke_sync(self, call: _Call) -> Any:
+        """Call the function inside a scheduler slot, or between its enforcer's check and settle."""
+        if isinstance(self.scheduler, LOCOScheduler):
+            with self.scheduler.acquire(self.agent, self._task(call)) as grant:
+                result = self.function(*call.args, **call.kwargs)
+                grant.cost = self.actual_cost(call, result)
+            return result
+        assert self.enforcer is not None
+        admission = self.enforcer.admit(self.agent, self._task(call))
+        try:
+            result = self.function(*call.args, **call.kwargs)
+        except BaseException as exc:
+            self.enforcer.settle(admission, Outcome(status_of(exc), None, exc))
+            raise
+        self.enforcer.settle(admission, Outcome(Status.SUCCESS, self.actual_cost(call, result)))
+        return result
+
+    async def _invoke_async(self, call: _Call) -> Any:
+        if isinstance(self.scheduler, AsyncLOCOScheduler):
+            async with self.scheduler.acquire(self.agent, self._task(call)) as grant:
+                result = await self.function(*call.args, **call.kwargs)
+                grant.cost = self.actual_cost(call, result)
+            return result
+        assert self.enforcer is not None
+        admission = self.enforcer.admit(self.agent, self._task(call))
+        try:
+            result = await self.function(*call.args, **call.kwargs)
+        except BaseException as exc:
+            self.enforcer.settle(admission, Outcome(status_of(exc), None, exc))
+            raise
+        self.enforcer.settle(admission, Outcome(Status.SUCCESS, self.actual_cost(call, result)))
+        return result
 
     def _decide_sync(self, call: _Call) -> Any:
         action = call.verdict.action
@@ -386,7 +461,10 @@ class _Guard:
                 return decided
             token = _active.set(call.frame)
             try:
-                result = await function(*call.args, **call.kwargs)
+                if self.scheduler is None and self.enforcer is None:
+                    result = await function(*call.args, **call.kwargs)
+                else:
+                    result = await self._invoke_async(call)
             finally:
                 _active.reset(token)
             self.finish(call, result)

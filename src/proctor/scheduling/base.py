@@ -41,7 +41,8 @@ def resolve_alpha(alpha: float | None, optimize_for: str | None) -> float:
     return float(alpha)
 
 
-def _status(exc: BaseException | None) -> Status:
+def status_of(exc: BaseException | None) -> Status:
+    """How work that ended with ``exc`` (None: no exception) ended."""
     if exc is None:
         return Status.SUCCESS
     if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit)):
@@ -164,7 +165,7 @@ class SchedulerBase:
     def _settle(self, grant: Grant, exc: BaseException | None, held_since: float) -> None:
         admission = grant.admission
         if admission is not None and self._enforcer is not None:
-            outcome = Outcome(_status(exc), grant.cost, exc, time.monotonic() - held_since)
+            outcome = Outcome(status_of(exc), grant.cost, exc, time.monotonic() - held_since)
             self._enforcer.settle(admission, outcome)
 
     def __repr__(self) -> str:
