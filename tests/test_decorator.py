@@ -430,3 +430,20 @@ def test_a_scheduler_must_fit_the_function() -> None:
 
     with pytest.raises(ConfigurationError, match="not supported on generators"):
         runlog(service="s", scheduler=thread_scheduler)(generator)
+
+
+def test_a_default_deny_file_refuses_what_no_rule_allows() -> None:
+    policy = rules({"id": "reads", "when": {"tool": "read"}, "action": "log"}, defaults={"action": "deny"})
+
+    @runlog(service="s", name="read", policies=policy)
+    def read() -> str:
+        return "data"
+
+    @runlog(service="s", name="write", policies=policy)
+    def write() -> str:
+        return "written"
+
+    assert read() == "data"
+    with pytest.raises(RuleViolationError, match="default action is deny") as info:
+        write()
+    assert info.value.rule_id == "default"

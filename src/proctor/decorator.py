@@ -301,6 +301,8 @@ class _Guard:
         """Deny the call: raise, or return the value an LLM agent should read."""
         rule = call.verdict.rule
         rule_id = rule.id if rule is not None else "default"
+        if rule is None:
+            detail = "no rule allows it, and the policy file's default action is deny"
         if self.on_deny == "return" or (rule is not None and rule.on_deny == "return"):
             if rule is not None and rule.returns is not None:
                 return rule.returns
