@@ -1,0 +1,284 @@
+"""PIIDetector: finds and redacts personal data and secrets anywhere in a value."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import NamedTuple, overload
+
+import phonenumbers
+
+from proctor.errors import ConfigurationError
+from proctor.pii._contact import PhoneFinder, find_emails
+from proctor.pii._credentials import MAX_TOKEN_LENGTH, SecretFinder
+from proctor.pii._finance import find_credit_cards, find_ibans
+from proctor.pii._network import find_ip_addresses
+from proctor.pii._scan import ScanText
+from proctor.pii._ssn import find_us_ssns
+from proctor.pii._walk import Limits, format_path, rebuild, texts
+from proctor.pii.backend import PIIBackend
+from proctor.pii.kinds import BUILTIN_KINDS, PIIKind
+from proctor.pii.match import PIIMatch, PIISpan
+
+__all__ = ["DEFAULT_PHONE_REGIONS", "MAX_DEPTH_LIMIT", "PIIDetector"]
+
+DEFAULT_PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN")
+"""Regions whose national formats count as phone numbers (US also covers Canada)."""
+
+MAX_DEPTH_LIMIT = 100
+"""The largest ``max_depth`` a detector accepts (walks recurse once per level)."""
+
+_Finder = Callable[[ScanText], Iterator[tuple[int, int]]]
+
+# The order in which kinds are looked for (cheap and specific first), which is
+# also the order of preference when two kinds claim the same stretch of text.
+_ORDER = (
+    PIIKind.EMAIL,
+    PIIKind.CREDIT_CARD,
+    PIIKind.US_SSN,
+    PIIKind.IBAN,
+    PIIKind.IP_ADDRESS,
+    PIIKind.SECRET,
+    PIIKind.PHONE,
+    PIIKind.PERSON,
+    PIIKind.LOCATION,
+)
+_RANK = {kind: rank for rank, kind in enumerate(_ORDER)}
+
+
+class _Plan(NamedTuple):
+    """What to run on each string for one set of kinds."""
+
+    finders: tuple[tuple[PIIKind, _Finder], ...]
+    backends: tuple[tuple[PIIBackend, frozenset[PIIKind]], ...]
+
+
+class PIIDetector:
+    """Finds and redacts PII in strings nested anywhere in a value.
+
+    It looks into str, bytes (UTF-8, invalid bytes replaced), mapping keys
+    and values, lists, tuples, sets, dataclass fields and ``model_dump()`` of
+    pydantic-style models; numbers and other objects are not looked into.
+    No model is downloaded: every built-in kind is a pattern plus a check
+    (Luhn, mod 97, ``phonenumbers``, ``ipaddress``, entropy). A detector's
+    configuration is fixed at construction, and one detector can be shared
+    between threads.
+
+    Parameters:
+        kinds: the kinds to look for when a call does not say (kinds or their
+            names); default: every built-in kind plus every backend's kinds.
+        phone_regions: ISO 3166 region codes whose national number formats
+            count as phone numbers (numbers starting with ``+`` count in any
+            region). More regions find more numbers and more false positives.
+        entropy_threshold: the least Shannon entropy, in bits per character,
+            of a generic secret token (one without a provider prefix).
+        min_token_length: the shortest generic secret token, at most
+            ``MAX_TOKEN_LENGTH`` (256); longer runs are taken for data.
+        max_depth: values inside more than this many containers are skipped
+            (0 looks only at the value itself), at most ``MAX_DEPTH_LIMIT``.
+        max_chars: the most characters scanned in one call, over all strings
+            and keys; the string crossing the limit is scanned up to it. As
+            the scan is linear, this bounds the time one call takes (text
+            packed with valid phone numbers is the slowest kind, since
+            ``phonenumbers`` checks each).
+        backends: further detectors, such as a NER model for ``person`` and
+            ``location``, run on each string after the built-in ones.
+
+    Raises ``ConfigurationError`` for an unknown kind, a kind that nothing
+    detects, an unknown region or a limit out of range.
+    """
+
+    def __init__(
+        self,
+        kinds: Iterable[PIIKind | str] | None = None,
+        *,
+        phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
+        entropy_threshold: float = 3.5,
+        min_token_length: int = 20,
+        max_depth: int = 32,
+        max_chars: int = 262_144,
+        backends: Sequence[PIIBackend] = (),
+    ) -> None:
+        if isinstance(phone_regions, str) or not phone_regions:
+            raise ConfigurationError(
+                f"phone_regions must be a non-empty list such as ['US'], not {phone_regions!r}"
+            )
+        unknown_regions = [r for r in phone_regions if r not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown_regions:
+            raise ConfigurationError(
+                f"phone_regions has codes phonenumbers does not know: {unknown_regions!r}; "
+                "use ISO 3166 codes in capitals such as 'US', 'GB'"
+            )
+        if not (math.isfinite(entropy_threshold) and entropy_threshold >= 0):
+            raise ConfigurationError(f"entropy_threshold must be a number >= 0, not {entropy_threshold!r}")
+        if not 1 <= min_token_length <= MAX_TOKEN_LENGTH:
+            raise ConfigurationError(
+                f"min_token_length must be between 1 and {MAX_TOKEN_LENGTH}, not {min_token_length!r}"
+            )
+        if not 0 <= max_depth <= MAX_DEPTH_LIMIT:
+            raise ConfigurationError(f"max_depth must be between 0 and {MAX_DEPTH_LIMIT}, not {max_depth!r}")
+        if max_chars < 1:
+            raise ConfigurationError(f"max_chars must be at least 1, not {max_chars!r}")
+        self._phone_regions = tuple(phone_regions)
+        self._entropy_threshold = entropy_threshold
+        self._min_token_length = min_token_length
+        self._limits = Limits(max_depth=max_depth, max_chars=max_chars)
+        self._backends = tuple(backends)
+        self._finders: dict[PIIKind, _Finder] = {
+            PIIKind.EMAIL: find_emails,
+            PIIKind.CREDIT_CARD: find_credit_cards,
+            PIIKind.US_SSN: find_us_ssns,
+            PIIKind.IBAN: find_ibans,
+            PIIKind.IP_ADDRESS: find_ip_addresses,
+            PIIKind.SECRET: SecretFinder(entropy_threshold, min_token_length),
+            PIIKind.PHONE: PhoneFinder(self._phone_regions),
+        }
+        self._available = BUILTIN_KINDS.union(*(backend.kinds for backend in self._backends))
+        self._kinds = self._available if kinds is None else self._parse_kinds(kinds)
+        self._plan = self._make_plan(self._kinds)
+
+    @property
+    def kinds(self) -> frozenset[PIIKind]:
+        """The kinds looked for when a call does not say."""
+        return self._kinds
+
+    def contains(self, value: object, kinds: Iterable[PIIKind | str] | None = None) -> bool:
+        """Whether any of ``kinds`` (default: the detector's) occurs anywhere in ``value``.
+
+        Stops at the first match. Raises ``ConfigurationError`` for a kind that
+        is unknown or that nothing in this detector finds.
+        """
+        plan = self._plan_for(kinds)
+        for text in texts(value, self._limits):
+            for _ in self._spans(text.text, plan):
+                return True
+        return False
+
+    def find(self, value: object, kinds: Iterable[PIIKind | str] | None = None) -> list[PIIMatch]:
+        """Every match of ``kinds`` (default: the detector's) in ``value``.
+
+        Matches come string by string, depth first in the value's order, and
+        by position within a string. Each stretch of text is reported once:
+        where matches overlap, the one starting first wins, then the longest,
+        then the first of email, credit_card, us_ssn, iban, ip_address,
+        secret, phone, person, location.
+        """
+        plan = self._plan_for(kinds)
+        matches: list[PIIMatch] = []
+        for text in texts(value, self._limits):
+            for span in _resolve(self._spans(text.text, plan)):
+                matches.append(
+                    PIIMatch(
+                        kind=span.kind,
+                        path=format_path(text.path),
+                        start=span.start,
+                        end=span.end,
+                        text=text.text[span.start : span.end],
+                        in_key=text.in_key,
+                    )
+                )
+        return matches
+
+    @overload
+    def redact(
+        self, value: str, kinds: Iterable[PIIKind | str] | None = None
+    ) -> tuple[str, frozenset[PIIKind]]: ...
+
+    @overload
+    def redact(
+        self, value: object, kinds: Iterable[PIIKind | str] | None = None
+    ) -> tuple[object, frozenset[PIIKind]]: ...
+
+    def redact(
+        self, value: object, kinds: Iterable[PIIKind | str] | None = None
+    ) -> tuple[object, frozenset[PIIKind]]:
+        """A copy of ``value`` with every match replaced, and the kinds replaced.
+
+        Each match (as ``find`` reports them) becomes ``kind.marker``, such as
+        ``[REDACTED:email]``; ``value`` itself is not changed. The copy fails
+        closed: text the limits kept from being scanned becomes
+        ``[UNSCANNED]`` (the string crossing ``max_chars`` keeps its scanned
+        part), and a container recurring inside itself becomes ``[CYCLE]``.
+
+        Containers come back new: mappings and models as ``dict``, lists as
+        lists, tuples as tuples (named tuples keep their class), sets as sets,
+        dataclass instances as copies of their class. Strings stay strings and
+        bytes stay bytes. Numbers and objects that are not looked into are
+        kept, not copied. Mapping keys are redacted too: keys that become
+        equal collapse into one entry (the last one wins).
+        """
+        plan = self._plan_for(kinds)
+        found: set[PIIKind] = set()
+
+        def redact_text(text: str) -> str:
+            spans = _resolve(self._spans(text, plan))
+            if not spans:
+                return text
+            parts: list[str] = []
+            position = 0
+            for span in spans:
+                parts += (text[position : span.start], span.kind.marker)
+                position = span.end
+                found.add(span.kind)
+            parts.append(text[position:])
+            return "".join(parts)
+
+        return rebuild(value, self._limits, redact_text), frozenset(found)
+
+    def __repr__(self) -> str:
+        return (
+            f"PIIDetector(kinds={sorted(self._kinds)!r}, phone_regions={list(self._phone_regions)!r}, "
+            f"entropy_threshold={self._entropy_threshold!r}, min_token_length={self._min_token_length!r}, "
+            f"max_depth={self._limits.max_depth!r}, max_chars={self._limits.max_chars!r}, "
+            f"backends={list(self._backends)!r})"
+        )
+
+    def _spans(self, text: str, plan: _Plan) -> Iterator[PIISpan]:
+        scan = ScanText(text)
+        for kind, finder in plan.finders:
+            for start, end in finder(scan):
+                yield PIISpan(kind, start, end)
+        for backend, wanted in plan.backends:
+            for kind, start, end in backend.scan(text, wanted):
+                if kind in wanted and 0 <= start < end <= len(text):
+                    yield PIISpan(PIIKind(kind), start, end)
+
+    def _plan_for(self, kinds: Iterable[PIIKind | str] | None) -> _Plan:
+        return self._plan if kinds is None else self._make_plan(self._parse_kinds(kinds))
+
+    def _make_plan(self, kinds: frozenset[PIIKind]) -> _Plan:
+        finders = tuple(
+            (kind, self._finders[kind]) for kind in _ORDER if kind in kinds and kind in self._finders
+        )
+        backends = tuple(
+            (backend, kinds & backend.kinds) for backend in self._backends if kinds & backend.kinds
+        )
+        return _Plan(finders, backends)
+
+    def _parse_kinds(self, kinds: Iterable[PIIKind | str]) -> frozenset[PIIKind]:
+        names = [kinds] if isinstance(kinds, str) else list(kinds)
+        known = ", ".join(kind.value for kind in _ORDER)
+        parsed: set[PIIKind] = set()
+        for name in names:
+            try:
+                kind = PIIKind(name)
+            except ValueError:
+                raise ConfigurationError(f"unknown PII kind {name!r}; known kinds: {known}") from None
+            if kind not in self._available:
+                raise ConfigurationError(
+                    f"no detector here finds {kind.value!r}: it needs a backend that does "
+                    f"(PIIDetector(backends=[...])), such as a NER model"
+                )
+            parsed.add(kind)
+        return frozenset(parsed)
+
+
+def _resolve(spans: Iterable[PIISpan]) -> list[PIISpan]:
+    """The spans that do not overlap: leftmost first, then longest, then by kind order."""
+    kept: list[PIISpan] = []
+    reach = 0
+    for span in sorted(spans, key=lambda s: (s.start, s.start - s.end, _RANK[s.kind])):
+        if span.start >= reach:
+            kept.append(span)
+            reach = span.end
+    return kept
