@@ -157,3 +157,22 @@ def test_policy_config_error_is_a_configuration_error() -> None:
     assert issubclass(PolicyConfigError, ConfigurationError)
     with pytest.raises(ValueError, match=r"policy file has 1 problem:\np\.yaml:1:1"):
         parse_policies("- 1\n", "p.yaml")
+
+
+def test_pii_kinds_are_checked_at_load_time() -> None:
+    text = "policies:\n- id: a\n  when: {input: {contains_pii: [emial]}}\n  action: deny\n"
+    [(location, message)] = problems(text)
+    assert location == "p.yaml:3:18"  # the contains_pii key
+    assert message.startswith("unknown PII kinds ['emial']; kinds are: credit_card, email")
+    [(_, message)] = problems("pii: {kinds: [dna]}\npolicies: []\n")
+    assert message.startswith("kinds: unknown PII kind 'dna'")
+
+
+def test_contains_pii_uses_the_files_pii_settings() -> None:
+    from proctor.rules import Facts
+
+    only_email = parse_policies(
+        "pii: {kinds: [email]}\npolicies:\n- id: a\n  when: {input: {contains_pii: true}}\n  action: deny\n"
+    )
+    assert only_email.evaluate(Facts(input={"to": "jane@example.com"})).action.value == "deny"
+    assert only_email.evaluate(Facts(input={"card": "4111 1111 1111 1111"})).action.value == "allow"

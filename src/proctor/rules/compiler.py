@@ -18,6 +18,7 @@ import re2
 
 from proctor.rules._yaml import Path
 from proctor.rules.facts import MISSING, Facts, fact_getter
+from proctor.rules.schema import PII_KINDS
 
 __all__ = ["OPERATORS", "CompileError", "Condition", "compile_when", "facts_used", "literal_tools"]
 
@@ -295,6 +296,10 @@ def _pii(operand: Any, path: Path, context: _Context) -> Test:
         kinds: tuple[str, ...] | None = None
         wanted = operand
     elif isinstance(operand, list) and operand and all(isinstance(kind, str) for kind in operand):
+        unknown = sorted(set(operand) - PII_KINDS)
+        if unknown:
+            known = ", ".join(sorted(PII_KINDS))
+            raise CompileError(path, f"unknown PII kinds {unknown}; kinds are: {known}")
         kinds = tuple(operand)
         wanted = True
     else:

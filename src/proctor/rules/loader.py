@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path as FilePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -14,7 +14,10 @@ from proctor.rules.compiler import CompileError, PIIScan, compile_when
 from proctor.rules.ruleset import CompiledRule, RuleSet
 from proctor.rules.schema import Clamp, Defaults, PIISettings, PolicyFile, Rule
 
-__all__ = ["load_policies", "parse_policies"]
+if TYPE_CHECKING:
+    from proctor.pii import PIIDetector
+
+__all__ = ["builtin_pii_scan", "load_policies", "parse_policies"]
 
 # The model that validates the mapping found at each kind of path.
 _MODELS: dict[tuple[str, ...], type[BaseModel]] = {
@@ -58,6 +61,8 @@ def parse_policies(
         data, source_map = source, SourceMap(file)
     problems: list[tuple[Path, str, bool]] = []  # path, message, at the key rather than the value
     parsed = _validate(data, problems)
+    if pii is None:
+        pii = builtin_pii_scan(parsed.pii if parsed is not None else PIISettings())
     rules: list[CompiledRule] = []
     if isinstance(data, Mapping) and isinstance(data.get("policies"), list):
         _check_ids(data["policies"], problems)
@@ -82,6 +87,22 @@ def parse_policies(
         raise PolicyConfigError(_located(problems, source_map))
     assert parsed is not None
     return RuleSet(rules, parsed.defaults, source=file)
+
+
+def builtin_pii_scan(settings: PIISettings) -> PIIScan:
+    """``contains_pii`` through the built-in detector, built on first use (phone metadata is large)."""
+    detector: PIIDetector | None = None
+
+    def scan(value: Any, kinds: Collection[str] | None) -> bool:
+        nonlocal detector
+        if detector is None:
+            from proctor.pii import DEFAULT_PHONE_REGIONS, PIIDetector
+
+            regions = settings.phone_regions or DEFAULT_PHONE_REGIONS
+            detector = PIIDetector(kinds=settings.kinds, phone_regions=regions)
+        return detector.contains(value, kinds)
+
+    return scan
 
 
 def _validate(data: Any, problems: list[tuple[Path, str, bool]]) -> PolicyFile | None:

@@ -21,10 +21,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from proctor.pii.kinds import BUILTIN_KINDS
+
 __all__ = ["ACTIONS", "Defaults", "PIISettings", "PolicyFile", "Rule"]
 
 ACTIONS = ("allow", "log", "modify", "require_approval", "deny", "terminate")
 """Every action a rule may take, from the mildest to the strictest."""
+
+PII_KINDS = frozenset(kind.value for kind in BUILTIN_KINDS)
+"""The PII kinds the built-in detector finds, by name."""
 
 ActionName = Literal["log", "modify", "require_approval", "deny", "terminate"]
 
@@ -105,10 +110,22 @@ class Defaults(_Strict):
 
 
 class PIISettings(_Strict):
-    """Which kinds of personal data ``contains_pii: true`` looks for."""
+    """Which kinds of personal data ``contains_pii: true`` looks for, and where phone numbers are from.
+
+    None means the built-in detector's defaults: every built-in kind, and
+    phone numbers of the regions in ``proctor.pii.DEFAULT_PHONE_REGIONS``.
+    """
 
     kinds: tuple[str, ...] | None = None
-    phone_regions: tuple[str, ...] = ("US",)
+    phone_regions: tuple[str, ...] | None = None
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for kind in kinds or ():
+            if kind not in PII_KINDS:
+                raise ValueError(f"unknown PII kind {kind!r}; kinds are: {', '.join(sorted(PII_KINDS))}")
+        return kinds
 
 
 class PolicyFile(_Strict):
