@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["Outcome", "Status"]
+__all__ = ["SUCCEEDED", "Outcome", "Status"]
 
 
 class Status(StrEnum):
@@ -23,22 +23,23 @@ class Outcome:
         cost: the actual cost reported by the caller (``grant.cost = ...``),
             or None when it reported none.
         error: the exception that ended the work, if any.
-        duration: seconds the work held its slot.
     """
 
-    __slots__ = ("cost", "duration", "error", "status")
+    __slots__ = ("cost", "error", "status")
 
     def __init__(
         self,
         status: Status,
         cost: float | None = None,
         error: BaseException | None = None,
-        duration: float = 0.0,
     ) -> None:
         self.status = status
         self.cost = cost
         self.error = error
-        self.duration = duration
 
     def __repr__(self) -> str:
-        return f"Outcome({self.status.value}, cost={self.cost!r}, duration={self.duration:.6f})"
+        return f"Outcome({self.status.value}, cost={self.cost!r})"
+
+
+SUCCEEDED = Outcome(Status.SUCCESS)
+"""The outcome of work that ended without an exception and reported no cost."""

@@ -108,7 +108,7 @@ class AsyncLOCOScheduler(SchedulerBase):
 class _Acquire:
     """The context manager returned by ``AsyncLOCOScheduler.acquire``."""
 
-    __slots__ = ("_agent_id", "_grant", "_held_since", "_scheduler", "_task", "_timeout")
+    __slots__ = ("_agent_id", "_grant", "_scheduler", "_task", "_timeout")
 
     def __init__(
         self, scheduler: AsyncLOCOScheduler, agent_id: str, task: Task | None, timeout: float | None
@@ -118,7 +118,6 @@ class _Acquire:
         self._task = task
         self._timeout = timeout
         self._grant: Grant | None = None
-        self._held_since = 0.0
 
     async def __aenter__(self) -> Grant:
         if self._grant is not None:
@@ -161,7 +160,6 @@ class _Acquire:
                 scheduler._release()
                 raise
         grant = self._grant = Grant(agent, task, waited, admission)
-        self._held_since = _monotonic()
         return grant
 
     @staticmethod
@@ -207,4 +205,4 @@ class _Acquire:
         scheduler = self._scheduler
         scheduler._release()
         if grant.admission is not None:
-            scheduler._settle(grant, exc, self._held_since)
+            scheduler._settle(grant, exc)

@@ -9,7 +9,7 @@ from typing import Any
 
 from proctor.agent import Agent
 from proctor.errors import ConfigurationError
-from proctor.outcome import Outcome, Status
+from proctor.outcome import SUCCEEDED, Outcome, Status
 from proctor.policy.base import Policy
 from proctor.policy.enforcer import PolicyEnforcer
 from proctor.resource import SharedResource
@@ -162,10 +162,11 @@ class SchedulerBase:
             self._agents[agent_id] = agent
         return agent
 
-    def _settle(self, grant: Grant, exc: BaseException | None, held_since: float) -> None:
+    def _settle(self, grant: Grant, exc: BaseException | None) -> None:
         admission = grant.admission
         if admission is not None and self._enforcer is not None:
-            outcome = Outcome(status_of(exc), grant.cost, exc, time.monotonic() - held_since)
+            cost = grant.cost
+            outcome = SUCCEEDED if exc is None and cost is None else Outcome(status_of(exc), cost, exc)
             self._enforcer.settle(admission, outcome)
 
     def __repr__(self) -> str:

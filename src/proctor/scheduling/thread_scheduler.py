@@ -104,7 +104,7 @@ class LOCOScheduler(SchedulerBase):
 class _Acquire:
     """The context manager returned by ``LOCOScheduler.acquire``."""
 
-    __slots__ = ("_agent_id", "_grant", "_held_since", "_scheduler", "_task", "_timeout")
+    __slots__ = ("_agent_id", "_grant", "_scheduler", "_task", "_timeout")
 
     def __init__(
         self, scheduler: LOCOScheduler, agent_id: str, task: Task | None, timeout: float | None
@@ -114,7 +114,6 @@ class _Acquire:
         self._task = task
         self._timeout = timeout
         self._grant: Grant | None = None
-        self._held_since = 0.0
 
     def __enter__(self) -> Grant:
         if self._grant is not None:
@@ -160,7 +159,6 @@ class _Acquire:
                     scheduler._release_locked()
                 raise
         grant = self._grant = Grant(agent, task, waited, admission)
-        self._held_since = _monotonic()
         return grant
 
     def _wait(self, scheduler: LOCOScheduler, agent: Agent, waiter: _ThreadWaiter) -> None:
@@ -201,4 +199,4 @@ class _Acquire:
         with scheduler._lock:
             grant.agent.stats.granted += 1
             scheduler._release_locked()
-        scheduler._settle(grant, exc, self._held_since)
+        scheduler._settle(grant, exc)
