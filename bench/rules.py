@@ -1,0 +1,978 @@
+"""Rule decisions and ``@runlog`` overhead: proctor against agent-os-kernel's PolicyEvaluator, in one run.
+
+Run it by hand (the lead wires ``make bench``)::
+
+    .venv/bin/pip install agent-os-kernel       # optional; its rows are skipped without it
+    .venv/bin/python bench/rules.py             # the full run, about 15 seconds
+    .venv/bin/python bench/rules.py --quick     # a smoke run, seconds
+
+agent-os-kernel (MIT) is a peer to measure against, never a dependency of
+proctor: this script only imports and calls it.
+
+What is measured (from the issue):
+
+- **Decisions.** Rule sets of 1, 10 and 100 rules, compiled once with
+  ``proctor.rules.parse_policies(mapping)``; one decision is
+  ``RuleSet.evaluate(Facts(...))``. The rules are mostly keyed on a literal
+  tool name (``tool: db.query``, spread over 41 tools) with a numeric
+  (``gt``), ``starts_with`` or ``in`` condition on an argument; every tenth
+  rule is a general one (``cost`` above a limit, the agent in a list, tool
+  names by prefix or in a list), and two rules (one in the 10-rule set) are
+  ``any:`` combinations. The actions are a fixed pool of 1,000 actions
+  (seeded), of which most match no rule and a few match one or more; the
+  actions are built before the timing. Each decision is timed on its own with
+  ``time.perf_counter_ns()`` around the one call, after an untimed warm-up;
+  the p50 and p99 are over ``--decisions`` decisions per run, and the table
+  shows the median of ``--repeat`` runs. Nothing is subtracted: the figures
+  include the two clock reads, whose own cost the header prints.
+- **The same decisions through agent-os-kernel**: its
+  ``agent_os.policies.evaluator.PolicyEvaluator`` with one ``PolicyDocument``
+  holding the equivalent rules, on the equivalent context dicts, timed the
+  same way. Its rules have one condition each (field, operator, value) over a
+  flat context dict, and the first matching rule by priority decides. So the
+  rule sets are built to be expressible in both and to decide alike:
+
+  * a proctor rule ``{tool: T, args.n: {gt: 5}}`` is the agent-os condition
+    ``T.n gt 5``, the context holding each argument under ``"<tool>.<name>"``
+    (the flat equivalent of "argument n of tool T"); ``starts_with: p`` is
+    ``matches ^p`` (escaped); an ``any:`` of k conditions is k agent-os rules
+    with the rule's name and action (so agent-os holds 1, 11 and 102 rules);
+  * proctor lets the strictest matching action win, then priority, then file
+    order; agent-os takes the first match by priority (a stable sort, so file
+    order among equals). The agent-os priority of each rule is therefore its
+    action's strictness (terminate > deny > log), and the actions map
+    log -> audit, deny -> deny, terminate -> block.
+
+  Both engines' decisions (action and deciding rule) are compared on every
+  action of the pool; the table shows how many agree.
+- **The decorator.** ``@runlog(service=..., policies=<the 10-rule mapping>,
+  name="bench.noop")`` on ``def f(x, y=1): return x``, called as ``f(1)``:
+  at top level (each call is a run) and as a tool call inside a decorated
+  outer function (one run, many tool calls: the common case in agents). The
+  10-rule set holds a rule on ``bench.noop`` (``args.x > 1000`` denies, which
+  the script checks) besides the general rules, so each call builds its
+  facts, runs its candidate rules, and is allowed. Against the bare function
+  and a trivial pass-through decorator. Each call is timed on its own
+  (p50, p99), and a batch of the same number of calls is timed as a whole
+  (mean per call, no clock reads per call). The overhead is the decorated
+  figure minus the bare function's (p50 minus p50, p99 minus p99, mean minus
+  mean).
+
+The garbage collector stays on (what an engine allocates is part of its cost)
+and is run before each timed block. The last table checks the issue's targets
+and says PASS or FAIL with the measured figure. The exit status is 0 whatever
+the figures: this is a report, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import importlib
+import importlib.metadata
+import math
+import os
+import platform
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+import proctor
+from proctor import runlog
+from proctor.errors import RuleViolationError
+from proctor.rules import Facts, RuleSet, Verdict, parse_policies
+
+DEFAULT_DECISIONS = 20_000
+DEFAULT_REPEAT = 5
+QUICK_DECISIONS = 2_000
+QUICK_REPEAT = 2
+WARMUP = 2_000  # untimed decisions or calls before the first timed run of each configuration
+RULE_COUNTS = (1, 10, 100)
+ACTIONS = 1_000  # distinct actions, cycled through in a fixed shuffled order
+SEED = 20_240_607
+
+SERVICE = "bench"
+DECORATED_TOOL = "bench.noop"
+OUTER_TOOL = "bench.agent"
+DECORATOR_RULES = 10
+
+PEER_DIST = "agent-os-kernel"
+
+# The issue's targets.
+TARGET_OVERHEAD_P50_US = 5.0
+TARGET_P99_US = 20.0
+TARGET_P99_RULES = 100
+TARGET_SPEEDUP = 2.0
+SPEEDUP_RULES = (10, 100)
+BARE_DECORATOR_REFERENCE_US = 0.15
+BIND_REFERENCE_US = "2-3"
+
+# proctor's action -> agent-os's action and priority (its strictness: agent-os takes the first match).
+PEER_ACTION = {"allow": "allow", "log": "audit", "deny": "deny", "terminate": "block"}
+STRICTNESS = {"log": 1, "deny": 4, "terminate": 5}
+
+
+# --------------------------------------------------------------------------- tools and rules
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A tool the actions call, with the three arguments its rules look at."""
+
+    name: str
+    number: str  # a numeric argument; above ``limit`` is risky
+    limit: int
+    text: str  # a text argument; starting with ``risky_prefix`` is risky
+    risky_prefix: str
+    texts: tuple[str, ...]
+    choice: str  # an argument taking one of a few values; ``risky_choices`` are risky
+    risky_choices: tuple[Any, ...]
+    choices: tuple[Any, ...]
+
+
+_NAMESPACES: tuple[tuple[Any, ...], ...] = (
+    # namespace, verbs; number argument, its limit; text argument, its risky prefix, ordinary values;
+    # choice argument, its risky values, ordinary values.
+    ("db", ("query", "insert", "update", "export"), "limit", 1000, "table", "pg_",
+     ("orders", "users", "events"), "mode", ("bulk", "unsafe"), ("read", "write")),
+    ("fs", ("read", "write", "delete", "list"), "size", 10_000_000, "path", "/etc/",
+     ("/srv/data/a.csv", "/srv/tmp/b.json", "/home/app/c.txt"), "encoding", ("binary",), ("utf-8", "ascii")),
+    ("http", ("get", "post", "put", "delete"), "timeout", 30, "url", "http://",
+     ("https://api.example.com/v1", "https://docs.example.org/x"), "proxy", ("none",), ("corp", "direct")),
+    ("email", ("send", "draft", "forward", "reply"), "recipients", 50, "to", "all-",
+     ("alice@example.com", "bob@example.com", "ops@example.com"), "priority", ("urgent",), ("low", "normal")),
+    ("payments", ("refund", "charge", "payout", "transfer"), "amount", 500, "account", "ext-",
+     ("acct-1001", "acct-2002", "acct-3003"), "currency", ("BTC", "XMR"), ("USD", "EUR", "GBP")),
+    ("crm", ("search", "update", "export", "merge"), "limit", 5000, "query", "SELECT",
+     ("name:ada", "city:paris", "tag:vip"), "scope", ("all",), ("team", "mine")),
+    ("calendar", ("create", "invite", "cancel", "list"), "attendees", 100, "title", "[external]",
+     ("standup", "1:1", "planning"), "visibility", ("public",), ("private", "team")),
+    ("slack", ("post", "dm", "upload", "invite"), "length", 4000, "channel", "#general",
+     ("#team-a", "#team-b", "#alerts"), "kind", ("broadcast",), ("message", "thread")),
+    ("github", ("merge", "push", "release", "comment"), "files", 200, "branch", "main",
+     ("feature/x", "fix/y", "docs/z"), "visibility", ("public",), ("private", "internal")),
+    ("shell", ("exec", "run", "spawn", "kill"), "timeout", 600, "command", "rm ",
+     ("ls -l", "cat a.txt", "echo hi"), "user", ("root",), ("app", "nobody")),
+)  # fmt: skip
+
+TOOLS: tuple[Tool, ...] = (
+    # The decorated function's tool: f(x, y=1). Its rules read x and y.
+    Tool(DECORATED_TOOL, "x", 1000, "label", "tmp-", ("a", "b"), "y", (7, 8), (1, 2)),
+    *(
+        Tool(f"{ns}.{verb}", number, limit, text, prefix, texts, choice, risky, ordinary)
+        for ns, verbs, number, limit, text, prefix, texts, choice, risky, ordinary in _NAMESPACES
+        for verb in verbs
+    ),
+)
+UNRULED_TOOLS = ("search.web", "kb.lookup", "weather.get", "math.eval", "legacy.ftp", "notes.add")
+ADMIN_TOOLS = ("admin.reset", "admin.grant", "sudo.shell")
+AGENTS = tuple(f"agent-{i:02d}" for i in range(30))
+BOTS = ("intern-bot", "sandbox-bot", "eval-bot")
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One rule, as a proctor rule and as the agent-os conditions that decide the same."""
+
+    id: str
+    action: str  # proctor's action: log, deny or terminate
+    when: dict[str, Any]
+    peer: tuple[tuple[str, str, Any], ...]  # agent-os (field, operator, value): any one matching decides
+
+
+def _keyed(rule_id: str, tool: Tool, template: int) -> RuleSpec:
+    """A rule on one tool (by literal name) and one of its arguments."""
+    if template == 0:
+        return RuleSpec(
+            rule_id,
+            "deny",
+            {"tool": tool.name, f"args.{tool.number}": {"gt": tool.limit}},
+            ((f"{tool.name}.{tool.number}", "gt", tool.limit),),
+        )
+    if template == 1:
+        return RuleSpec(
+            rule_id,
+            "deny",
+            {"tool": tool.name, f"args.{tool.text}": {"starts_with": tool.risky_prefix}},
+            ((f"{tool.name}.{tool.text}", "matches", "^" + re.escape(tool.risky_prefix)),),
+        )
+    return RuleSpec(
+        rule_id,
+        "log",
+        {"tool": tool.name, f"args.{tool.choice}": list(tool.risky_choices)},
+        ((f"{tool.name}.{tool.choice}", "in", list(tool.risky_choices)),),
+    )
+
+
+def _any(rule_id: str, tool: Tool) -> RuleSpec:
+    """A rule on one tool: a big number or a risky text."""
+    return RuleSpec(
+        rule_id,
+        "deny",
+        {
+            "tool": tool.name,
+            "any": [
+                {f"args.{tool.number}": {"gt": tool.limit}},
+                {f"args.{tool.text}": {"starts_with": tool.risky_prefix}},
+            ],
+        },
+        (
+            (f"{tool.name}.{tool.number}", "gt", tool.limit),
+            (f"{tool.name}.{tool.text}", "matches", "^" + re.escape(tool.risky_prefix)),
+        ),
+    )
+
+
+def _general(rule_id: str, j: int) -> RuleSpec:
+    """A rule on every action, or on tools named by a list or a prefix."""
+    kind = j % 4
+    if kind == 0:
+        limit = 2.0 + j
+        return RuleSpec(rule_id, "log", {"cost": {"gt": limit}}, (("cost", "gt", limit),))
+    if kind == 1:
+        bots = [BOTS[j % 3], BOTS[(j + 1) % 3]]
+        return RuleSpec(rule_id, "log", {"agent": {"in": bots}}, (("agent", "in", bots),))
+    if kind == 2:
+        prefix = ("admin.", "sudo.")[j // 4 % 2]
+        return RuleSpec(
+            rule_id,
+            "terminate",
+            {"tool": {"starts_with": prefix}},
+            (("tool", "matches", "^" + re.escape(prefix)),),
+        )
+    tools = [["shell.kill"], ["github.release", "legacy.ftp"]][j // 4 % 2]
+    return RuleSpec(rule_id, "deny", {"tool": tools}, (("tool", "in", tools),))
+
+
+def build_rules(count: int) -> list[RuleSpec]:
+    """``count`` rules: every tenth general, two ``any:`` combinations, the rest keyed on a tool."""
+    rules: list[RuleSpec] = []
+    keyed = 0
+    for i in range(count):
+        rule_id = f"r{i:03d}"
+        if i % 10 == 9:
+            rules.append(_general(rule_id, i // 10))
+        elif i % 50 == 4:
+            rules.append(_any(rule_id, TOOLS[(3 + 17 * (i // 50)) % len(TOOLS)]))
+        else:
+            # Tool k, template k % 3: with 41 tools, a tool's later rules take the other templates.
+            rules.append(_keyed(rule_id, TOOLS[keyed % len(TOOLS)], keyed % 3))
+            keyed += 1
+    return rules
+
+
+def proctor_mapping(rules: Sequence[RuleSpec]) -> dict[str, Any]:
+    """The policy file, as the mapping ``parse_policies`` takes."""
+    return {
+        "policies": [
+            {"id": rule.id, "when": rule.when, "action": rule.action, "message": f"bench rule {rule.id}"}
+            for rule in rules
+        ]
+    }
+
+
+def peer_evaluator(peer: Peer, rules: Sequence[RuleSpec]) -> Any:
+    """An agent-os PolicyEvaluator deciding as the proctor rules do (see the module docstring)."""
+    schema = peer.schema
+    policy_rules = [
+        schema.PolicyRule(
+            name=rule.id,
+            condition=schema.PolicyCondition(field=field_, operator=operator, value=value),
+            action=PEER_ACTION[rule.action],
+            priority=STRICTNESS[rule.action],
+            message=f"bench rule {rule.id}",
+        )
+        for rule in rules
+        for field_, operator, value in rule.peer
+    ]
+    document = schema.PolicyDocument(name=f"bench-{len(rules)}", rules=policy_rules)
+    return peer.evaluator.PolicyEvaluator([document])
+
+
+# --------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    agent: str
+    tool: str
+    args: dict[str, Any]
+    cost: float
+
+
+def build_actions(count: int, rng: random.Random) -> list[ActionSpec]:
+    """``count`` actions; each risky value is rare, so most actions match no rule."""
+    actions = []
+    for _ in range(count):
+        agent = rng.choice(BOTS) if rng.random() < 0.02 else rng.choice(AGENTS)
+        cost = round(rng.uniform(2.5, 12.0), 3) if rng.random() < 0.02 else round(rng.uniform(0.0, 1.0), 4)
+        draw = rng.random()
+        if draw < 0.90:
+            tool = rng.choice(TOOLS)
+            args = {
+                tool.number: rng.randint(tool.limit + 1, 2 * tool.limit)
+                if rng.random() < 0.03
+                else rng.randint(0, tool.limit),
+                tool.text: tool.risky_prefix + "x" if rng.random() < 0.03 else rng.choice(tool.texts),
+                tool.choice: rng.choice(tool.risky_choices)
+                if rng.random() < 0.03
+                else rng.choice(tool.choices),
+            }
+            actions.append(ActionSpec(agent, tool.name, args, cost))
+        else:
+            name = rng.choice(UNRULED_TOOLS) if draw < 0.98 else rng.choice(ADMIN_TOOLS)
+            actions.append(ActionSpec(agent, name, {"q": f"question {rng.randint(0, 99)}"}, cost))
+    return actions
+
+
+def proctor_facts(action: ActionSpec) -> Facts:
+    """The facts ``@runlog`` would build for a tool call inside a run."""
+    return Facts(
+        agent=action.agent,
+        service=SERVICE,
+        tool=action.tool,
+        args=action.args,
+        input={"task": "bench"},
+        cost=action.cost,
+        cost_run=0.0,
+        tool_calls_in_run=1,
+        same_call_in_run=0,
+    )
+
+
+def peer_context(action: ActionSpec) -> dict[str, Any]:
+    """The same action as an agent-os context: flat, each argument under ``<tool>.<name>``."""
+    context: dict[str, Any] = {
+        "agent": action.agent,
+        "service": SERVICE,
+        "tool": action.tool,
+        "cost": action.cost,
+    }
+    context.update((f"{action.tool}.{name}", value) for name, value in action.args.items())
+    return context
+
+
+def proctor_decision(verdict: Verdict) -> tuple[str, str | None]:
+    """A proctor verdict in agent-os terms: (action, deciding rule)."""
+    return PEER_ACTION[verdict.action.value], verdict.rule.id if verdict.rule is not None else None
+
+
+def peer_decision(decision: Any) -> tuple[str, str | None]:
+    return str(decision.action), decision.matched_rule
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def time_each(decide: Callable[[Any], object], inputs: Sequence[Any], count: int) -> list[int]:
+    """Nanoseconds of each of ``count`` calls ``decide(input)``, inputs cycled."""
+    clock = time.perf_counter_ns
+    size = len(inputs)
+    samples = [0] * count
+    for i in range(count):
+        item = inputs[i % size]
+        start = clock()
+        decide(item)
+        samples[i] = clock() - start
+    return samples
+
+
+def time_calls(function: Callable[[int], object], count: int) -> list[int]:
+    """Nanoseconds of each of ``count`` calls ``function(1)``."""
+    clock = time.perf_counter_ns
+    samples = [0] * count
+    for i in range(count):
+        start = clock()
+        function(1)
+        samples[i] = clock() - start
+    return samples
+
+
+def time_batch(function: Callable[[int], object], count: int) -> float:
+    """Mean nanoseconds per call of ``count`` calls ``function(1)`` timed as a whole (loop included)."""
+    clock = time.perf_counter_ns
+    start = clock()
+    for _ in range(count):
+        function(1)
+    return (clock() - start) / count
+
+
+def time_empty(count: int) -> list[int]:
+    """Nanoseconds of an empty timed region: what the two clock reads add to each sample."""
+    clock = time.perf_counter_ns
+    samples = [0] * count
+    for i in range(count):
+        start = clock()
+        samples[i] = clock() - start
+    return samples
+
+
+def percentile_us(samples: Sequence[int], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of nanosecond samples, in microseconds."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] / 1000.0
+
+
+@dataclass
+class Timing:
+    """The runs of one configuration: per run, the p50 and p99 (and batch mean) in microseconds."""
+
+    p50s: list[float] = field(default_factory=list)
+    p99s: list[float] = field(default_factory=list)
+    means: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    def add(self, samples: Sequence[int]) -> None:
+        self.p50s.append(percentile_us(samples, 0.50))
+        self.p99s.append(percentile_us(samples, 0.99))
+
+    @property
+    def p50(self) -> float | None:
+        return statistics.median(self.p50s) if self.p50s and self.error is None else None
+
+    @property
+    def p99(self) -> float | None:
+        return statistics.median(self.p99s) if self.p99s and self.error is None else None
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.median(self.means) if self.means and self.error is None else None
+
+    @property
+    def spread(self) -> str:
+        if not self.p50s or self.error is not None:
+            return ""
+        return f"{min(self.p50s):.2f}-{max(self.p50s):.2f}"
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+@dataclass
+class Peer:
+    """agent-os-kernel's modules (typed Any: imported by name, optional) and its version."""
+
+    evaluator: Any
+    schema: Any
+    version: str
+
+
+def load_peer() -> tuple[Peer | None, str]:
+    """agent-os-kernel, or None and why not."""
+    try:
+        evaluator = importlib.import_module("agent_os.policies.evaluator")
+        schema = importlib.import_module("agent_os.policies.schema")
+    except ImportError as exc:
+        return None, f"not importable ({exc})"
+    try:
+        version = importlib.metadata.version(PEER_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown version"
+    return Peer(evaluator, schema, version), ""
+
+
+@dataclass
+class RuleSetup:
+    """One rule count: both engines' rule sets and inputs, and how their decisions compare."""
+
+    count: int
+    ruleset: RuleSet
+    facts: list[Facts]
+    peer: Any = None
+    peer_rules: int = 0
+    contexts: list[dict[str, Any]] = field(default_factory=list)
+    matching: int = 0  # actions on which some proctor rule matches
+    agree: int = 0
+    disagreement: str = ""
+
+
+def setup_rules(
+    count: int, actions: Sequence[ActionSpec], order: Sequence[int], peer: Peer | None
+) -> RuleSetup:
+    specs = build_rules(count)
+    ruleset = parse_policies(proctor_mapping(specs), f"<{count} rules>")
+    setup = RuleSetup(count, ruleset, [proctor_facts(actions[i]) for i in order])
+    setup.matching = sum(1 for facts in setup.facts if ruleset.evaluate(facts).matched)
+    if peer is not None:
+        setup.peer = peer_evaluator(peer, specs)
+        setup.peer_rules = sum(len(spec.peer) for spec in specs)
+        setup.contexts = [peer_context(actions[i]) for i in order]
+        for facts, context in zip(setup.facts, setup.contexts, strict=True):
+            ours = proctor_decision(ruleset.evaluate(facts))
+            theirs = peer_decision(setup.peer.evaluate(context))
+            if ours == theirs:
+                setup.agree += 1
+            elif not setup.disagreement:
+                setup.disagreement = f"{context}: proctor {ours}, agent-os {theirs}"
+    return setup
+
+
+PROCTOR = "proctor"
+AGENT_OS = "agent-os"
+
+
+def measure_decisions(
+    setups: Sequence[RuleSetup], decisions: int, repeat: int, progress: Callable[[str], None]
+) -> dict[tuple[str, int], Timing]:
+    """Both engines at every rule count; rounds interleaved so that drift hits all alike."""
+    configs: list[tuple[str, RuleSetup, Callable[[Any], object], Sequence[Any]]] = []
+    for setup in setups:
+        configs.append((PROCTOR, setup, setup.ruleset.evaluate, setup.facts))
+        if setup.peer is not None:
+            configs.append((AGENT_OS, setup, setup.peer.evaluate, setup.contexts))
+    results = {(engine, setup.count): Timing() for engine, setup, _, _ in configs}
+    for engine, setup, decide, inputs in configs:
+        progress(f"{setup.count} rules, {engine}: warm-up")
+        time_each(decide, inputs, min(decisions, WARMUP))
+    for round_ in range(repeat):
+        for engine, setup, decide, inputs in configs:
+            progress(f"{setup.count} rules, {engine}: run {round_ + 1} of {repeat}")
+            gc.collect()
+            results[engine, setup.count].add(time_each(decide, inputs, decisions))
+    return results
+
+
+# --------------------------------------------------------------------------- decorator
+
+
+def noop(x: Any, y: Any = 1) -> Any:
+    return x
+
+
+def passthrough(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A trivial decorator: what any wrapper costs."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+BARE = "bare function"
+PASSTHROUGH = "pass-through decorator"
+TOP = "@runlog, top-level call (a run each)"
+NESTED = "@runlog, tool call inside a run"
+DECORATOR_CONFIGS = (BARE, PASSTHROUGH, TOP, NESTED)
+
+
+@dataclass
+class DecoratorSetup:
+    functions: dict[str, Callable[[int], object]]
+    outer: Callable[[str, int], Any]
+    denied: str  # what the check that the rules are in force found
+
+
+def setup_decorator(mapping: dict[str, Any]) -> DecoratorSetup:
+    tool = runlog(service=SERVICE, policies=mapping, name=DECORATED_TOOL)(noop)
+
+    def agent(how: str, count: int) -> Any:
+        # Inside a run: each call of ``tool`` is a tool call of this run.
+        return time_calls(tool, count) if how == "each" else time_batch(tool, count)
+
+    outer: Callable[[str, int], Any] = runlog(service=SERVICE, policies=mapping, name=OUTER_TOOL)(agent)
+    try:
+        tool(10 * TOOLS[0].limit)
+    except RuleViolationError as exc:
+        denied = f"f({10 * TOOLS[0].limit}) is denied by rule {exc.args[0]!r}"
+    else:
+        denied = f"[red]f({10 * TOOLS[0].limit}) was NOT denied: the rules are not in force[/red]"
+    return DecoratorSetup({BARE: noop, PASSTHROUGH: passthrough(noop), TOP: tool}, outer, denied)
+
+
+def measure_decorator(
+    setup: DecoratorSetup, calls: int, repeat: int, progress: Callable[[str], None]
+) -> dict[str, Timing]:
+    results = {config: Timing() for config in DECORATOR_CONFIGS}
+
+    def each(config: str, count: int) -> list[int]:
+        if config == NESTED:
+            samples: list[int] = setup.outer("each", count)
+            return samples
+        return time_calls(setup.functions[config], count)
+
+    def batch(config: str, count: int) -> float:
+        if config == NESTED:
+            mean: float = setup.outer("batch", count)
+            return mean
+        return time_batch(setup.functions[config], count)
+
+    for config in DECORATOR_CONFIGS:
+        progress(f"{config}: warm-up")
+        each(config, min(calls, WARMUP))
+    for round_ in range(repeat):
+        for config in DECORATOR_CONFIGS:
+            progress(f"{config}: run {round_ + 1} of {repeat}")
+            gc.collect()
+            results[config].add(each(config, calls))
+            gc.collect()
+            results[config].means.append(batch(config, calls) / 1000.0)
+    return results
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    """a / b, or None when either is missing."""
+    return a / b if a is not None and b else None
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
+
+
+def decisions_table(
+    setups: Sequence[RuleSetup],
+    results: dict[tuple[str, int], Timing],
+    decisions: int,
+    repeat: int,
+    peer: Peer | None,
+) -> Table:
+    table = Table(
+        title=f"Decisions: proctor RuleSet.evaluate(Facts) vs agent-os PolicyEvaluator.evaluate(dict); "
+        f"{decisions:,} decisions per run, {ACTIONS:,} distinct actions",
+        title_justify="left",
+        caption_justify="left",
+    )
+    table.add_column("rules", justify="right")
+    table.add_column("engine")
+    table.add_column("rules loaded", justify="right")
+    table.add_column(f"p50 us (median of {repeat})", justify="right")
+    table.add_column(f"p99 us (median of {repeat})", justify="right")
+    table.add_column("p50 min-max", justify="right", style="dim")
+    table.add_column("speed-up (p50)", justify="right")
+    table.add_column("actions matching a rule", justify="right")
+    table.add_column("same decision", justify="right")
+    notes: list[str] = []
+    for setup in setups:
+        ours = results[PROCTOR, setup.count]
+        theirs = results.get((AGENT_OS, setup.count))
+        match_rate = f"{setup.matching}/{len(setup.facts)} ({setup.matching / len(setup.facts):.0%})"
+        agree = ""
+        if setup.peer is not None:
+            same = setup.agree == len(setup.contexts)
+            agree = f"{'[green]' if same else '[red]'}{setup.agree}/{len(setup.contexts)}[/]"
+            if setup.disagreement:
+                notes.append(f"{setup.count} rules, first disagreement: {setup.disagreement}")
+        speedup = _ratio(theirs.p50 if theirs is not None else None, ours.p50)
+        table.add_row(
+            str(setup.count),
+            PROCTOR,
+            str(len(setup.ruleset)),
+            _fmt(ours.p50),
+            _fmt(ours.p99),
+            ours.spread,
+            _fmt(speedup, ".1f", "x"),
+            match_rate,
+            agree,
+        )
+        if theirs is not None:
+            table.add_row(
+                "",
+                "agent-os-kernel",
+                str(setup.peer_rules),
+                _fmt(theirs.p50),
+                _fmt(theirs.p99),
+                theirs.spread,
+                "1.0x",
+                "",
+                "",
+            )
+        elif peer is None:
+            table.add_row("", "agent-os-kernel", "-", "n/a", "n/a", "", "", "", "")
+        if setup is not setups[-1]:
+            table.add_section()
+    if notes:
+        table.caption = "\n".join(notes)
+    return table
+
+
+def decorator_table(results: dict[str, Timing], calls: int, repeat: int, denied: str) -> Table:
+    table = Table(
+        title=f"Decorator: @runlog(service=..., policies=<{DECORATOR_RULES} rules>, name={DECORATED_TOOL!r}) "
+        f"on def f(x, y=1): return x, called f(1); {calls:,} calls per run",
+        title_justify="left",
+        caption_justify="left",
+    )
+    table.add_column("configuration")
+    table.add_column("p50 us/call", justify="right")
+    table.add_column("p99 us/call", justify="right")
+    table.add_column("p50 min-max", justify="right", style="dim")
+    table.add_column("batch mean us/call", justify="right")
+    table.add_column("overhead p50", justify="right")
+    table.add_column("overhead p99", justify="right")
+    table.add_column("overhead (batch mean)", justify="right")
+    bare = results[BARE]
+    for config in DECORATOR_CONFIGS:
+        timing = results[config]
+        same = config == BARE
+        table.add_row(
+            config,
+            _fmt(timing.p50),
+            _fmt(timing.p99),
+            timing.spread,
+            _fmt(timing.mean),
+            "" if same else _fmt(_minus(timing.p50, bare.p50)),
+            "" if same else _fmt(_minus(timing.p99, bare.p99)),
+            "" if same else _fmt(_minus(timing.mean, bare.mean)),
+        )
+    table.caption = (
+        f"p50/p99: each call timed on its own; batch mean: {calls:,} calls timed as a whole. "
+        f"Figures are medians of {repeat} runs; overhead = decorated - bare (p50 - p50, p99 - p99). "
+        f"Rules in force: {denied}."
+    )
+    return table
+
+
+@dataclass
+class Target:
+    what: str
+    required: str
+    measured: str
+    context: str
+    passed: bool | None  # None: not measured, or for information
+    note: str = ""
+
+
+def targets(
+    setups: Sequence[RuleSetup],
+    decisions: dict[tuple[str, int], Timing],
+    decorator: dict[str, Timing],
+    peer: Peer | None,
+) -> list[Target]:
+    out: list[Target] = []
+    bare = decorator[BARE]
+    passthrough_overhead = _minus(decorator[PASSTHROUGH].p50, bare.p50)
+    for config in (TOP, NESTED):
+        overhead = _minus(decorator[config].p50, bare.p50)
+        out.append(
+            Target(
+                f"decorator overhead p50, {DECORATOR_RULES} rules: {config.removeprefix('@runlog, ')}",
+                f"<= {TARGET_OVERHEAD_P50_US:g} us",
+                _fmt(overhead, ".2f", " us"),
+                f"pass-through decorator: {_fmt(passthrough_overhead, '.2f', ' us')} "
+                f"(issue: about {BARE_DECORATOR_REFERENCE_US:g})",
+                None if overhead is None else overhead <= TARGET_OVERHEAD_P50_US,
+                "not measured",
+            )
+        )
+    by_count = {setup.count: setup for setup in setups}
+    if TARGET_P99_RULES in by_count:
+        p99 = decisions[PROCTOR, TARGET_P99_RULES].p99
+        peer_p99 = decisions.get((AGENT_OS, TARGET_P99_RULES))
+        out.append(
+            Target(
+                f"proctor decision p99, {TARGET_P99_RULES} rules",
+                f"<= {TARGET_P99_US:g} us",
+                _fmt(p99, ".2f", " us"),
+                f"agent-os-kernel: {_fmt(peer_p99.p99 if peer_p99 else None, '.2f', ' us')}",
+                None if p99 is None else p99 <= TARGET_P99_US,
+                "not measured",
+            )
+        )
+    for setup in setups:
+        official = setup.count in SPEEDUP_RULES
+        ours = decisions[PROCTOR, setup.count]
+        theirs = decisions.get((AGENT_OS, setup.count))
+        speedup = _ratio(theirs.p50 if theirs is not None else None, ours.p50)
+        agree = (
+            f"same decision on {setup.agree}/{len(setup.contexts)} actions" if setup.peer is not None else ""
+        )
+        passed = speedup >= TARGET_SPEEDUP if official and speedup is not None else None
+        if passed and setup.agree != len(setup.contexts):
+            passed = False  # faster at deciding differently proves nothing
+        out.append(
+            Target(
+                f"proctor vs agent-os-kernel (p50), {setup.count} rule{'s' if setup.count != 1 else ''}",
+                f">= {TARGET_SPEEDUP:g}x faster" if official else "(not a target)",
+                _fmt(speedup, ".1f", "x"),
+                f"p50 {_fmt(ours.p50, '.2f')} vs {_fmt(theirs.p50, '.2f')} us; {agree}"
+                if theirs is not None
+                else f"proctor p50 {_fmt(ours.p50, '.2f')} us",
+                passed,
+                "not measured" if official else "info",
+            )
+        )
+        if peer is None:
+            out[-1].note = f"SKIP: {PEER_DIST} not installed"
+    return out
+
+
+def _verdict(passed: bool | None, note: str) -> str:
+    if passed is None:
+        return f"[yellow]{note or 'SKIP'}[/yellow]"
+    return "[green]PASS[/green]" if passed else "[red]FAIL[/red]"
+
+
+def targets_table(rows: Sequence[Target]) -> Table:
+    table = Table(title="Targets (the issue's; rows marked info are not targets)", title_justify="left")
+    table.add_column("what")
+    table.add_column("required")
+    table.add_column("measured", justify="right")
+    table.add_column("for comparison", style="dim")
+    table.add_column("result")
+    for row in rows:
+        table.add_row(row.what, row.required, row.measured, row.context, _verdict(row.passed, row.note))
+    return table
+
+
+def _git_revision() -> str:
+    """The checkout's commit, and whether the working tree differs from it; '' outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"git {head}" + (" with uncommitted changes" if dirty else "")
+
+
+def machine_lines(peer: Peer | None) -> list[str]:
+    cpus = os.cpu_count()
+    usable: int | None = cpus
+    if hasattr(os, "sched_getaffinity"):  # not on every platform
+        usable = len(os.sched_getaffinity(0))
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = "; load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    revision = _git_revision()
+    clock = time.get_clock_info("perf_counter")
+    return [
+        f"machine: {platform.platform()}, {platform.machine()}, {cpus} CPUs ({usable} usable){load}",
+        f"python:  {platform.python_implementation()} {platform.python_version()} ({sys.executable})",
+        f"proctor: {proctor.__version__}{f' ({revision})' if revision else ''}; "
+        f"{PEER_DIST}: {peer.version if peer is not None else 'not installed'}",
+        f"clock:   time.perf_counter_ns ({clock.implementation}, resolution {clock.resolution * 1e9:g} ns)",
+    ]
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Per-decision latency of proctor's compiled rules (1, 10, 100 rules) against "
+        "agent-os-kernel's PolicyEvaluator, and the overhead of @runlog with 10 rules.",
+        epilog="The exit status is 0 even when a target is missed: this prints a report.",
+    )
+    parser.add_argument(
+        "--decisions",
+        type=_positive,
+        default=None,
+        help=f"timed decisions per run, and decorated calls per run (default {DEFAULT_DECISIONS:,}; "
+        f"{QUICK_DECISIONS:,} with --quick)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=_positive,
+        default=None,
+        help=f"runs per configuration; the median of their p50s and p99s is reported "
+        f"(default {DEFAULT_REPEAT}; {QUICK_REPEAT} with --quick)",
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer decisions and runs: a smoke run")
+    return parser.parse_args(argv)
+
+
+@contextmanager
+def _status(console: Console, message: str) -> Iterator[Callable[[str], None]]:
+    with console.status(message) as status:
+        yield lambda text: status.update(f"{message}: {text}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    decisions: int = args.decisions or (QUICK_DECISIONS if args.quick else DEFAULT_DECISIONS)
+    repeat: int = args.repeat or (QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
+
+    # Wide enough for the tables when the output goes to a file or a pipe.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    progress_console = Console(stderr=True)
+    peer, peer_problem = load_peer()
+
+    console.rule("proctor rules benchmark")
+    for line in machine_lines(peer):
+        console.print(line)
+    floor = time_empty(max(decisions, 10_000))
+    console.print(
+        f"timing:  each decision or call timed on its own with perf_counter_ns; an empty timed region "
+        f"measures p50 {percentile_us(floor, 0.5):.3f} us, p99 {percentile_us(floor, 0.99):.3f} us "
+        "(included in every per-call figure; nothing is subtracted)"
+    )
+    console.print(
+        f"statistic: p50 and p99 over {decisions:,} decisions (calls) per run, median of {repeat} runs, "
+        f"after {min(decisions, WARMUP):,} untimed ones; rounds interleaved; gc on, collected before each run"
+    )
+    if peer is None:
+        console.print(
+            f"[yellow]{PEER_DIST}: {peer_problem}.[/yellow] Install it with "
+            f"`.venv/bin/pip install {PEER_DIST}`; its rows are skipped."
+        )
+    console.print()
+
+    rng = random.Random(SEED)
+    actions = build_actions(ACTIONS, rng)
+    order = list(range(len(actions)))
+    rng.shuffle(order)
+    with _status(progress_console, "decisions") as progress:
+        progress("building the rule sets and comparing decisions")
+        setups = [setup_rules(count, actions, order, peer) for count in RULE_COUNTS]
+        decision_results = measure_decisions(setups, decisions, repeat, progress)
+    console.print(decisions_table(setups, decision_results, decisions, repeat, peer))
+    console.print()
+
+    with _status(progress_console, "decorator") as progress:
+        decorator = setup_decorator(proctor_mapping(build_rules(DECORATOR_RULES)))
+        decorator_results = measure_decorator(decorator, decisions, repeat, progress)
+    console.print(decorator_table(decorator_results, decisions, repeat, decorator.denied))
+    console.print()
+
+    console.print(targets_table(targets(setups, decision_results, decorator_results, peer)))
+    if decisions < DEFAULT_DECISIONS or repeat < DEFAULT_REPEAT:
+        console.print(
+            f"[yellow]note: {decisions:,} decisions x {repeat} runs is not the issue's configuration "
+            f"({DEFAULT_DECISIONS:,} x {DEFAULT_REPEAT}); treat the verdicts as a smoke test[/yellow]"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
