@@ -195,6 +195,11 @@ class _Guard:
             tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD) if simple else None
         )
         self.defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        # For a call with n positional arguments: the defaults of the parameters after them.
+        self.later_defaults = [
+            [(p.name, p.default) for p in params[n:] if p.default is not p.empty]
+            for n in range(len(params) + 1)
+        ]
 
     # -- binding
 
@@ -202,9 +207,13 @@ class _Guard:
         """The call's arguments by parameter name, defaults included."""
         names = self.positional
         if names is not None and len(args) <= len(names):
-            bound = dict(self.defaults)
-            bound.update(zip(names, args, strict=False))
-            bound.update(kwargs)
+            bound = dict(zip(names, args, strict=False))
+            if kwargs:
+                bound.update(kwargs)
+                for name, default in self.later_defaults[len(args)]:
+                    bound.setdefault(name, default)
+            else:
+                bound.update(self.later_defaults[len(args)])
             return bound
         bound_arguments = self.signature.bind(*args, **kwargs)
         bound_arguments.apply_defaults()

@@ -45,11 +45,11 @@ class Run:
 
     __slots__ = (
         "_calls",
+        "_id",
         "_lock",
         "agent",
         "cost",
         "input",
-        "run_id",
         "service",
         "started",
         "terminated",
@@ -57,7 +57,7 @@ class Run:
     )
 
     def __init__(self, service: str, agent: str, input: dict[str, Any]) -> None:
-        self.run_id = f"{_PREFIX}-{next(_ids):x}"
+        self._id = next(_ids)
         self.service = service
         self.agent = agent
         self.input = input
@@ -67,6 +67,11 @@ class Run:
         self.terminated: RunTerminated | None = None
         self._calls: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    @property
+    def run_id(self) -> str:
+        """Unique across processes and restarts: process id, start time, and a counter."""
+        return f"{_PREFIX}-{self._id:x}"
 
     def add_cost(self, amount: float) -> None:
         """Report cost spent inside the current call; it counts in ``cost_run`` and ``cost_today``.

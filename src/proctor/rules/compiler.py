@@ -10,6 +10,7 @@ True, so a rule about a fact the action lacks never matches, and never raises.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -227,18 +228,25 @@ def _member(operand: list[Any]) -> Test:
 
 
 def _compare(op: str, operand: float) -> Test:
+    compare = _COMPARISONS[op]
+
     def test(value: Any) -> bool | None:
+        kind = type(value)
+        if kind is int or kind is float:  # the common case; bool is excluded by its own type
+            return compare(value, operand)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None
-        if op == "gt":
-            return value > operand
-        if op == "gte":
-            return value >= operand
-        if op == "lt":
-            return value < operand
-        return value <= operand
+        return compare(value, operand)
 
     return test
+
+
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
 
 
 def _contains(operand: Any) -> Test:

@@ -163,7 +163,7 @@ def fact_getter(name: str) -> Callable[[Facts], Any]:
 
         def one(facts: Facts) -> Any:
             value = slot.__get__(facts)
-            if isinstance(value, Mapping):
+            if type(value) is dict or isinstance(value, Mapping):  # dict first: the ABC check is slow
                 return value.get(key, MISSING)
             return _dig(value, (key,))
 

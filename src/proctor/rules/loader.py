@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from proctor.errors import PolicyConfigError
 from proctor.rules._yaml import Path, SourceMap, YAMLProblem, load_yaml
-from proctor.rules.compiler import CompileError, PIIScan, compile_when
+from proctor.rules.compiler import CompileError, PIIScan, compile_when, literal_tools
 from proctor.rules.ruleset import CompiledRule, RuleSet
 from proctor.rules.schema import Clamp, Defaults, PIISettings, PolicyFile, Rule
 
@@ -73,7 +73,10 @@ def parse_policies(
             except CompileError as exc:
                 problems.append((("policies", index, "when", *exc.path), exc.message, True))
                 continue
-            rules.append(CompiledRule(rule, index, condition))
+            keyed = None
+            if literal_tools(rule.when) is not None:
+                keyed = compile_when({k: v for k, v in rule.when.items() if k != "tool"}, pii=pii)
+            rules.append(CompiledRule(rule, index, condition, keyed))
     elif isinstance(data, Mapping) and isinstance(data.get("policies"), list):
         # Report problems inside ``when`` too, even when other parts of the file are wrong.
         for index, raw in enumerate(data["policies"]):

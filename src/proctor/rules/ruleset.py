@@ -32,17 +32,27 @@ _STRICTNESS = {
 
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
-    """A validated rule with its compiled condition and its place in the file."""
+    """A validated rule with its compiled condition and its place in the file.
+
+    ``keyed`` is the condition without its literal ``tool`` test, used when
+    the index by tool has already chosen the rule; ``alone`` the verdict when
+    this rule is the only one that matches.
+    """
 
     rule: Rule
     index: int
     condition: Condition
+    keyed: Condition | None = None
     action: Action = field(init=False)
     uses: frozenset[str] = field(init=False)
+    alone: Verdict = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "action", Action(self.rule.action))
+        action = Action(self.rule.action)
+        object.__setattr__(self, "action", action)
         object.__setattr__(self, "uses", facts_used(self.rule.when))
+        patches = (self.rule,) if action is Action.MODIFY else ()
+        object.__setattr__(self, "alone", Verdict(action, self.rule, (self.rule,), patches))
 
     def matches(self, facts: Facts) -> bool:
         """True only when the rule's ``when`` holds (not when it is unknown)."""
@@ -102,35 +112,41 @@ class RuleSet:
             )
         # After the call, "nothing matched" means go on, whatever the file's default.
         self._default = Verdict(Action.ALLOW if after else Action(defaults.action))
-        by_tool: dict[str, list[CompiledRule]] = {}
-        anywhere: list[CompiledRule] = []
+        by_tool: dict[str, list[tuple[CompiledRule, Condition]]] = {}
+        anywhere: list[tuple[CompiledRule, Condition]] = []
         for compiled in self.rules:
             tools = literal_tools(compiled.rule.when)
             if tools is None:
-                anywhere.append(compiled)
+                anywhere.append((compiled, compiled.condition))
             else:
+                # The index has tested the tool already: test only the rest of ``when``.
+                keyed = compiled.keyed or compiled.condition
                 for tool in tools:
-                    by_tool.setdefault(tool, []).append(compiled)
+                    by_tool.setdefault(tool, []).append((compiled, keyed))
         self._anywhere = tuple(anywhere)
         # Per tool, its own rules merged with the general ones, in file order.
         self._by_tool = {
-            tool: tuple(sorted((*rules, *anywhere), key=lambda compiled: compiled.index))
+            tool: tuple(sorted((*rules, *anywhere), key=lambda pair: pair[0].index))
             for tool, rules in by_tool.items()
         }
 
     def candidates(self, tool: Any) -> tuple[CompiledRule, ...]:
         """The rules that can match an action of ``tool``, in file order."""
+        return tuple(compiled for compiled, _ in self._tests(tool))
+
+    def _tests(self, tool: Any) -> tuple[tuple[CompiledRule, Condition], ...]:
         if isinstance(tool, str):
             return self._by_tool.get(tool, self._anywhere)
         return self._anywhere
 
     def evaluate(self, facts: Facts) -> Verdict:
         """The verdict of the rules on one action."""
-        matched = [compiled for compiled in self.candidates(facts.tool) if compiled.condition(facts) is True]
+        matched = [compiled for compiled, test in self._tests(facts.tool) if test(facts) is True]
         if not matched:
             return self._default
-        if len(matched) > 1:
-            matched.sort(key=lambda c: (-_STRICTNESS[c.action], -c.rule.priority, c.index))
+        if len(matched) == 1:
+            return matched[0].alone
+        matched.sort(key=lambda c: (-_STRICTNESS[c.action], -c.rule.priority, c.index))
         decider = matched[0]
         patches = tuple(
             compiled.rule

@@ -117,7 +117,7 @@ def _merge(sets: list[RuleSet]) -> RuleSet:
                 )
                 continue
             owners[rule_id] = ruleset.source
-            rules.append(CompiledRule(compiled.rule, len(rules), compiled.condition))
+            rules.append(CompiledRule(compiled.rule, len(rules), compiled.condition, compiled.keyed))
     if problems:
         raise PolicyConfigError(problems)
     return RuleSet(rules, sets[0].defaults, " + ".join(ruleset.source for ruleset in sets))
