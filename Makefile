@@ -34,9 +34,14 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
+# The peers each benchmark compares against go into .venv only, never into the project's dependencies.
+BENCH_PEERS := 'loco-agent==0.4.0' 'agent-os-kernel==3.7.0' 'presidio-analyzer==2.2.366'
+
 bench: $(VENV)/.installed-dev
-	$(BIN)/python -m pip install --quiet 'loco-agent==0.4.0'
+	$(BIN)/python -m pip install --quiet $(BENCH_PEERS)
 	$(BIN)/python bench/scheduler.py
+	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/pii.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
