@@ -38,19 +38,16 @@ import gc
 import importlib
 import importlib.metadata
 import logging
-import os
-import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from _report import machine_lines
 from proctor.pii import DEFAULT_PHONE_REGIONS, PIIDetector
 
 SIZE = 1024
@@ -193,22 +190,8 @@ def _kinds(found: Sequence[str]) -> str:
 
 
 def header() -> str:
-    try:
-        revision = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        revision = "unknown"
-    load = "/".join(f"{value:.2f}" for value in os.getloadavg())
-    return (
-        f"proctor {revision} (working tree) on Python {platform.python_version()}, {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, load average {load}; "
-        f"phonenumbers {importlib.metadata.version('phonenumbers')}"
-    )
+    lines = machine_lines({"phonenumbers": importlib.metadata.version("phonenumbers")})
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

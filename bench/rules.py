@@ -72,24 +72,20 @@ import gc
 import importlib
 import importlib.metadata
 import math
-import os
-import platform
 import random
 import re
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-import proctor
+from _report import Target, fmt, machine_lines, positive, ratio, targets_table
 from proctor import runlog
 from proctor.errors import RuleViolationError
 from proctor.rules import Facts, RuleSet, Verdict, parse_policies
@@ -625,15 +621,6 @@ def measure_decorator(
 # --------------------------------------------------------------------------- report
 
 
-def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
-    return "-" if value is None else f"{value:{spec}}{suffix}"
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    """a / b, or None when either is missing."""
-    return a / b if a is not None and b else None
-
-
 def _minus(a: float | None, b: float | None) -> float | None:
     return a - b if a is not None and b is not None else None
 
@@ -671,15 +658,15 @@ def decisions_table(
             agree = f"{'[green]' if same else '[red]'}{setup.agree}/{len(setup.contexts)}[/]"
             if setup.disagreement:
                 notes.append(f"{setup.count} rules, first disagreement: {setup.disagreement}")
-        speedup = _ratio(theirs.p50 if theirs is not None else None, ours.p50)
+        speedup = ratio(theirs.p50 if theirs is not None else None, ours.p50)
         table.add_row(
             str(setup.count),
             PROCTOR,
             str(len(setup.ruleset)),
-            _fmt(ours.p50),
-            _fmt(ours.p99),
+            fmt(ours.p50),
+            fmt(ours.p99),
             ours.spread,
-            _fmt(speedup, ".1f", "x"),
+            fmt(speedup, ".1f", "x"),
             match_rate,
             agree,
         )
@@ -688,8 +675,8 @@ def decisions_table(
                 "",
                 "agent-os-kernel",
                 str(setup.peer_rules),
-                _fmt(theirs.p50),
-                _fmt(theirs.p99),
+                fmt(theirs.p50),
+                fmt(theirs.p99),
                 theirs.spread,
                 "1.0x",
                 "",
@@ -725,13 +712,13 @@ def decorator_table(results: dict[str, Timing], calls: int, repeat: int, denied:
         same = config == BARE
         table.add_row(
             config,
-            _fmt(timing.p50),
-            _fmt(timing.p99),
+            fmt(timing.p50),
+            fmt(timing.p99),
             timing.spread,
-            _fmt(timing.mean),
-            "" if same else _fmt(_minus(timing.p50, bare.p50)),
-            "" if same else _fmt(_minus(timing.p99, bare.p99)),
-            "" if same else _fmt(_minus(timing.mean, bare.mean)),
+            fmt(timing.mean),
+            "" if same else fmt(_minus(timing.p50, bare.p50)),
+            "" if same else fmt(_minus(timing.p99, bare.p99)),
+            "" if same else fmt(_minus(timing.mean, bare.mean)),
         )
     table.caption = (
         f"p50/p99: each call timed on its own; batch mean: {calls:,} calls timed as a whole. "
@@ -739,16 +726,6 @@ def decorator_table(results: dict[str, Timing], calls: int, repeat: int, denied:
         f"Rules in force: {denied}."
     )
     return table
-
-
-@dataclass
-class Target:
-    what: str
-    required: str
-    measured: str
-    context: str
-    passed: bool | None  # None: not measured, or for information
-    note: str = ""
 
 
 def targets(
@@ -766,8 +743,8 @@ def targets(
             Target(
                 f"decorator overhead p50, {DECORATOR_RULES} rules: {config.removeprefix('@runlog, ')}",
                 f"<= {TARGET_OVERHEAD_P50_US:g} us",
-                _fmt(overhead, ".2f", " us"),
-                f"pass-through decorator: {_fmt(passthrough_overhead, '.2f', ' us')} "
+                fmt(overhead, ".2f", " us"),
+                f"pass-through decorator: {fmt(passthrough_overhead, '.2f', ' us')} "
                 f"(issue: about {BARE_DECORATOR_REFERENCE_US:g})",
                 None if overhead is None else overhead <= TARGET_OVERHEAD_P50_US,
                 "not measured",
@@ -781,8 +758,8 @@ def targets(
             Target(
                 f"proctor decision p99, {TARGET_P99_RULES} rules",
                 f"<= {TARGET_P99_US:g} us",
-                _fmt(p99, ".2f", " us"),
-                f"agent-os-kernel: {_fmt(peer_p99.p99 if peer_p99 else None, '.2f', ' us')}",
+                fmt(p99, ".2f", " us"),
+                f"agent-os-kernel: {fmt(peer_p99.p99 if peer_p99 else None, '.2f', ' us')}",
                 None if p99 is None else p99 <= TARGET_P99_US,
                 "not measured",
             )
@@ -791,7 +768,7 @@ def targets(
         official = setup.count in SPEEDUP_RULES
         ours = decisions[PROCTOR, setup.count]
         theirs = decisions.get((AGENT_OS, setup.count))
-        speedup = _ratio(theirs.p50 if theirs is not None else None, ours.p50)
+        speedup = ratio(theirs.p50 if theirs is not None else None, ours.p50)
         agree = (
             f"same decision on {setup.agree}/{len(setup.contexts)} actions" if setup.peer is not None else ""
         )
@@ -802,10 +779,10 @@ def targets(
             Target(
                 f"proctor vs agent-os-kernel (p50), {setup.count} rule{'s' if setup.count != 1 else ''}",
                 f">= {TARGET_SPEEDUP:g}x faster" if official else "(not a target)",
-                _fmt(speedup, ".1f", "x"),
-                f"p50 {_fmt(ours.p50, '.2f')} vs {_fmt(theirs.p50, '.2f')} us; {agree}"
+                fmt(speedup, ".1f", "x"),
+                f"p50 {fmt(ours.p50, '.2f')} vs {fmt(theirs.p50, '.2f')} us; {agree}"
                 if theirs is not None
-                else f"proctor p50 {_fmt(ours.p50, '.2f')} us",
+                else f"proctor p50 {fmt(ours.p50, '.2f')} us",
                 passed,
                 "not measured" if official else "info",
             )
@@ -815,77 +792,15 @@ def targets(
     return out
 
 
-def _verdict(passed: bool | None, note: str) -> str:
-    if passed is None:
-        return f"[yellow]{note or 'SKIP'}[/yellow]"
-    return "[green]PASS[/green]" if passed else "[red]FAIL[/red]"
-
-
-def targets_table(rows: Sequence[Target]) -> Table:
-    table = Table(title="Targets (the issue's; rows marked info are not targets)", title_justify="left")
-    table.add_column("what")
-    table.add_column("required")
-    table.add_column("measured", justify="right")
-    table.add_column("for comparison", style="dim")
-    table.add_column("result")
-    for row in rows:
-        table.add_row(row.what, row.required, row.measured, row.context, _verdict(row.passed, row.note))
-    return table
-
-
-def _git_revision() -> str:
-    """The checkout's commit, and whether the working tree differs from it; '' outside git."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return f"git {head}" + (" with uncommitted changes" if dirty else "")
-
-
-def machine_lines(peer: Peer | None) -> list[str]:
-    cpus = os.cpu_count()
-    usable: int | None = cpus
-    if hasattr(os, "sched_getaffinity"):  # not on every platform
-        usable = len(os.sched_getaffinity(0))
-    load = ""
-    if hasattr(os, "getloadavg"):
-        load = "; load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    revision = _git_revision()
+def header_lines(peer: Peer | None) -> list[str]:
     clock = time.get_clock_info("perf_counter")
     return [
-        f"machine: {platform.platform()}, {platform.machine()}, {cpus} CPUs ({usable} usable){load}",
-        f"python:  {platform.python_implementation()} {platform.python_version()} ({sys.executable})",
-        f"proctor: {proctor.__version__}{f' ({revision})' if revision else ''}; "
-        f"{PEER_DIST}: {peer.version if peer is not None else 'not installed'}",
+        *machine_lines({PEER_DIST: peer.version if peer is not None else None}),
         f"clock:   time.perf_counter_ns ({clock.implementation}, resolution {clock.resolution * 1e9:g} ns)",
     ]
 
 
 # --------------------------------------------------------------------------- main
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}")
-    return value
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -896,14 +811,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--decisions",
-        type=_positive,
+        type=positive,
         default=None,
         help=f"timed decisions per run, and decorated calls per run (default {DEFAULT_DECISIONS:,}; "
         f"{QUICK_DECISIONS:,} with --quick)",
     )
     parser.add_argument(
         "--repeat",
-        type=_positive,
+        type=positive,
         default=None,
         help=f"runs per configuration; the median of their p50s and p99s is reported "
         f"(default {DEFAULT_REPEAT}; {QUICK_REPEAT} with --quick)",
@@ -929,7 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     peer, peer_problem = load_peer()
 
     console.rule("proctor rules benchmark")
-    for line in machine_lines(peer):
+    for line in header_lines(peer):
         console.print(line)
     floor = time_empty(max(decisions, 10_000))
     console.print(

@@ -48,23 +48,19 @@ import asyncio
 import gc
 import importlib
 import importlib.metadata
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-import proctor
+from _report import Target, fmt, machine_lines, positive, ratio, targets_table
 from proctor import (
     AccessPolicy,
     Agent,
@@ -381,10 +377,6 @@ SCHEDULER = {"async": "AsyncLOCOScheduler", "threads": "LOCOScheduler"}
 LOCO_PEER = {BARE: LOCO_PLAIN, PLAIN: LOCO_PLAIN, POLICIES: LOCO_POLICIES}
 
 
-def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
-    return "-" if value is None else f"{value:{spec}}{suffix}"
-
-
 def results_table(
     title: str,
     kind: str,
@@ -411,14 +403,14 @@ def results_table(
                     str(agents), LABELS[kind][config], f"[red]failed: {result.error}[/red]", "", "", ""
                 )
                 continue
-            ratio = _fmt(us / bare if us is not None and bare else None, ".2f", "x")
+            vs_bare = fmt(us / bare if us is not None and bare else None, ".2f", "x")
             if loco_note is not None:
                 speedup = "n/a" if config in LOCO_PEER else "-"
             else:
                 peer = results.get((LOCO_PEER.get(config, ""), agents))
                 peer_us = peer.us if peer is not None else None
-                speedup = _fmt(peer_us / us if peer_us is not None and us else None, ".1f", "x")
-            table.add_row(str(agents), LABELS[kind][config], _fmt(us), result.spread, ratio, speedup)
+                speedup = fmt(peer_us / us if peer_us is not None and us else None, ".1f", "x")
+            table.add_row(str(agents), LABELS[kind][config], fmt(us), result.spread, vs_bare, speedup)
         if agents != agent_counts[-1]:
             table.add_section()
     if loco_note is not None:
@@ -426,30 +418,9 @@ def results_table(
     return table
 
 
-@dataclass
-class Target:
-    what: str
-    required: str
-    measured: str
-    context: str
-    passed: bool | None  # None: for information, or not measured
-    note: str = ""
-
-
-def _verdict(passed: bool | None, note: str) -> str:
-    if passed is None:
-        return f"[yellow]{note or 'SKIP'}[/yellow]"
-    return "[green]PASS[/green]" if passed else "[red]FAIL[/red]"
-
-
 def _us(results: dict[tuple[str, int], Result], config: str, agents: int) -> float | None:
     result = results.get((config, agents))
     return result.us if result is not None else None
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    """a / b, or None when either is missing."""
-    return a / b if a is not None and b else None
 
 
 def targets(
@@ -467,8 +438,8 @@ def targets(
             Target(
                 f"async {LABELS['async'][config]}, {TARGET_AGENTS} agents",
                 f"<= {limit:g} us/cycle",
-                _fmt(value, ".2f", " us"),
-                f"asyncio.Semaphore: {_fmt(bare_at_target, '.2f', ' us')} "
+                fmt(value, ".2f", " us"),
+                f"asyncio.Semaphore: {fmt(bare_at_target, '.2f', ' us')} "
                 f"(issue: about {BARE_REFERENCE_US:g})",
                 None if value is None else value <= limit,
                 "not measured",
@@ -481,14 +452,14 @@ def targets(
         official = agents == TARGET_AGENTS
         for config in (PLAIN, POLICIES):
             peer = LOCO_PEER[config]
-            speedup = _ratio(_us(async_results, peer, agents), _us(async_results, config, agents))
-            ceiling = _ratio(_us(async_results, peer, agents), _us(async_results, BARE, agents))
+            speedup = ratio(_us(async_results, peer, agents), _us(async_results, config, agents))
+            ceiling = ratio(_us(async_results, peer, agents), _us(async_results, BARE, agents))
             out.append(
                 Target(
                     f"async {LABELS['async'][config]} vs {LABELS['async'][peer]}, {agents} agents",
                     f">= {TARGET_SPEEDUP:g}x faster" if official else "(not a target)",
-                    _fmt(speedup, ".1f", "x"),
-                    f"asyncio.Semaphore: {_fmt(ceiling, '.1f', 'x')} faster than loco",
+                    fmt(speedup, ".1f", "x"),
+                    f"asyncio.Semaphore: {fmt(ceiling, '.1f', 'x')} faster than loco",
                     speedup >= TARGET_SPEEDUP if official and speedup is not None else None,
                     "not measured" if official else "info",
                 )
@@ -502,72 +473,20 @@ def targets(
         scaled.append(("threads", thread_results))
     for kind, results in scaled:
         official = kind == "async"
-        bare = _ratio(_us(results, BARE, high), _us(results, BARE, low)) if low < high else None
+        bare = ratio(_us(results, BARE, high), _us(results, BARE, low)) if low < high else None
         for config in (PLAIN, POLICIES):
-            ratio = _ratio(_us(results, config, high), _us(results, config, low)) if low < high else None
+            scaling = ratio(_us(results, config, high), _us(results, config, low)) if low < high else None
             out.append(
                 Target(
                     f"{kind} {LABELS[kind][config]}: cost at {high} agents / at {low}",
                     f"<= {TARGET_SCALING:g}x" if official else "(not a target)",
-                    _fmt(ratio, ".2f", "x"),
-                    f"{LABELS[kind][BARE]}: {_fmt(bare, '.2f', 'x')}",
-                    ratio <= TARGET_SCALING if official and ratio is not None else None,
+                    fmt(scaling, ".2f", "x"),
+                    f"{LABELS[kind][BARE]}: {fmt(bare, '.2f', 'x')}",
+                    scaling <= TARGET_SCALING if official and scaling is not None else None,
                     "not measured" if official else "info",
                 )
             )
     return out
-
-
-def targets_table(rows: Sequence[Target]) -> Table:
-    table = Table(title="Targets (the issue's; rows marked info are not targets)", title_justify="left")
-    table.add_column("what")
-    table.add_column("required")
-    table.add_column("measured", justify="right")
-    table.add_column("for comparison", style="dim")
-    table.add_column("result")
-    for row in rows:
-        table.add_row(row.what, row.required, row.measured, row.context, _verdict(row.passed, row.note))
-    return table
-
-
-def _git_revision() -> str:
-    """The checkout's commit, and whether the working tree differs from it; '' outside git."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return f"git {head}" + (" with uncommitted changes" if dirty else "")
-
-
-def machine_lines(loco_version: str | None) -> list[str]:
-    cpus = os.cpu_count()
-    usable: int | None = cpus
-    if hasattr(os, "sched_getaffinity"):  # not on every platform
-        usable = len(os.sched_getaffinity(0))
-    load = ""
-    if hasattr(os, "getloadavg"):
-        load = "; load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    revision = _git_revision()
-    return [
-        f"machine: {platform.platform()}, {platform.machine()}, {cpus} CPUs ({usable} usable){load}",
-        f"python:  {platform.python_implementation()} {platform.python_version()} ({sys.executable})",
-        f"proctor: {proctor.__version__}{f' ({revision})' if revision else ''}; "
-        f"loco-agent: {loco_version or 'not installed'}",
-    ]
 
 
 # --------------------------------------------------------------------------- main
@@ -583,16 +502,6 @@ def _agent_counts(text: str) -> list[int]:
     return counts
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Per-cycle overhead of proctor's schedulers against a bare semaphore and loco-agent.",
@@ -600,21 +509,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--cycles",
-        type=_positive,
+        type=positive,
         default=None,
         help=f"acquire-release cycles per run, shared by the agents (default {DEFAULT_CYCLES:,}; "
         f"{QUICK_CYCLES:,} with --quick)",
     )
     parser.add_argument(
         "--repeat",
-        type=_positive,
+        type=positive,
         default=None,
         help=f"runs per configuration; the median is reported (default {DEFAULT_REPEAT}; "
         f"{QUICK_REPEAT} with --quick)",
     )
     parser.add_argument(
         "--loco-repeat",
-        type=_positive,
+        type=positive,
         default=None,
         help=f"runs of the loco-agent configurations, which are ~100x slower "
         f"(default min(repeat, {DEFAULT_LOCO_REPEAT}))",
@@ -660,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     loco_version = importlib.metadata.version("loco-agent") if loco is not None else None
 
     console.rule("proctor scheduler benchmark")
-    for line in machine_lines(loco_version):
+    for line in machine_lines({"loco-agent": loco_version}):
         console.print(line)
     body_text = "time.sleep(0)" if args.thread_body == "sleep0" else "pass"
     console.print(
