@@ -447,3 +447,54 @@ def test_a_default_deny_file_refuses_what_no_rule_allows() -> None:
     with pytest.raises(RuleViolationError, match="default action is deny") as info:
         write()
     assert info.value.rule_id == "default"
+
+
+def test_resource_makes_the_fitting_scheduler() -> None:
+    from proctor import ConfigurationError, LOCOScheduler, SharedResource
+
+    api = SharedResource("api", capacity=1)
+    seen: list[int] = []
+
+    @runlog(service="s", resource=api)
+    def call() -> None:
+        seen.append(api.holder_count)
+
+    call()
+    assert seen == [1]
+    assert api.holder_count == 0
+    with pytest.raises(ConfigurationError, match="not both"):
+        runlog(service="s", resource=api, scheduler=LOCOScheduler([], SharedResource("x", 1)))
+
+
+def test_time_facts_and_cost_today_follow_the_files_time_zone() -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    hour_in_tokyo = datetime.now(ZoneInfo("Asia/Tokyo")).hour
+    policy = rules(
+        {"id": "tokyo_hour", "when": {"time.hour": hour_in_tokyo, "tool": "t"}, "action": "deny"},
+        {"id": "budget", "when": {"cost_today": {"gte": 5}}, "action": "deny", "message": "daily budget"},
+        defaults={"timezone": "Asia/Tokyo"},
+    )
+
+    @runlog(service="tz-test", name="t", policies=policy)
+    def t() -> None:
+        pass
+
+    @runlog(service="tz-test", name="spend", policies=policy, cost=2.5)
+    def spend() -> None:
+        pass
+
+    # The hour could roll over between the two reads; then the rule rightly does not match.
+    if datetime.now(ZoneInfo("Asia/Tokyo")).hour == hour_in_tokyo:
+        with pytest.raises(RuleViolationError):
+            t()
+    spend()
+    spend()
+    with pytest.raises(RuleViolationError, match="daily budget"):
+        spend()
+
+
+def test_an_unknown_time_zone_is_a_load_error() -> None:
+    with pytest.raises(PolicyConfigError, match="unknown time zone 'Mars/Olympus'"):
+        runlog(service="s", policies={"defaults": {"timezone": "Mars/Olympus"}, "policies": []})

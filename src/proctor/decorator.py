@@ -16,16 +16,18 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TypeVar, cast
+from zoneinfo import ZoneInfo
 
 from proctor._numbers import is_amount
 from proctor.approvals.base import ApprovalChannel, ApprovalDecision, ApprovalRequest
 from proctor.approvals.callback import CallbackChannel
 from proctor.approvals.terminal import TerminalChannel
+from proctor.daily_spend import DailySpend
 from proctor.decision import Action
 from proctor.errors import ConfigurationError, RuleViolationError
 from proctor.outcome import Outcome, Status
-from proctor.policy.budget import BudgetPolicy
 from proctor.policy.enforcer import PolicyEnforcer
+from proctor.resource import SharedResource
 from proctor.rules.facts import MISSING, Facts
 from proctor.rules.patch import Change, apply_patches
 from proctor.rules.ruleset import RuleSet, Verdict
@@ -42,7 +44,7 @@ logger = logging.getLogger("proctor.rules")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_daily = BudgetPolicy(period="day")  # spend per "service/agent" since local midnight: cost_today
+_daily = DailySpend()  # spend per "service/agent" since midnight: the cost_today fact
 _channel: ApprovalChannel | None = None
 
 
@@ -77,6 +79,7 @@ def runlog(
     on_deny: str = "raise",
     approvals: ApprovalChannel | None = None,
     scheduler: LOCOScheduler | AsyncLOCOScheduler | None = None,
+    resource: SharedResource | None = None,
 ) -> Any:
     """Decorate a function so that its calls are checked against ``policies``.
 
@@ -102,6 +105,8 @@ def runlog(
             rules (never while waiting for a person) and around the function;
             its enforcer's policies check the call too. A ``LOCOScheduler`` for
             plain functions, an ``AsyncLOCOScheduler`` for coroutine functions.
+        resource: instead of ``scheduler``, a ``SharedResource`` for which the
+            decorator makes the fitting scheduler (with the default alpha).
     """
     if on_deny not in ("raise", "return"):
         raise ConfigurationError(f"on_deny must be 'raise' or 'return', got {on_deny!r}")
@@ -110,7 +115,14 @@ def runlog(
     enforcer = policies if isinstance(policies, PolicyEnforcer) else None
     source = None if policies is None or isinstance(policies, PolicyEnforcer) else PolicySource(policies)
 
+    if scheduler is not None and resource is not None:
+        raise ConfigurationError("pass scheduler= or resource=, not both")
+
     def decorate(function: F) -> F:
+        nonlocal scheduler
+        if resource is not None:
+            kind = AsyncLOCOScheduler if inspect.iscoroutinefunction(function) else LOCOScheduler
+            scheduler = kind([], resource)
         _check_scheduler(function, scheduler)
         guard = _Guard(function, service, source, agent, name, cost, labels, on_deny, approvals)
         guard.enforcer = enforcer
@@ -287,10 +299,11 @@ class _Guard:
             same_call_in_run=same,
             labels=self.labels,
         )
+        zone = rules.defaults.timezone
         if "cost_today" in uses:
-            facts.cost_today = _daily.spent(f"{self.service}/{self.agent}")
+            facts.cost_today = _daily.spent(f"{self.service}/{self.agent}", zone)
         if "time" in uses:
-            facts.now = datetime.now()
+            facts.now = datetime.now(ZoneInfo(zone) if zone else None)
         return facts
 
     def _patch(self, call: _Call, bound: dict[str, Any]) -> None:
@@ -370,7 +383,7 @@ class _Guard:
             with call.run._lock:
                 call.run.cost += actual
         if actual:
-            _daily.record_spend(f"{self.service}/{self.agent}", actual)
+            _daily.record(f"{self.service}/{self.agent}", actual)
         if self.source is None or call.facts is None:
             return
         after = self.source.current().after

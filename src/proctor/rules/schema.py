@@ -18,6 +18,7 @@ facts and operators.
 from __future__ import annotations
 
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -102,11 +103,25 @@ class Rule(_Strict):
 
 
 class Defaults(_Strict):
-    """File-wide defaults."""
+    """File-wide defaults: the action when no rule matches, the approval timeout in seconds,
+    and the time zone (IANA name) of ``cost_today``'s midnight and of ``time.*``, the
+    machine's own when not given."""
 
     action: Literal["allow", "deny"] = "allow"
     approval_timeout: float = Field(default=300.0, gt=0)
     timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str | None) -> str | None:
+        if zone is not None:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"unknown time zone {zone!r}; use an IANA name such as Europe/Paris"
+                ) from None
+        return zone
 
 
 class PIISettings(_Strict):
