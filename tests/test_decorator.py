@@ -498,3 +498,38 @@ def test_time_facts_and_cost_today_follow_the_files_time_zone() -> None:
 def test_an_unknown_time_zone_is_a_load_error() -> None:
     with pytest.raises(PolicyConfigError, match="unknown time zone 'Mars/Olympus'"):
         runlog(service="s", policies={"defaults": {"timezone": "Mars/Olympus"}, "policies": []})
+
+
+def test_a_detector_with_a_backend_adds_person_names(caplog: pytest.LogCaptureFixture) -> None:
+    from collections.abc import Iterable
+
+    from proctor.pii import PIIDetector, PIIKind, PIISpan
+
+    class Names:
+        """A stand-in for an NER backend: knows two first names."""
+
+        kinds = frozenset({PIIKind.PERSON})
+
+        def scan(self, text: str, kinds: frozenset[PIIKind]) -> Iterable[PIISpan]:
+            for name in ("Alice", "Bob"):
+                start = text.find(name)
+                if start >= 0:
+                    yield PIISpan(PIIKind.PERSON, start, start + len(name))
+
+    policy = rules({"id": "names", "when": {"args.text": {"contains_pii": ["person"]}}, "action": "deny"})
+
+    @runlog(service="s", policies=policy, pii=PIIDetector(backends=[Names()]))
+    def post(text: str) -> str:
+        return text
+
+    assert post("hello") == "hello"
+    with pytest.raises(RuleViolationError):
+        post("hello Alice")
+
+    @runlog(service="s", policies=policy)  # the built-in detector finds no names: the rule cannot match
+    def post_plain(text: str) -> str:
+        return text
+
+    with caplog.at_level(logging.WARNING, logger="proctor.rules"):
+        assert post_plain("hello Alice") == "hello Alice"
+    assert "contains_pii could not be evaluated" in caplog.text

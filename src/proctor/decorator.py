@@ -26,6 +26,7 @@ from proctor.daily_spend import DailySpend
 from proctor.decision import Action
 from proctor.errors import ConfigurationError, RuleViolationError
 from proctor.outcome import Outcome, Status
+from proctor.pii.detector import PIIDetector
 from proctor.policy.enforcer import PolicyEnforcer
 from proctor.resource import SharedResource
 from proctor.rules.facts import MISSING, Facts
@@ -80,6 +81,7 @@ def runlog(
     approvals: ApprovalChannel | None = None,
     scheduler: LOCOScheduler | AsyncLOCOScheduler | None = None,
     resource: SharedResource | None = None,
+    pii: PIIDetector | None = None,
 ) -> Any:
     """Decorate a function so that its calls are checked against ``policies``.
 
@@ -107,13 +109,19 @@ def runlog(
             plain functions, an ``AsyncLOCOScheduler`` for coroutine functions.
         resource: instead of ``scheduler``, a ``SharedResource`` for which the
             decorator makes the fitting scheduler (with the default alpha).
+        pii: the detector behind ``contains_pii``, for instance one with a
+            backend for ``person`` and ``location``; the built-in one,
+            configured by the policy file's ``pii:`` section, by default.
     """
     if on_deny not in ("raise", "return"):
         raise ConfigurationError(f"on_deny must be 'raise' or 'return', got {on_deny!r}")
     if cost is not None and not callable(cost) and not is_amount(cost):
         raise ConfigurationError(f"cost must be a number >= 0 or a function, got {cost!r}")
     enforcer = policies if isinstance(policies, PolicyEnforcer) else None
-    source = None if policies is None or isinstance(policies, PolicyEnforcer) else PolicySource(policies)
+    scan = pii.contains if pii is not None else None
+    source = (
+        None if policies is None or isinstance(policies, PolicyEnforcer) else PolicySource(policies, pii=scan)
+    )
 
     if scheduler is not None and resource is not None:
         raise ConfigurationError("pass scheduler= or resource=, not both")

@@ -9,6 +9,7 @@ True, so a rule about a fact the action lacks never matches, and never raises.
 
 from __future__ import annotations
 
+import logging
 import math
 import operator
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -17,11 +18,14 @@ from typing import Any, TypeAlias
 
 import re2
 
+from proctor.errors import ConfigurationError
 from proctor.rules._yaml import Path
 from proctor.rules.facts import MISSING, Facts, fact_getter
 from proctor.rules.schema import PII_KINDS
 
 __all__ = ["OPERATORS", "CompileError", "Condition", "compile_when", "facts_used", "literal_tools"]
+
+logger = logging.getLogger("proctor.rules")
 
 Condition: TypeAlias = Callable[[Facts], "bool | None"]
 Test: TypeAlias = Callable[[Any], "bool | None"]
@@ -319,7 +323,11 @@ def _pii(operand: Any, path: Path, context: _Context) -> Test:
     def test(value: Any) -> bool | None:
         if value is MISSING:
             return None
-        return scan(value, kinds) is wanted
+        try:
+            return scan(value, kinds) is wanted
+        except ConfigurationError as exc:  # e.g. a kind no backend of the detector finds
+            logger.warning("contains_pii could not be evaluated: %s", exc)
+            return None
 
     return test
 

@@ -22,15 +22,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from proctor.pii.kinds import BUILTIN_KINDS
+from proctor.pii.kinds import PIIKind
 
 __all__ = ["ACTIONS", "Defaults", "PIISettings", "PolicyFile", "Rule"]
 
 ACTIONS = ("allow", "log", "modify", "require_approval", "deny", "terminate")
 """Every action a rule may take, from the mildest to the strictest."""
 
-PII_KINDS = frozenset(kind.value for kind in BUILTIN_KINDS)
-"""The PII kinds the built-in detector finds, by name."""
+PII_KINDS = frozenset(kind.value for kind in PIIKind)
+"""Every PII kind by name; ``person`` and ``location`` need a detector with a backend that finds them."""
 
 ActionName = Literal["log", "modify", "require_approval", "deny", "terminate"]
 
