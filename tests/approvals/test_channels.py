@@ -32,16 +32,16 @@ def test_terminal_channel_reads_the_answer_from_its_input() -> None:
         assert "{'amount': 500}" in out.getvalue()
         typed.write("no\n")
         typed.flush()
-        assert TerminalChannel(stdin=stdin, stdout=out).request(REQUEST) == ApprovalDecision(False, "terminal")
+        refused = TerminalChannel(stdin=stdin, stdout=out).request(REQUEST)
+        assert refused == ApprovalDecision(False, "terminal")
         # Nobody types: no decision once the timeout passes.
         assert TerminalChannel(stdin=stdin, stdout=out).request(REQUEST) is None
         assert "no answer in time" in out.getvalue()
 
 
 def test_callback_and_auto_channels() -> None:
-    assert CallbackChannel(lambda request: request.args["amount"] < 1000).request(REQUEST) == ApprovalDecision(
-        True, "callback"
-    )
+    below_limit = CallbackChannel(lambda request: request.args["amount"] < 1000)
+    assert below_limit.request(REQUEST) == ApprovalDecision(True, "callback")
     decision = ApprovalDecision(False, "carol", "over budget")
     assert CallbackChannel(lambda request: decision).request(REQUEST) is decision
     auto = AutoChannel([True], default=False)
