@@ -51,11 +51,6 @@ class Decision:
         self.downgrade = downgrade
         self.reservation = reservation
 
-    @property
-    def allowed(self) -> bool:
-        """True when the action may go ahead as it is (allow or log)."""
-        return self.action is Action.ALLOW or self.action is Action.LOG
-
     def __repr__(self) -> str:
         extra = ", downgrade=True" if self.downgrade else ""
         return f"Decision({self.action.value}, policy={self.policy!r}, detail={self.detail!r}{extra})"

@@ -30,7 +30,7 @@ from proctor.pii.detector import PIIDetector
 from proctor.policy.enforcer import PolicyEnforcer
 from proctor.resource import SharedResource
 from proctor.rules.facts import MISSING, Facts
-from proctor.rules.patch import Change, apply_patches
+from proctor.rules.patch import apply_patches
 from proctor.rules.ruleset import RuleSet, Verdict
 from proctor.rules.source import PolicySource, PolicySpec
 from proctor.run import Run, RunTerminated, _active, _Frame
@@ -167,7 +167,7 @@ def _check_scheduler(function: Callable[..., Any], scheduler: object) -> None:
 class _Call:
     """One checked call: its run, facts, arguments after patches, and what to do."""
 
-    __slots__ = ("args", "changes", "estimate", "facts", "frame", "kwargs", "run", "verdict")
+    __slots__ = ("args", "estimate", "facts", "frame", "kwargs", "run", "verdict")
 
     def __init__(self, run: Run, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.run = run
@@ -176,7 +176,6 @@ class _Call:
         self.kwargs = kwargs
         self.estimate = 0.0
         self.verdict = _ALLOW
-        self.changes: list[Change] = []
         self.facts: Facts | None = None
 
 
@@ -316,7 +315,6 @@ class _Guard:
 
     def _patch(self, call: _Call, bound: dict[str, Any]) -> None:
         patched, changes = apply_patches(bound, call.verdict.patches)
-        call.changes = changes
         call.args, call.kwargs = self.unbind(patched)
         for change in changes:
             logger.info("rule %r changed %s of %s", change.rule_id, change.target, self.tool)

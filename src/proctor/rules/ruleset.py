@@ -54,10 +54,6 @@ class CompiledRule:
         patches = (self.rule,) if action is Action.MODIFY else ()
         object.__setattr__(self, "alone", Verdict(action, self.rule, (self.rule,), patches))
 
-    def matches(self, facts: Facts) -> bool:
-        """True only when the rule's ``when`` holds (not when it is unknown)."""
-        return self.condition(facts) is True
-
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
