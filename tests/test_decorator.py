@@ -533,3 +533,33 @@ def test_a_detector_with_a_backend_adds_person_names(caplog: pytest.LogCaptureFi
     with caplog.at_level(logging.WARNING, logger="proctor.rules"):
         assert post_plain("hello Alice") == "hello Alice"
     assert "contains_pii could not be evaluated" in caplog.text
+
+
+def test_cost_functions_get_the_calls_own_arguments() -> None:
+    @runlog(service="s", cost=lambda *texts: 0.5 * len(texts))
+    def embed(*texts: str) -> int:
+        return len(texts)
+
+    @runlog(service="s")
+    def agent() -> float:
+        embed("a", "b")
+        return current_run().cost
+
+    assert agent() == 1.0
+
+
+def test_output_rules_see_the_facts_they_read() -> None:
+    policy = rules(
+        {
+            "id": "late_leak",
+            "when": {"output": {"contains": "secret"}, "time.hour": {"gte": 0}},
+            "action": "deny",
+        }
+    )
+
+    @runlog(service="s", policies=policy)
+    def read() -> list[str]:
+        return ["secret"]
+
+    with pytest.raises(RuleViolationError):
+        read()

@@ -93,8 +93,8 @@ def runlog(
             call's estimated cost and labels.
         agent: the acting agent (the ``agent`` fact); the service when not given.
         name: the ``tool`` fact; the function's qualified name when not given.
-        cost: the estimated cost of a call: a number or a function of the
-            call's arguments (the ``cost`` fact). The actual cost is what the
+        cost: the estimated cost of a call: a number, or a function called
+            with the call's own arguments (the ``cost`` fact). The actual cost is what the
             call reports with ``current_run().add_cost(x)``, or a ``usage.cost``
             on its result, else the estimate.
         labels: data labels of the calls (the ``labels`` fact).
@@ -257,7 +257,7 @@ class _Guard:
                 raise run.terminated
         call = _Call(run, args, kwargs)
         if self.cost is not None:
-            call.estimate = float(self.cost(**bound) if callable(self.cost) else self.cost)
+            call.estimate = float(self.cost(*args, **kwargs) if callable(self.cost) else self.cost)
         rules = self.source.current() if self.source is not None else None
         if parent is None:
             calls_before = same_before = 0

@@ -158,3 +158,26 @@ def test_every_operator_is_covered() -> None:
         "eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "not_contains",
         "starts_with", "ends_with", "matches", "exists", "contains_pii", "len_gt", "len_lt",
     }  # fmt: skip
+
+
+def test_values_without_a_plain_equality_never_raise() -> None:
+    class Array:
+        """Compares element-wise, like numpy arrays: no single truth value."""
+
+        def __eq__(self, other: object) -> Array:  # type: ignore[override]
+            return self
+
+        def __bool__(self) -> bool:
+            raise ValueError("ambiguous")
+
+        __hash__ = None  # type: ignore[assignment]
+
+    class Lazy:
+        @property
+        def rows(self) -> int:
+            raise RuntimeError("not loaded")
+
+    assert holds({"args.x": 3}, args={"x": Array()}) is None
+    assert holds({"args.x": {"contains": 3}}, args={"x": [Array()]}) is False
+    assert holds({"args.x": {"in": [1, 2]}}, args={"x": Array()}) is False
+    assert holds({"args.x.rows": {"gt": 1}}, args={"x": Lazy()}) is None

@@ -359,3 +359,35 @@ def test_grant_cost_must_be_a_finite_number(bad: object) -> None:
     run(main)
     # The body failed: the estimate is charged and nothing stays reserved.
     assert (budget.spent("a"), budget.reserved("a")) == (2.0, 0.0)
+
+
+def test_one_acquire_object_cannot_be_entered_twice() -> None:
+    scheduler = make(capacity=1)
+    shared = scheduler.acquire("a")
+
+    async def main() -> None:
+        async with shared:
+            with pytest.raises(RuntimeError, match="already in use"):
+                async with shared:
+                    pass
+        async with shared:  # reusable once released
+            pass
+
+    run(main)
+    assert scheduler.resource.holder_count == 0
+
+
+@pytest.mark.parametrize("timeout", [-1.0, float("nan"), "5"])
+def test_bad_timeouts_are_refused(timeout: object) -> None:
+    with pytest.raises(ValueError, match="timeout must be a number of seconds >= 0 or None"):
+        make().acquire("a", timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_an_infinite_timeout_waits_for_ever() -> None:
+    scheduler = make()
+
+    async def main() -> None:
+        async with scheduler.acquire("a", timeout=float("inf")):
+            pass
+
+    run(main)

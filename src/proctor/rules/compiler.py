@@ -209,9 +209,18 @@ def _eq(operand: Any) -> Test:
         # true is not 1 here: YAML booleans compare only with booleans.
         if isinstance(value, bool) is not isinstance(operand, bool) and operand is not None:
             return False
-        return bool(value == operand)
+        return _same(value, operand)
 
     return test
+
+
+def _same(value: Any, operand: Any) -> bool | None:
+    """``value == operand`` when that is a plain answer; unknown for values (arrays) that give none."""
+    try:
+        result = value == operand
+    except Exception:
+        return None
+    return result if isinstance(result, bool) else None
 
 
 def _member(operand: list[Any]) -> Test:
@@ -260,10 +269,14 @@ def _contains(operand: Any) -> Test:
         if isinstance(value, str):
             return isinstance(operand, str) and operand in value
         if isinstance(value, Mapping):
-            return operand in value
+            try:
+                return operand in value
+            except Exception:  # a mapping whose lookup fails on this key: no answer
+                return None
         if isinstance(value, (list, tuple, set, frozenset)):
             return any(
-                item == operand and isinstance(item, bool) is isinstance(operand, bool) for item in value
+                isinstance(item, bool) is isinstance(operand, bool) and _same(item, operand) is True
+                for item in value
             )
         return None
 

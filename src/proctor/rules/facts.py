@@ -119,6 +119,13 @@ class _FixedTime:
 
 
 def _dig(value: Any, keys: Sequence[str]) -> Any:
+    try:
+        return _walk(value, keys)
+    except Exception:  # a property or a __getitem__ that raises: the fact is not there
+        return MISSING
+
+
+def _walk(value: Any, keys: Sequence[str]) -> Any:
     for key in keys:
         if value is MISSING or value is None:
             return MISSING
@@ -163,7 +170,7 @@ def fact_getter(name: str) -> Callable[[Facts], Any]:
 
         def one(facts: Facts) -> Any:
             value = slot.__get__(facts)
-            if type(value) is dict or isinstance(value, Mapping):  # dict first: the ABC check is slow
+            if type(value) is dict:  # the common case first: the Mapping check is slow
                 return value.get(key, MISSING)
             return _dig(value, (key,))
 

@@ -99,13 +99,13 @@ class RuleSet:
         self.rules = tuple(rule for rule in enabled if ("output" in rule.uses) is after)
         self.defaults = defaults
         self.source = source
-        # The fact roots the rules read: callers may skip computing the others.
-        self.uses = frozenset().union(*(rule.uses for rule in self.rules))
         self.after: RuleSet | None = None
         if not after:
             self.after = (
                 RuleSet(enabled, defaults, source, after=True) if len(self.rules) < len(enabled) else None
             )
+        # The fact roots the rules read, before and after the call: callers may skip the others.
+        self.uses = frozenset().union(*(rule.uses for rule in (self.rules if after else enabled)))
         # After the call, "nothing matched" means go on, whatever the file's default.
         self._default = Verdict(Action.ALLOW if after else Action(defaults.action))
         by_tool: dict[str, list[tuple[CompiledRule, Condition]]] = {}

@@ -9,7 +9,7 @@ from types import TracebackType
 
 from proctor.agent import Agent
 from proctor.errors import BackpressureError, ShutdownError
-from proctor.scheduling.base import SchedulerBase, Waiter
+from proctor.scheduling.base import SchedulerBase, Waiter, check_timeout
 from proctor.scheduling.grant import Grant
 from proctor.task import Task
 
@@ -57,7 +57,7 @@ class AsyncLOCOScheduler(SchedulerBase):
         ``BackpressureError`` when too many callers wait and
         ``ShutdownError`` once ``shutdown()`` has begun.
         """
-        return _Acquire(self, agent_id, task, timeout)
+        return _Acquire(self, agent_id, task, check_timeout(timeout))
 
     def _release(self) -> None:
         """Hand a held slot to the best live waiter, or free it."""
@@ -108,7 +108,7 @@ class AsyncLOCOScheduler(SchedulerBase):
 class _Acquire:
     """The context manager returned by ``AsyncLOCOScheduler.acquire``."""
 
-    __slots__ = ("_agent_id", "_grant", "_scheduler", "_task", "_timeout")
+    __slots__ = ("_agent_id", "_entered", "_grant", "_scheduler", "_task", "_timeout")
 
     def __init__(
         self, scheduler: AsyncLOCOScheduler, agent_id: str, task: Task | None, timeout: float | None
@@ -118,49 +118,55 @@ class _Acquire:
         self._task = task
         self._timeout = timeout
         self._grant: Grant | None = None
+        self._entered = False
 
     async def __aenter__(self) -> Grant:
-        if self._grant is not None:
+        if self._entered:
             raise RuntimeError("this acquire() is already in use; call acquire() again for another slot")
-        scheduler = self._scheduler
-        if scheduler._closed:
-            raise ShutdownError("the scheduler is shutting down")
-        agent_id = self._agent_id
-        agent = scheduler._agents.get(agent_id) or scheduler._agent(agent_id)
-        task = self._task
-        if task is None:
-            task = Task()
-        elif not isinstance(task, Task):
-            raise TypeError(f"task must be a proctor Task, got {type(task).__name__}")
-        resource = scheduler._resource
-        arrived = _monotonic()
-        if resource._holders < scheduler._capacity and not scheduler._queue._size:
-            resource._holders += 1
-            waited = 0.0
-        else:
-            # Waiting is inline rather than in a helper coroutine: one coroutine less per wait.
-            waiter = self._enqueue(scheduler, agent, task, arrived)
-            try:
-                if self._timeout is None:
-                    await waiter.future
-                else:
-                    async with asyncio.timeout(self._timeout):
+        self._entered = True
+        try:
+            scheduler = self._scheduler
+            if scheduler._closed:
+                raise ShutdownError("the scheduler is shutting down")
+            agent_id = self._agent_id
+            agent = scheduler._agents.get(agent_id) or scheduler._agent(agent_id)
+            task = self._task
+            if task is None:
+                task = Task()
+            elif not isinstance(task, Task):
+                raise TypeError(f"task must be a proctor Task, got {type(task).__name__}")
+            resource = scheduler._resource
+            arrived = _monotonic()
+            if resource._holders < scheduler._capacity and not scheduler._queue._size:
+                resource._holders += 1
+                waited = 0.0
+            else:
+                # Waiting is inline rather than in a helper coroutine: one coroutine less per wait.
+                waiter = self._enqueue(scheduler, agent, task, arrived)
+                try:
+                    if self._timeout is None:
                         await waiter.future
-            except BaseException as exc:
-                self._abandon(scheduler, agent, waiter, exc)
-                raise
-            waited = _monotonic() - arrived
-        admission = None
-        enforcer = scheduler._enforcer
-        if enforcer is not None:
-            try:
-                admission = enforcer.admit(agent_id, task)
-            except BaseException:
-                agent.stats.rejected += 1
-                scheduler._release()
-                raise
-        grant = self._grant = Grant(agent, task, waited, admission)
-        return grant
+                    else:
+                        async with asyncio.timeout(self._timeout):
+                            await waiter.future
+                except BaseException as exc:
+                    self._abandon(scheduler, agent, waiter, exc)
+                    raise
+                waited = _monotonic() - arrived
+            admission = None
+            enforcer = scheduler._enforcer
+            if enforcer is not None:
+                try:
+                    admission = enforcer.admit(agent_id, task)
+                except BaseException:
+                    agent.stats.rejected += 1
+                    scheduler._release()
+                    raise
+            grant = self._grant = Grant(agent, task, waited, admission)
+            return grant
+        except BaseException:
+            self._entered = False
+            raise
 
     @staticmethod
     def _enqueue(scheduler: AsyncLOCOScheduler, agent: Agent, task: Task, arrived: float) -> _AsyncWaiter:
@@ -197,6 +203,7 @@ class _Acquire:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._entered = False
         grant = self._grant
         if grant is None:
             return

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
 
+from proctor._numbers import is_amount
 from proctor.agent import Agent
 from proctor.errors import ConfigurationError
 from proctor.outcome import SUCCEEDED, Outcome, Status
@@ -16,7 +19,7 @@ from proctor.resource import SharedResource
 from proctor.scheduling.fair import Entry, FairQueue
 from proctor.scheduling.grant import Grant
 
-__all__ = ["DEFAULT_MAX_WAITERS", "OPTIMIZE_FOR_ALPHA", "SchedulerBase"]
+__all__ = ["DEFAULT_MAX_WAITERS", "OPTIMIZE_FOR_ALPHA", "SchedulerBase", "check_timeout", "status_of"]
 
 OPTIMIZE_FOR_ALPHA: dict[str, float] = {"latency": 0.0, "balanced": 0.25, "throughput": 0.5}
 """The alpha each ``optimize_for`` goal picks: latency weighs only waiting time."""
@@ -39,6 +42,15 @@ def resolve_alpha(alpha: float | None, optimize_for: str | None) -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
         raise ConfigurationError(f"alpha must be a number in [0, 1], got {alpha!r}")
     return float(alpha)
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """A valid ``acquire()`` timeout: None (or infinity) waits for ever; else seconds >= 0."""
+    if timeout is None or timeout == math.inf:
+        return None
+    if not is_amount(timeout):
+        raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+    return None if timeout >= threading.TIMEOUT_MAX else float(timeout)
 
 
 def status_of(exc: BaseException | None) -> Status:

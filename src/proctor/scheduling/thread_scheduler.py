@@ -9,7 +9,7 @@ from typing import Any
 
 from proctor.agent import Agent
 from proctor.errors import BackpressureError, ShutdownError
-from proctor.scheduling.base import SchedulerBase, Waiter
+from proctor.scheduling.base import SchedulerBase, Waiter, check_timeout
 from proctor.scheduling.grant import Grant
 from proctor.task import Task
 
@@ -48,7 +48,7 @@ class LOCOScheduler(SchedulerBase):
         ``BackpressureError`` when too many callers wait and
         ``ShutdownError`` once ``shutdown()`` has begun.
         """
-        return _Acquire(self, agent_id, task, timeout)
+        return _Acquire(self, agent_id, task, check_timeout(timeout))
 
     def register_agent(self, agent: Agent) -> None:
         with self._lock:
@@ -104,7 +104,7 @@ class LOCOScheduler(SchedulerBase):
 class _Acquire:
     """The context manager returned by ``LOCOScheduler.acquire``."""
 
-    __slots__ = ("_agent_id", "_grant", "_scheduler", "_task", "_timeout")
+    __slots__ = ("_agent_id", "_entered", "_grant", "_scheduler", "_task", "_timeout")
 
     def __init__(
         self, scheduler: LOCOScheduler, agent_id: str, task: Task | None, timeout: float | None
@@ -114,52 +114,58 @@ class _Acquire:
         self._task = task
         self._timeout = timeout
         self._grant: Grant | None = None
+        self._entered = False
 
     def __enter__(self) -> Grant:
-        if self._grant is not None:
+        if self._entered:
             raise RuntimeError("this acquire() is already in use; call acquire() again for another slot")
-        scheduler = self._scheduler
-        agent_id = self._agent_id
-        task = self._task
-        if task is None:
-            task = Task()
-        elif not isinstance(task, Task):
-            raise TypeError(f"task must be a proctor Task, got {type(task).__name__}")
-        resource = scheduler._resource
-        waiter = None
-        with scheduler._lock:
-            if scheduler._closed:
-                raise ShutdownError("the scheduler is shutting down")
-            agent = scheduler._agents.get(agent_id) or scheduler._agent(agent_id)
-            arrived = _monotonic()
-            if resource._holders < scheduler._capacity and not scheduler._queue._size:
-                resource._holders += 1
+        self._entered = True
+        try:
+            scheduler = self._scheduler
+            agent_id = self._agent_id
+            task = self._task
+            if task is None:
+                task = Task()
+            elif not isinstance(task, Task):
+                raise TypeError(f"task must be a proctor Task, got {type(task).__name__}")
+            resource = scheduler._resource
+            waiter = None
+            with scheduler._lock:
+                if scheduler._closed:
+                    raise ShutdownError("the scheduler is shutting down")
+                agent = scheduler._agents.get(agent_id) or scheduler._agent(agent_id)
+                arrived = _monotonic()
+                if resource._holders < scheduler._capacity and not scheduler._queue._size:
+                    resource._holders += 1
+                else:
+                    if resource._waiters >= scheduler._max_waiters:
+                        raise BackpressureError(
+                            f"{resource._waiters} callers already wait for {resource.name!r} "
+                            f"(max_waiters={scheduler._max_waiters}); retry later or raise max_waiters"
+                        )
+                    waiter = _ThreadWaiter(agent_id, task.weight, arrived)
+                    scheduler._queue.push(waiter)
+                    resource._waiters += 1
+            if waiter is not None:
+                self._wait(scheduler, agent, waiter)
+                waited = _monotonic() - arrived
             else:
-                if resource._waiters >= scheduler._max_waiters:
-                    raise BackpressureError(
-                        f"{resource._waiters} callers already wait for {resource.name!r} "
-                        f"(max_waiters={scheduler._max_waiters}); retry later or raise max_waiters"
-                    )
-                waiter = _ThreadWaiter(agent_id, task.weight, arrived)
-                scheduler._queue.push(waiter)
-                resource._waiters += 1
-        if waiter is not None:
-            self._wait(scheduler, agent, waiter)
-            waited = _monotonic() - arrived
-        else:
-            waited = 0.0
-        admission = None
-        enforcer = scheduler._enforcer
-        if enforcer is not None:
-            try:
-                admission = enforcer.admit(agent_id, task)
-            except BaseException:
-                with scheduler._lock:
-                    agent.stats.rejected += 1
-                    scheduler._release_locked()
-                raise
-        grant = self._grant = Grant(agent, task, waited, admission)
-        return grant
+                waited = 0.0
+            admission = None
+            enforcer = scheduler._enforcer
+            if enforcer is not None:
+                try:
+                    admission = enforcer.admit(agent_id, task)
+                except BaseException:
+                    with scheduler._lock:
+                        agent.stats.rejected += 1
+                        scheduler._release_locked()
+                    raise
+            grant = self._grant = Grant(agent, task, waited, admission)
+            return grant
+        except BaseException:
+            self._entered = False
+            raise
 
     def _wait(self, scheduler: LOCOScheduler, agent: Agent, waiter: _ThreadWaiter) -> None:
         timeout = self._timeout
@@ -191,6 +197,7 @@ class _Acquire:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._entered = False
         grant = self._grant
         if grant is None:
             return
