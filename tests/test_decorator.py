@@ -563,3 +563,42 @@ def test_output_rules_see_the_facts_they_read() -> None:
 
     with pytest.raises(RuleViolationError):
         read()
+
+
+def test_functions_on_one_resource_share_its_scheduler() -> None:
+    from proctor import ConfigurationError, SharedResource
+
+    api = SharedResource("shared-api", capacity=1)
+
+    @runlog(service="s", resource=api)
+    def search() -> int:
+        return api.holder_count
+
+    @runlog(service="s", resource=api)
+    def summarize() -> int:
+        return api.holder_count
+
+    assert (search(), summarize()) == (1, 1)
+    assert search.__proctor_guard__.scheduler is summarize.__proctor_guard__.scheduler  # type: ignore[attr-defined]
+
+    async def asynchronous() -> None:
+        pass
+
+    with pytest.raises(ConfigurationError, match="already serves plain functions"):
+        runlog(service="s", resource=api)(asynchronous)
+
+
+def test_code_policies_are_checked_inside_the_slot_too() -> None:
+    from proctor import BudgetExceededError, BudgetPolicy, LOCOScheduler, PolicyEnforcer, SharedResource
+
+    scheduler = LOCOScheduler([], SharedResource("x", 1))
+
+    @runlog(
+        service="s", cost=5.0, scheduler=scheduler, policies=PolicyEnforcer([BudgetPolicy(default_limit=1.0)])
+    )
+    def expensive() -> None:
+        pytest.fail("over budget: must not run")
+
+    with pytest.raises(BudgetExceededError):
+        expensive()
+    assert scheduler.resource.holder_count == 0

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -107,8 +108,8 @@ def runlog(
             rules (never while waiting for a person) and around the function;
             its enforcer's policies check the call too. A ``LOCOScheduler`` for
             plain functions, an ``AsyncLOCOScheduler`` for coroutine functions.
-        resource: instead of ``scheduler``, a ``SharedResource`` for which the
-            decorator makes the fitting scheduler (with the default alpha).
+        resource: instead of ``scheduler``, a ``SharedResource``; every function
+            decorated with the same resource shares one scheduler (default alpha).
         pii: the detector behind ``contains_pii``, for instance one with a
             backend for ``person`` and ``location``; the built-in one,
             configured by the policy file's ``pii:`` section, by default.
@@ -129,8 +130,7 @@ def runlog(
     def decorate(function: F) -> F:
         nonlocal scheduler
         if resource is not None:
-            kind = AsyncLOCOScheduler if inspect.iscoroutinefunction(function) else LOCOScheduler
-            scheduler = kind([], resource)
+            scheduler = _scheduler_for(resource, inspect.iscoroutinefunction(function))
         _check_scheduler(function, scheduler)
         guard = _Guard(function, service, source, agent, name, cost, labels, on_deny, approvals)
         guard.enforcer = enforcer
@@ -148,6 +148,26 @@ def runlog(
         return cast(F, wrapper)
 
     return decorate if func is None else decorate(func)
+
+
+_resource_schedulers: weakref.WeakKeyDictionary[SharedResource, LOCOScheduler | AsyncLOCOScheduler] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _scheduler_for(resource: SharedResource, asynchronous: bool) -> LOCOScheduler | AsyncLOCOScheduler:
+    """The one scheduler that grants ``resource``'s slots to decorated functions."""
+    kind = AsyncLOCOScheduler if asynchronous else LOCOScheduler
+    scheduler = _resource_schedulers.get(resource)
+    if scheduler is None:
+        scheduler = _resource_schedulers[resource] = kind([], resource)
+    elif not isinstance(scheduler, kind):
+        other = "plain" if asynchronous else "async"
+        raise ConfigurationError(
+            f"SharedResource {resource.name!r} already serves {other} functions; one scheduler grants "
+            "a resource's slots, so decorate functions of one kind per resource"
+        )
+    return scheduler
 
 
 def _check_scheduler(function: Callable[..., Any], scheduler: object) -> None:
@@ -437,36 +457,46 @@ class _Guard:
         return Task(task_type=self.tool, cost=call.estimate, labels=labels)
 
     def _invoke_sync(self, call: _Call) -> Any:
-        """Call the function inside a scheduler slot, or between its enforcer's check and settle."""
+        """Call the function inside a scheduler slot, if any, and within its enforcer's check and settle."""
         if isinstance(self.scheduler, LOCOScheduler):
             with self.scheduler.acquire(self.agent, self._task(call)) as grant:
-                result = self.function(*call.args, **call.kwargs)
+                result = self._checked_sync(call)
                 grant.cost = self.actual_cost(call, result)
             return result
-        assert self.enforcer is not None
+        return self._checked_sync(call)
+
+    def _checked_sync(self, call: _Call) -> Any:
+        if self.enforcer is None:
+            return self.function(*call.args, **call.kwargs)
         admission = self.enforcer.admit(self.agent, self._task(call))
         try:
             result = self.function(*call.args, **call.kwargs)
+            actual = self.actual_cost(call, result)
         except BaseException as exc:
             self.enforcer.settle(admission, Outcome(status_of(exc), None, exc))
             raise
-        self.enforcer.settle(admission, Outcome(Status.SUCCESS, self.actual_cost(call, result)))
+        self.enforcer.settle(admission, Outcome(Status.SUCCESS, actual))
         return result
 
     async def _invoke_async(self, call: _Call) -> Any:
         if isinstance(self.scheduler, AsyncLOCOScheduler):
             async with self.scheduler.acquire(self.agent, self._task(call)) as grant:
-                result = await self.function(*call.args, **call.kwargs)
+                result = await self._checked_async(call)
                 grant.cost = self.actual_cost(call, result)
             return result
-        assert self.enforcer is not None
+        return await self._checked_async(call)
+
+    async def _checked_async(self, call: _Call) -> Any:
+        if self.enforcer is None:
+            return await self.function(*call.args, **call.kwargs)
         admission = self.enforcer.admit(self.agent, self._task(call))
         try:
             result = await self.function(*call.args, **call.kwargs)
+            actual = self.actual_cost(call, result)
         except BaseException as exc:
             self.enforcer.settle(admission, Outcome(status_of(exc), None, exc))
             raise
-        self.enforcer.settle(admission, Outcome(Status.SUCCESS, self.actual_cost(call, result)))
+        self.enforcer.settle(admission, Outcome(Status.SUCCESS, actual))
         return result
 
     def _decide_sync(self, call: _Call) -> Any:

@@ -17,7 +17,7 @@ class SharedResource:
         capacity: how many holders it allows at once, at least 1.
     """
 
-    __slots__ = ("_capacity", "_holders", "_name", "_waiters")
+    __slots__ = ("__weakref__", "_capacity", "_holders", "_name", "_waiters")
 
     def __init__(self, name: str, capacity: int = 1) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
