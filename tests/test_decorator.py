@@ -602,3 +602,65 @@ def test_code_policies_are_checked_inside_the_slot_too() -> None:
     with pytest.raises(BudgetExceededError):
         expensive()
     assert scheduler.resource.holder_count == 0
+
+
+def test_decorated_generators_keep_send_throw_return_and_close() -> None:
+    events: list[Any] = []
+
+    @runlog(service="s")
+    def echo():  # type: ignore[no-untyped-def]
+        try:
+            received = yield "ready"
+            events.append(("sent", received))
+            try:
+                yield "waiting"
+            except ValueError:
+                yield "recovered"
+            return "RET"
+        finally:
+            events.append(("cleanup inside the run", current_run() is not None))
+
+    gen = echo()
+    assert next(gen) == "ready"
+    assert gen.send("hello") == "waiting"
+    assert gen.throw(ValueError("x")) == "recovered"
+
+    def delegate():  # type: ignore[no-untyped-def]
+        return (yield from echo())
+
+    outer = delegate()
+    next(outer)
+    outer.send(None)
+    outer.throw(ValueError("y"))
+    with pytest.raises(StopIteration) as stop:
+        next(outer)
+    assert stop.value.value == "RET"
+    gen.close()  # an early close finishes the function inside its run
+    assert events == [
+        ("sent", "hello"),
+        ("sent", None),
+        ("cleanup inside the run", True),
+        ("cleanup inside the run", True),
+    ]
+
+
+def test_decorated_async_generators_close_inside_the_run() -> None:
+    events: list[Any] = []
+
+    @runlog(service="s")
+    async def stream():  # type: ignore[no-untyped-def]
+        try:
+            received = yield 1
+            events.append(received)
+            yield 2
+        finally:
+            events.append(current_run() is not None)
+
+    async def main() -> None:
+        items = stream()
+        assert await items.__anext__() == 1
+        assert await items.asend("x") == 2
+        await items.aclose()
+
+    asyncio.run(main())
+    assert events == ["x", True]

@@ -14,7 +14,7 @@ import functools
 import inspect
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from datetime import datetime
 from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
@@ -548,46 +548,79 @@ class _Guard:
     def wrap_generator(self) -> Callable[..., Any]:
         function = self.function
 
-        def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
             call = self.enter(args, kwargs)
             decided = self._decide_sync(call)
             if decided is not _PROCEED:
                 yield decided  # the refusal is the one item, for an agent to read
-                return
+                return None
             items = function(*call.args, **call.kwargs)
-            while True:
-                # The call's frame is active only while the generator runs, not between items.
+            sent: Any = None
+            thrown: BaseException | None = None
+            try:
+                while True:
+                    # The call's frame is active only while the generator runs, not between items.
+                    token = _active.set(call.frame)
+                    try:
+                        item = items.send(sent) if thrown is None else items.throw(thrown)
+                    except StopIteration as stop:
+                        returned = stop.value
+                        break
+                    finally:
+                        _active.reset(token)
+                    thrown = None
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # thrown in by the consumer: pass it on
+                        thrown, sent = exc, None
+            finally:
+                # An early break or close() finishes the function inside its run, not outside.
                 token = _active.set(call.frame)
                 try:
-                    item = next(items)
-                except StopIteration:
-                    break
+                    items.close()
                 finally:
                     _active.reset(token)
-                yield item
-            self.finish(call, None)
+            self.finish(call, returned)
+            return returned
 
         return wrapper
 
     def wrap_async_generator(self) -> Callable[..., Any]:
         function = self.function
 
-        async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
             call = self.enter(args, kwargs)
             decided = await self._decide_async(call)
             if decided is not _PROCEED:
                 yield decided
                 return
             items = function(*call.args, **call.kwargs)
-            while True:
+            sent: Any = None
+            thrown: BaseException | None = None
+            try:
+                while True:
+                    token = _active.set(call.frame)
+                    try:
+                        item = await (items.asend(sent) if thrown is None else items.athrow(thrown))
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        _active.reset(token)
+                    thrown = None
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:
+                        thrown, sent = exc, None
+            finally:
                 token = _active.set(call.frame)
                 try:
-                    item = await items.__anext__()
-                except StopAsyncIteration:
-                    break
+                    await items.aclose()
                 finally:
                     _active.reset(token)
-                yield item
             self.finish(call, None)
 
         return wrapper
