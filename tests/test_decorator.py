@@ -664,3 +664,27 @@ def test_decorated_async_generators_close_inside_the_run() -> None:
 
     asyncio.run(main())
     assert events == ["x", True]
+
+
+def test_output_rules_can_return_a_refusal_and_may_not_modify_or_ask() -> None:
+    policy = rules(
+        {
+            "id": "leak",
+            "when": {"output": {"contains": "secret"}},
+            "action": "deny",
+            "on_deny": "return",
+            "returns": "[withheld]",
+        }
+    )
+
+    @runlog(service="s", policies=policy)
+    def read() -> str:
+        return "the secret"
+
+    assert read() == "[withheld]"
+    for action, extra in (("modify", {"set": {"args.x": 1}}), ("require_approval", {})):
+        bad = rules({"id": "r", "when": {"output": {"exists": True}}, "action": action, **extra})
+        with pytest.raises(
+            PolicyConfigError, match=f"checked after the call: it can deny, log or terminate, not {action}"
+        ):
+            runlog(service="s", policies=bad)

@@ -402,8 +402,8 @@ class _Guard:
         usage = _usage_cost(result)
         return call.estimate if usage is None else usage
 
-    def finish(self, call: _Call, result: Any) -> None:
-        """Account the actual cost and check the rules that read the output."""
+    def finish(self, call: _Call, result: Any) -> Any:
+        """Account the actual cost and check the rules that read the output; returns what the caller gets."""
         actual = self.actual_cost(call, result)
         if actual and not call.frame.reported:  # add_cost already counted what it reported
             with call.run._lock:
@@ -411,10 +411,10 @@ class _Guard:
         if actual:
             _daily.record(f"{self.service}/{self.agent}", actual)
         if self.source is None or call.facts is None:
-            return
+            return result
         after = self.source.current().after
         if after is None:
-            return
+            return result
         call.facts.output = result
         verdict = after.evaluate(call.facts)
         if verdict.action is Action.LOG:
@@ -423,11 +423,10 @@ class _Guard:
             logger.warning("rule %r matched the output of %s: %s", rule.id, self.tool, verdict.message)
         elif verdict.action is Action.TERMINATE:
             self._terminate(call.run, verdict)
-        elif verdict.action is not Action.ALLOW:
+        elif verdict.action is Action.DENY:  # the loader lets rules on output only deny, log or terminate
             call.verdict = verdict
-            rule = verdict.rule
-            assert rule is not None
-            raise RuleViolationError(rule.id, rule.name, self.agent, verdict.message)
+            return self.refusal(call, verdict.message)
+        return result
 
     # -- wrappers
 
@@ -447,8 +446,7 @@ class _Guard:
                     result = self._invoke_sync(call)
             finally:
                 _active.reset(token)
-            self.finish(call, result)
-            return result
+            return self.finish(call, result)
 
         return wrapper
 
@@ -527,8 +525,7 @@ class _Guard:
                     result = await self._invoke_async(call)
             finally:
                 _active.reset(token)
-            self.finish(call, result)
-            return result
+            return self.finish(call, result)
 
         return wrapper
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from proctor.errors import PolicyConfigError
 from proctor.rules._yaml import Path, SourceMap, YAMLProblem, load_yaml
-from proctor.rules.compiler import CompileError, PIIScan, compile_when, literal_tools
+from proctor.rules.compiler import CompileError, PIIScan, compile_when, facts_used, literal_tools
 from proctor.rules.ruleset import CompiledRule, RuleSet
 from proctor.rules.schema import Clamp, Defaults, PIISettings, PolicyFile, Rule
 
@@ -72,6 +72,16 @@ def parse_policies(
                 condition = compile_when(rule.when, pii=pii)
             except CompileError as exc:
                 problems.append((("policies", index, "when", *exc.path), exc.message, True))
+                continue
+            if rule.action in ("modify", "require_approval") and "output" in facts_used(rule.when):
+                problems.append(
+                    (
+                        ("policies", index, "action"),
+                        f"a rule that reads output is checked after the call: it can deny, log or terminate, "
+                        f"not {rule.action}",
+                        False,
+                    )
+                )
                 continue
             keyed = None
             if literal_tools(rule.when) is not None:
