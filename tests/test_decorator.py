@@ -688,3 +688,33 @@ def test_output_rules_can_return_a_refusal_and_may_not_modify_or_ask() -> None:
             PolicyConfigError, match=f"checked after the call: it can deny, log or terminate, not {action}"
         ):
             runlog(service="s", policies=bad)
+
+
+def test_a_usage_passed_on_by_the_caller_is_charged_once_and_add_cost_zero_counts() -> None:
+    @runlog(service="usage-once", name="llm")
+    def llm() -> dict[str, Any]:
+        return {"text": "hi", "usage": {"cost": 0.5}}
+
+    @runlog(service="usage-once", name="cached", cost=3.0)
+    def cached() -> str:
+        current_run().add_cost(0.0)  # a cache hit: it cost nothing, not the estimate
+        return "hit"
+
+    @runlog(service="usage-once")
+    def agent() -> float:
+        llm()
+        cached()
+        return current_run().cost
+
+    @runlog(service="usage-once")
+    def passes_it_on() -> dict[str, Any]:
+        return llm()
+
+    assert agent() == 0.5
+
+    @runlog(service="usage-once")
+    def outer() -> float:
+        passes_it_on()
+        return current_run().cost
+
+    assert outer() == 0.5

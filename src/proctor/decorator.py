@@ -187,10 +187,13 @@ def _check_scheduler(function: Callable[..., Any], scheduler: object) -> None:
 class _Call:
     """One checked call: its run, facts, arguments after patches, and what to do."""
 
-    __slots__ = ("args", "estimate", "facts", "frame", "kwargs", "run", "verdict")
+    __slots__ = ("args", "estimate", "facts", "frame", "kwargs", "parent", "run", "verdict")
 
-    def __init__(self, run: Run, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, run: Run, parent: _Frame | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         self.run = run
+        self.parent = parent
         self.frame = _Frame(run)
         self.args = args
         self.kwargs = kwargs
@@ -275,7 +278,7 @@ class _Guard:
             run = parent.run
             if run.terminated is not None:
                 raise run.terminated
-        call = _Call(run, args, kwargs)
+        call = _Call(run, parent, args, kwargs)
         if self.cost is not None:
             call.estimate = float(self.cost(*args, **kwargs) if callable(self.cost) else self.cost)
         rules = self.source.current() if self.source is not None else None
@@ -396,18 +399,31 @@ class _Guard:
 
     def actual_cost(self, call: _Call, result: Any) -> float:
         """What the call cost: its add_cost reports, else usage.cost on the result, else the estimate."""
-        reported = call.frame.reported
-        if reported:
-            return reported
+        return self._cost_of(call, result)[0]
+
+    @staticmethod
+    def _cost_of(call: _Call, result: Any) -> tuple[float, bool]:
+        """The actual cost, and whether it is the result's ``usage.cost``.
+
+        A result that came from a tool call already charged its usage is not charged again.
+        """
+        frame = call.frame
+        if frame.reported is not None:
+            return frame.reported, False
         usage = _usage_cost(result)
-        return call.estimate if usage is None else usage
+        if usage is None or any(result is charged for charged in frame.charged):
+            return call.estimate, False
+        return usage, True
 
     def finish(self, call: _Call, result: Any) -> Any:
         """Account the actual cost and check the rules that read the output; returns what the caller gets."""
-        actual = self.actual_cost(call, result)
-        if actual and not call.frame.reported:  # add_cost already counted what it reported
-            with call.run._lock:
-                call.run.cost += actual
+        actual, from_usage = self._cost_of(call, result)
+        if call.frame.reported is None:  # add_cost already counted what it reported
+            if actual:
+                with call.run._lock:
+                    call.run.cost += actual
+            if from_usage and call.parent is not None:
+                call.parent.charged.append(result)
         if actual:
             _daily.record(f"{self.service}/{self.agent}", actual)
         if self.source is None or call.facts is None:

@@ -84,7 +84,7 @@ class Run:
             self.cost += amount
         frame = _active.get()
         if frame is not None and frame.run is self:
-            frame.reported += amount
+            frame.reported = (frame.reported or 0.0) + amount
 
     def _count_call(self, key: str | None) -> int:
         """Count a tool call; returns how often the call ``key`` (tool and arguments) ran before."""
@@ -101,13 +101,19 @@ class Run:
 
 
 class _Frame:
-    """One decorated call in progress: its run, and the cost it reported with ``add_cost``."""
+    """One decorated call in progress.
 
-    __slots__ = ("reported", "run")
+    ``reported`` is what it reported with ``add_cost`` (None: nothing), and
+    ``charged`` the results of its tool calls whose ``usage.cost`` they were
+    already charged, so that passing such a result on does not charge it twice.
+    """
+
+    __slots__ = ("charged", "reported", "run")
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self.reported = 0.0
+        self.reported: float | None = None
+        self.charged: list[object] = []
 
 
 _active: ContextVar[_Frame | None] = ContextVar("proctor_call", default=None)
