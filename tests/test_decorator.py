@@ -718,3 +718,38 @@ def test_a_usage_passed_on_by_the_caller_is_charged_once_and_add_cost_zero_count
         return current_run().cost
 
     assert outer() == 0.5
+
+
+def test_patches_reach_into_lists_and_frozen_objects_without_touching_the_callers() -> None:
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Settings:
+        max_tokens: int
+
+    policy = rules(
+        {
+            "id": "scrub",
+            "when": {"tool": "chat"},
+            "action": "modify",
+            "redact": ["args.messages.0.content"],
+            "clamp": {"args.settings.max_tokens": {"max": 100}},
+        }
+    )
+    received: list[Any] = []
+
+    @runlog(service="s", name="chat", policies=policy)
+    def chat(messages: list[dict[str, str]], settings: Settings) -> None:
+        received.append((messages, settings))
+
+    messages = [{"role": "user", "content": "my password is hunter2"}, {"role": "user", "content": "hi"}]
+    settings = Settings(max_tokens=5000)
+    chat(messages, settings)
+    assert received == [
+        (
+            [{"role": "user", "content": "[REDACTED]"}, {"role": "user", "content": "hi"}],
+            Settings(max_tokens=100),
+        )
+    ]
+    assert messages[0]["content"] == "my password is hunter2"
+    assert settings.max_tokens == 5000

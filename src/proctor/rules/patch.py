@@ -34,7 +34,8 @@ def apply_patches(args: Mapping[str, Any], rules: tuple[Rule, ...]) -> tuple[dic
     caller's arguments stay as they were. A target that does not exist is
     created by ``set`` and skipped by ``redact`` and ``clamp``; ``redact``
     leaves None and empty text alone (nothing to hide), ``clamp`` values that
-    are not numbers.
+    are not numbers. Targets may index lists (``args.messages.0.content``); a
+    tuple on a patched path is passed on as a list.
     """
     patched: dict[str, Any] = dict(args)
     changes: list[Change] = []
@@ -74,10 +75,26 @@ def _hides(value: Any) -> bool:
 def _get(args: Mapping[str, Any], target: str) -> Any:
     value: Any = args
     for key in target.split(".")[1:]:
-        value = value.get(key, MISSING) if isinstance(value, Mapping) else getattr(value, key, MISSING)
+        value = _child(value, key)
         if value is MISSING:
             break
     return value
+
+
+def _child(container: Any, key: str) -> Any:
+    """The item ``key`` of a mapping, the index ``key`` of a list, or the attribute ``key``; else MISSING."""
+    if isinstance(container, Mapping):
+        return container.get(key, MISSING)
+    if isinstance(container, (list, tuple)):
+        return container[int(key)] if key.isdigit() and int(key) < len(container) else MISSING
+    return getattr(container, key, MISSING) if not key.startswith("_") else MISSING
+
+
+def _copy(value: Any) -> Any:
+    """A shallow copy to change instead of the caller's object; tuples become lists."""
+    if isinstance(value, tuple):
+        return list(value)
+    return copy.copy(value)
 
 
 def _replace(args: dict[str, Any], target: str, new: Any, *, create: bool) -> Any:
@@ -85,31 +102,29 @@ def _replace(args: dict[str, Any], target: str, new: Any, *, create: bool) -> An
     keys = target.split(".")[1:]
     container: Any = args
     for key in keys[:-1]:
-        child = (
-            container.get(key, MISSING)
-            if isinstance(container, Mapping)
-            else getattr(container, key, MISSING)
-        )
+        child = _child(container, key)
         if child is MISSING or child is None:
-            if not create:
+            if not create or isinstance(container, list):
                 return MISSING
             child = {}
         else:
-            child = copy.copy(child)
+            child = _copy(child)
         _assign(container, key, child)
         container = child
     last = keys[-1]
-    old = (
-        container.get(last, MISSING) if isinstance(container, Mapping) else getattr(container, last, MISSING)
-    )
-    if old is MISSING and not create:
+    old = _child(container, last)
+    if old is MISSING and (not create or isinstance(container, list)):
         return MISSING
     _assign(container, last, new(old))
     return old
 
 
 def _assign(container: Any, key: str, value: Any) -> None:
+    """Set ``key`` on a container that is the patch's own copy (so a frozen object may be set too)."""
     if isinstance(container, MutableMapping):
         container[key] = value
+    elif isinstance(container, list):
+        container[int(key)] = value
     else:
-        setattr(container, key, value)
+        # Our own shallow copy: setting past a frozen dataclass or a pydantic model is safe here.
+        object.__setattr__(container, key, value)
