@@ -66,3 +66,11 @@ def test_running_decorators_pick_up_a_change_within_a_second(tmp_path: Path) -> 
     time.sleep(0.6)  # the files are looked at again at most every 0.5 s
     with pytest.raises(RuleViolationError, match="now stricter"):
         work(5)
+
+
+def test_files_used_together_must_agree_on_defaults(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(DENY_BIG)
+    second.write_text("defaults: {action: deny}\n" + DENY_SMALL)
+    with pytest.raises(PolicyConfigError, match="files used together must agree on defaults"):
+        PolicySource([first, second])

@@ -103,10 +103,21 @@ class PolicySource:
 
 
 def _merge(sets: list[RuleSet]) -> RuleSet:
-    """One rule set from several files: file order, then rule order; ids unique across files."""
+    """One rule set from several files: file order, then rule order; ids unique, defaults the same."""
     rules: list[CompiledRule] = []
     owners: dict[str, str] = {}
     problems: list[tuple[str, str]] = []
+    first = sets[0]
+    for ruleset in sets[1:]:
+        if ruleset.defaults != first.defaults:
+            problems.append(
+                (
+                    f"{ruleset.source}:1:1",
+                    f"its defaults ({ruleset.defaults.model_dump(exclude_defaults=True)}) differ from "
+                    f"those of {first.source} ({first.defaults.model_dump(exclude_defaults=True)}); "
+                    "files used together must agree on defaults",
+                )
+            )
     for ruleset in sets:
         every = (*ruleset.rules, *(ruleset.after.rules if ruleset.after is not None else ()))
         for compiled in sorted(every, key=lambda c: c.index):
