@@ -753,3 +753,12 @@ def test_patches_reach_into_lists_and_frozen_objects_without_touching_the_caller
     ]
     assert messages[0]["content"] == "my password is hunter2"
     assert settings.max_tokens == 5000
+
+
+def test_a_cost_function_must_return_an_amount() -> None:
+    @runlog(service="s", cost=lambda: -1.0)
+    def f() -> None:
+        pytest.fail("must not run")
+
+    with pytest.raises(ValueError, match=r"returned -1\.0; it must be a number >= 0"):
+        f()

@@ -280,7 +280,12 @@ class _Guard:
                 raise run.terminated
         call = _Call(run, parent, args, kwargs)
         if self.cost is not None:
-            call.estimate = float(self.cost(*args, **kwargs) if callable(self.cost) else self.cost)
+            estimate = self.cost(*args, **kwargs) if callable(self.cost) else self.cost
+            if not is_amount(estimate):
+                raise ValueError(
+                    f"the cost function of {self.tool} returned {estimate!r}; it must be a number >= 0"
+                )
+            call.estimate = float(estimate)
         rules = self.source.current() if self.source is not None else None
         if parent is None:
             calls_before = same_before = 0

@@ -48,3 +48,10 @@ def test_callback_and_auto_channels() -> None:
     assert auto.request(REQUEST) == ApprovalDecision(True, "auto")
     assert auto.request(REQUEST) == ApprovalDecision(False, "auto")
     assert auto.requests == [REQUEST, REQUEST]
+
+
+def test_a_handler_must_answer_with_a_decision() -> None:
+    import pytest
+
+    with pytest.raises(TypeError, match="returns an ApprovalDecision, True/False or None, got str"):
+        CallbackChannel(lambda request: "yes").request(REQUEST)

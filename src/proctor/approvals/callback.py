@@ -19,4 +19,7 @@ class CallbackChannel(ApprovalChannel):
         answer = self._handler(request)
         if isinstance(answer, bool):
             return ApprovalDecision(answer, approver="callback")
-        return answer
+        if answer is None or isinstance(answer, ApprovalDecision):
+            return answer
+        kind = type(answer).__name__
+        raise TypeError(f"an approval handler returns an ApprovalDecision, True/False or None, got {kind}")
