@@ -416,7 +416,7 @@ class _Guard:
         if frame.reported is not None:
             return frame.reported, False
         usage = _usage_cost(result)
-        if usage is None or any(result is charged for charged in frame.charged):
+        if usage is None or (frame.charged is not None and any(result is seen for seen in frame.charged)):
             return call.estimate, False
         return usage, True
 
@@ -427,8 +427,11 @@ class _Guard:
             if actual:
                 with call.run._lock:
                     call.run.cost += actual
-            if from_usage and call.parent is not None:
-                call.parent.charged.append(result)
+            parent = call.parent
+            if from_usage and parent is not None:
+                if parent.charged is None:
+                    parent.charged = []
+                parent.charged.append(result)
         if actual:
             _daily.record(f"{self.service}/{self.agent}", actual)
         if self.source is None or call.facts is None:

@@ -113,7 +113,7 @@ class _Frame:
     def __init__(self, run: Run) -> None:
         self.run = run
         self.reported: float | None = None
-        self.charged: list[object] = []
+        self.charged: list[object] | None = None
 
 
 _active: ContextVar[_Frame | None] = ContextVar("proctor_call", default=None)
