@@ -7,15 +7,17 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
 from rich.table import Table
 
 import proctor
 
-__all__ = ["Target", "fmt", "git_revision", "machine_lines", "positive", "ratio", "targets_table"]
+__all__ = ["Target", "fmt", "git_revision", "machine_lines", "positive", "ratio", "status", "targets_table"]
 
 
 @dataclass(slots=True)
@@ -108,3 +110,10 @@ def machine_lines(peers: Mapping[str, str | None]) -> list[str]:
         f"python:  {platform.python_implementation()} {platform.python_version()} ({sys.executable})",
         f"proctor: {proctor.__version__}{f' ({revision})' if revision else ''}{versions}",
     ]
+
+
+@contextmanager
+def status(console: Console, message: str) -> Iterator[Callable[[str], None]]:
+    """A spinner with ``message``; the yielded function adds what is running now."""
+    with console.status(message) as spinner:
+        yield lambda text: spinner.update(f"{message}: {text}")

@@ -77,15 +77,14 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from _report import Target, fmt, machine_lines, positive, ratio, targets_table
+from _report import Target, fmt, machine_lines, positive, ratio, status, targets_table
 from proctor import runlog
 from proctor.errors import RuleViolationError
 from proctor.rules import Facts, RuleSet, Verdict, parse_policies
@@ -827,12 +826,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@contextmanager
-def _status(console: Console, message: str) -> Iterator[Callable[[str], None]]:
-    with console.status(message) as status:
-        yield lambda text: status.update(f"{message}: {text}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     decisions: int = args.decisions or (QUICK_DECISIONS if args.quick else DEFAULT_DECISIONS)
@@ -867,14 +860,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     actions = build_actions(ACTIONS, rng)
     order = list(range(len(actions)))
     rng.shuffle(order)
-    with _status(progress_console, "decisions") as progress:
+    with status(progress_console, "decisions") as progress:
         progress("building the rule sets and comparing decisions")
         setups = [setup_rules(count, actions, order, peer) for count in RULE_COUNTS]
         decision_results = measure_decisions(setups, decisions, repeat, progress)
     console.print(decisions_table(setups, decision_results, decisions, repeat, peer))
     console.print()
 
-    with _status(progress_console, "decorator") as progress:
+    with status(progress_console, "decorator") as progress:
         decorator = setup_decorator(proctor_mapping(build_rules(DECORATOR_RULES)))
         decorator_results = measure_decorator(decorator, decisions, repeat, progress)
     console.print(decorator_table(decorator_results, decisions, repeat, decorator.denied))

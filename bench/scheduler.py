@@ -52,15 +52,15 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from _report import Target, fmt, machine_lines, positive, ratio, targets_table
+from _report import Target, fmt, machine_lines, positive, ratio, status, targets_table
 from proctor import (
     AccessPolicy,
     Agent,
@@ -548,12 +548,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@contextmanager
-def _status(console: Console, message: str) -> Iterator[Callable[[str], None]]:
-    with console.status(message) as status:
-        yield lambda text: status.update(f"{message}: {text}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     cycles: int = args.cycles or (QUICK_CYCLES if args.quick else DEFAULT_CYCLES)
@@ -595,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         async_configs += [LOCO_PLAIN, LOCO_POLICIES]
     repeats = dict.fromkeys(async_configs, repeat)
     repeats.update({config: loco_repeat for config in (LOCO_PLAIN, LOCO_POLICIES) if config in repeats})
-    with _status(progress_console, "asyncio") as progress:
+    with status(progress_console, "asyncio") as progress:
         async_results = measure(
             async_configs,
             agent_counts,
@@ -622,7 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_threads:
         thread_configs = [BARE, PLAIN, POLICIES]
         body: Callable[[], None] = (lambda: time.sleep(0)) if args.thread_body == "sleep0" else (lambda: None)
-        with _status(progress_console, "threads") as progress:
+        with status(progress_console, "threads") as progress:
             thread_results = measure(
                 thread_configs,
                 agent_counts,
