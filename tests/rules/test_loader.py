@@ -176,3 +176,10 @@ def test_contains_pii_uses_the_files_pii_settings() -> None:
     )
     assert only_email.evaluate(Facts(input={"to": "jane@example.com"})).action.value == "deny"
     assert only_email.evaluate(Facts(input={"card": "4111 1111 1111 1111"})).action.value == "allow"
+
+
+def test_a_bad_patch_target_is_reported_where_it_is() -> None:
+    text = "policies:\n- id: a\n  when: {tool: x}\n  action: modify\n  redact:\n  - query\n"
+    [(location, message)] = problems(text)
+    assert location == "p.yaml:6:3"
+    assert message == "redact: cannot patch 'query': a patch target is args.<name>[.<key>...]"

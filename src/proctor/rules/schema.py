@@ -84,12 +84,17 @@ class Rule(_Strict):
             raise ValueError("an id may not contain spaces")
         return value
 
-    @model_validator(mode="after")
-    def _options_fit_the_action(self) -> Rule:
-        for target in (*self.set, *self.redact, *self.clamp):
+    @field_validator("set", "redact", "clamp")
+    @classmethod
+    def _patch_targets(cls, targets: Any) -> Any:
+        for target in targets:
             parts = target.split(".")
             if parts[0] != "args" or len(parts) < 2 or not all(parts):
                 raise ValueError(f"cannot patch {target!r}: a patch target is args.<name>[.<key>...]")
+        return targets
+
+    @model_validator(mode="after")
+    def _options_fit_the_action(self) -> Rule:
         patches = bool(self.set or self.redact or self.clamp)
         if self.action == "modify" and not patches:
             raise ValueError("a modify rule needs set, redact or clamp")
