@@ -14,7 +14,7 @@ import math
 import operator
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import re2
 
@@ -26,6 +26,8 @@ from proctor.rules.schema import PII_KINDS
 __all__ = ["OPERATORS", "CompileError", "Condition", "compile_when", "facts_used", "literal_tools"]
 
 logger = logging.getLogger("proctor.rules")
+
+X = TypeVar("X")
 
 Condition: TypeAlias = Callable[[Facts], "bool | None"]
 Test: TypeAlias = Callable[[Any], "bool | None"]
@@ -146,7 +148,7 @@ def _compile_condition(fact: str, condition: Any, path: Path, context: _Context)
         tests = [
             _compile_operator(fact, op, operand, (*path, op), context) for op, operand in condition.items()
         ]
-        return tests[0] if len(tests) == 1 else _all_tests(tests)
+        return tests[0] if len(tests) == 1 else _all(tests)
     if isinstance(condition, list):
         return _compile_operator(fact, "in", condition, path, context)
     if fact == "tool" and isinstance(condition, str) and _GLOB_CHARS & set(condition):
@@ -349,46 +351,30 @@ def _negate(test: Test) -> Test:
     return lambda value: None if (result := test(value)) is None else not result
 
 
-def _all_tests(tests: Sequence[Test]) -> Test:
-    def test(value: Any) -> bool | None:
-        unknown = False
-        for part in tests:
-            result = part(value)
-            if result is False:
-                return False
-            if result is None:
-                unknown = True
-        return None if unknown else True
-
-    return test
+def _all(parts: Sequence[Callable[[X], bool | None]]) -> Callable[[X], bool | None]:
+    """True when every part is; False when one is; else unknown."""
+    return _combine(parts, decisive=False)
 
 
-def _all(parts: Sequence[Condition]) -> Condition:
-    def condition(facts: Facts) -> bool | None:
+def _any(parts: Sequence[Callable[[X], bool | None]]) -> Callable[[X], bool | None]:
+    """True when one part is; False when every part is; else unknown."""
+    return _combine(parts, decisive=True)
+
+
+def _combine(parts: Sequence[Callable[[X], bool | None]], *, decisive: bool) -> Callable[[X], bool | None]:
+    """Three-valued all (``decisive=False``) or any (``decisive=True``), over facts or over a value."""
+
+    def combined(argument: X) -> bool | None:
         unknown = False
         for part in parts:
-            result = part(facts)
-            if result is False:
-                return False
+            result = part(argument)
+            if result is decisive:
+                return decisive
             if result is None:
                 unknown = True
-        return None if unknown else True
+        return None if unknown else not decisive
 
-    return condition
-
-
-def _any(parts: Sequence[Condition]) -> Condition:
-    def condition(facts: Facts) -> bool | None:
-        unknown = False
-        for part in parts:
-            result = part(facts)
-            if result is True:
-                return True
-            if result is None:
-                unknown = True
-        return None if unknown else False
-
-    return condition
+    return combined
 
 
 def _always(facts: Facts) -> bool:
