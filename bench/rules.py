@@ -88,6 +88,7 @@ from _report import Target, fmt, machine_lines, positive, ratio, status, targets
 from proctor import runlog
 from proctor.errors import RuleViolationError
 from proctor.rules import Facts, RuleSet, Verdict, parse_policies
+from proctor.runs.default import set_run_log
 
 DEFAULT_DECISIONS = 20_000
 DEFAULT_REPEAT = 5
@@ -828,6 +829,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    set_run_log(None)  # the decorator without recording; bench/runlog.py measures what recording adds
     decisions: int = args.decisions or (QUICK_DECISIONS if args.quick else DEFAULT_DECISIONS)
     repeat: int = args.repeat or (QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
 

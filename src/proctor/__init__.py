@@ -31,6 +31,7 @@ from proctor.errors import (
     StoreError,
 )
 from proctor.labels import SecurityLabel
+from proctor.nondeterminism import now, rng, uuid4
 from proctor.outcome import Outcome, Status
 from proctor.policy import (
     AccessPolicy,
@@ -43,6 +44,20 @@ from proctor.policy import (
 from proctor.resource import SharedResource
 from proctor.rules import RuleSet, load_policies, parse_policies
 from proctor.run import Run, RunTerminated, current_run
+from proctor.runs import (
+    ActionDecision,
+    Divergence,
+    ImpactReport,
+    ReplayBatch,
+    ReplayDiverged,
+    ReplayResult,
+    RuleImpact,
+    RunLog,
+    flush,
+    replay,
+    replay_batch,
+    set_run_log,
+)
 from proctor.scheduling import OPTIMIZE_FOR_ALPHA, AsyncLOCOScheduler, Grant, LOCOScheduler
 from proctor.stores import MemoryStore, Store, store_from_url
 from proctor.task import Task
@@ -51,6 +66,7 @@ __all__ = [
     "OPTIMIZE_FOR_ALPHA",
     "AccessPolicy",
     "Action",
+    "ActionDecision",
     "Agent",
     "AgentStats",
     "ApprovalChannel",
@@ -65,7 +81,9 @@ __all__ = [
     "CallbackChannel",
     "ConfigurationError",
     "Decision",
+    "Divergence",
     "Grant",
+    "ImpactReport",
     "LOCOScheduler",
     "MemoryStore",
     "Outcome",
@@ -75,9 +93,14 @@ __all__ = [
     "PolicyViolationError",
     "ProctorError",
     "RatePolicy",
+    "ReplayBatch",
+    "ReplayDiverged",
+    "ReplayResult",
+    "RuleImpact",
     "RuleSet",
     "RuleViolationError",
     "Run",
+    "RunLog",
     "RunTerminated",
     "SecurityLabel",
     "SharedResource",
@@ -89,11 +112,18 @@ __all__ = [
     "TerminalChannel",
     "__version__",
     "current_run",
+    "flush",
     "load_policies",
+    "now",
     "parse_policies",
+    "replay",
+    "replay_batch",
+    "rng",
     "runlog",
     "set_approval_channel",
+    "set_run_log",
     "store_from_url",
+    "uuid4",
 ]
 
 # Show public classes as proctor.X in reprs and tracebacks.

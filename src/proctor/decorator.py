@@ -13,10 +13,11 @@ import asyncio
 import functools
 import inspect
 import logging
+import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from proctor._numbers import is_amount
@@ -25,7 +26,7 @@ from proctor.approvals.callback import CallbackChannel
 from proctor.approvals.terminal import TerminalChannel
 from proctor.daily_spend import DailySpend
 from proctor.decision import Action
-from proctor.errors import ConfigurationError, RuleViolationError
+from proctor.errors import ConfigurationError, PolicyViolationError, RuleViolationError
 from proctor.outcome import Outcome, Status
 from proctor.pii.detector import PIIDetector
 from proctor.policy.enforcer import PolicyEnforcer
@@ -34,11 +35,16 @@ from proctor.rules.facts import MISSING, Facts
 from proctor.rules.patch import apply_patches
 from proctor.rules.ruleset import RuleSet, Verdict
 from proctor.rules.source import PolicySource, PolicySpec
-from proctor.run import Run, RunTerminated, _active, _Frame
+from proctor.run import Run, RunTerminated, WatchedRun, _active, _Frame, _replaying
+from proctor.runs.default import run_log
+from proctor.runs.log import NO_RESULT, ActionRecord, RunLog
 from proctor.scheduling.async_scheduler import AsyncLOCOScheduler
 from proctor.scheduling.base import status_of
 from proctor.scheduling.thread_scheduler import LOCOScheduler
 from proctor.task import Task
+
+if TYPE_CHECKING:
+    from proctor.runs.replay import Replayer
 
 __all__ = ["runlog", "set_approval_channel"]
 
@@ -83,6 +89,7 @@ def runlog(
     scheduler: LOCOScheduler | AsyncLOCOScheduler | None = None,
     resource: SharedResource | None = None,
     pii: PIIDetector | None = None,
+    record: bool = True,
 ) -> Any:
     """Decorate a function so that its calls are checked against ``policies``.
 
@@ -113,6 +120,10 @@ def runlog(
         pii: the detector behind ``contains_pii``, for instance one with a
             backend for ``person`` and ``location``; the built-in one,
             configured by the policy file's ``pii:`` section, by default.
+        record: whether a call of this function with no run around it is a
+            recorded run (in the run log of ``set_run_log``, by default
+            ``$PROCTOR_DB``). Inside a recorded run every decorated call is
+            recorded as one of its actions, whatever its own ``record``.
     """
     if on_deny not in ("raise", "return"):
         raise ConfigurationError(f"on_deny must be 'raise' or 'return', got {on_deny!r}")
@@ -135,6 +146,7 @@ def runlog(
         guard = _Guard(function, service, source, agent, name, cost, labels, on_deny, approvals)
         guard.enforcer = enforcer
         guard.scheduler = scheduler
+        guard.record = record
         if inspect.isasyncgenfunction(function):
             wrapper: Callable[..., Any] = guard.wrap_async_generator()
         elif inspect.iscoroutinefunction(function):
@@ -185,21 +197,58 @@ def _check_scheduler(function: Callable[..., Any], scheduler: object) -> None:
 
 
 class _Call:
-    """One checked call: its run, facts, arguments after patches, and what to do."""
+    """One checked call: its run, facts, arguments after patches, and what to do.
 
-    __slots__ = ("args", "estimate", "facts", "frame", "kwargs", "parent", "run", "verdict")
+    ``bound`` is the arguments by name as called (after patches), ``requested``
+    as the caller passed them when a rule changed them; the rest is kept for
+    the run log: ``seq`` (0 for the run's own call), the verdict ``after`` the
+    call, the ``actual`` cost, the ``approval``, and the ``recorded`` action a
+    replay matched.
+    """
+
+    __slots__ = (
+        "actual",
+        "after",
+        "approval",
+        "args",
+        "bound",
+        "estimate",
+        "facts",
+        "frame",
+        "kwargs",
+        "parent",
+        "policy_error",
+        "recorded",
+        "requested",
+        "run",
+        "seq",
+        "verdict",
+    )
 
     def __init__(
-        self, run: Run, parent: _Frame | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        run: Run,
+        parent: _Frame | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        bound: dict[str, Any],
     ) -> None:
         self.run = run
         self.parent = parent
         self.frame = _Frame(run)
         self.args = args
         self.kwargs = kwargs
+        self.bound = bound
+        self.requested: dict[str, Any] | None = None
         self.estimate = 0.0
         self.verdict = _ALLOW
+        self.after: Verdict | None = None
         self.facts: Facts | None = None
+        self.seq = 0
+        self.actual = 0.0
+        self.approval: dict[str, Any] | None = None
+        self.policy_error: PolicyViolationError | None = None
+        self.recorded: ActionRecord | None = None
 
 
 class _Guard:
@@ -228,6 +277,9 @@ class _Guard:
         self.approvals = approvals
         self.enforcer: PolicyEnforcer | None = None
         self.scheduler: LOCOScheduler | AsyncLOCOScheduler | None = None
+        self.record = True
+        self.path = f"{function.__module__}:{function.__qualname__}"
+        """Where replay imports the function from."""
         self.signature = inspect.signature(function)
         params = list(self.signature.parameters.values())
         simple = all(
@@ -268,17 +320,34 @@ class _Guard:
 
     # -- before and after the call
 
-    def enter(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call:
+    def enter(self, args: tuple[Any, ...], kwargs: dict[str, Any], parent: _Frame | None) -> _Call:
         """Start or join the run, check the rules, and settle what to call with; raises to refuse."""
+        call = self.start(args, kwargs, parent)
+        self.check(call, self.source.current() if self.source is not None else None)
+        return call
+
+    def start(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        parent: _Frame | None,
+        log: RunLog | None = None,
+        replay: Replayer | None = None,
+    ) -> _Call:
+        """The call, in a new run (recorded in ``log``, or replaying) or in its parent's."""
         bound = self.bind(args, kwargs)
-        parent = _active.get()
         if parent is None:
-            run = Run(self.service, self.agent, bound)
+            if replay is not None:
+                run: Run = WatchedRun(self.service, self.agent, bound, None, replay)
+            elif log is not None:
+                run = WatchedRun(self.service, self.agent, bound, log, None)
+            else:
+                run = Run(self.service, self.agent, bound)
         else:
             run = parent.run
             if run.terminated is not None:
                 raise run.terminated
-        call = _Call(run, parent, args, kwargs)
+        call = _Call(run, parent, args, kwargs, bound)
         if self.cost is not None:
             estimate = self.cost(*args, **kwargs) if callable(self.cost) else self.cost
             if not is_amount(estimate):
@@ -286,25 +355,30 @@ class _Guard:
                     f"the cost function of {self.tool} returned {estimate!r}; it must be a number >= 0"
                 )
             call.estimate = float(estimate)
-        rules = self.source.current() if self.source is not None else None
-        if parent is None:
+        return call
+
+    def check(self, call: _Call, rules: RuleSet | None) -> None:
+        """Count the call in its run and apply the rules' verdict; raises ``RunTerminated`` to terminate."""
+        run = call.run
+        if call.parent is None:
             calls_before = same_before = 0
         else:
             calls_before = run.tool_calls
             key = (
-                _call_key(self.tool, bound)
+                _call_key(self.tool, call.bound)
                 if rules is not None and "same_call_in_run" in rules.uses
                 else None
             )
             same_before = run._count_call(key)
         if rules is None:
-            return call
+            return
+        bound = call.bound
         facts = self._facts(rules, run, bound, call.estimate, calls_before, same_before)
         call.facts = facts
         verdict = call.verdict = rules.evaluate(facts)
         action = verdict.action
         if action is Action.ALLOW:
-            return call
+            return
         if action is Action.LOG or action is Action.MODIFY:
             if action is Action.MODIFY:
                 self._patch(call, bound)
@@ -313,10 +387,10 @@ class _Guard:
                     logger.warning(
                         "rule %r matched %s: %s", rule.id, self.tool, rule.message or rule.name or ""
                     )
-            return call
+            return
         if action is Action.TERMINATE:
             self._terminate(run, verdict)
-        return call  # deny and require_approval are decided by the caller (sync or async)
+        # deny and require_approval are decided by the caller (sync or async)
 
     def _facts(
         self, rules: RuleSet, run: Run, bound: dict[str, Any], estimate: float, calls: int, same: int
@@ -336,14 +410,21 @@ class _Guard:
         )
         zone = rules.defaults.timezone
         if "cost_today" in uses:
-            facts.cost_today = _daily.spent(f"{self.service}/{self.agent}", zone)
+            replay = run.replay
+            facts.cost_today = (
+                _daily.spent(f"{self.service}/{self.agent}", zone)
+                if replay is None
+                else replay.cost_today(self.service, self.agent, zone)
+            )
         if "time" in uses:
-            facts.now = datetime.now(ZoneInfo(zone) if zone else None)
+            tz = ZoneInfo(zone) if zone else None
+            facts.now = datetime.now(tz) if run.replay is None else run.replay.now(tz)
         return facts
 
     def _patch(self, call: _Call, bound: dict[str, Any]) -> None:
         patched, changes = apply_patches(bound, call.verdict.patches)
         call.args, call.kwargs = self.unbind(patched)
+        call.requested, call.bound = bound, patched
         for change in changes:
             logger.info("rule %r changed %s of %s", change.rule_id, change.target, self.tool)
 
@@ -353,9 +434,9 @@ class _Guard:
         run.terminated = RunTerminated(run.run_id, rule.id, verdict.message)
         raise run.terminated
 
-    def refusal(self, call: _Call, detail: str) -> Any:
+    def refusal(self, verdict: Verdict, detail: str) -> Any:
         """Deny the call: raise, or return the value an LLM agent should read."""
-        rule = call.verdict.rule
+        rule = verdict.rule
         rule_id = rule.id if rule is not None else "default"
         if rule is None:
             detail = "no rule allows it, and the policy file's default action is deny"
@@ -368,8 +449,7 @@ class _Guard:
     def approval_request(self, call: _Call) -> tuple[ApprovalChannel | None, ApprovalRequest]:
         rule = call.verdict.rule
         assert rule is not None
-        rules = self.source.current() if self.source is not None else None
-        timeout = rule.timeout or (rules.defaults.approval_timeout if rules is not None else 300.0)
+        timeout = rule.timeout or self._rules(call.run).defaults.approval_timeout
         request = ApprovalRequest(
             rule_id=rule.id,
             message=call.verdict.message,
@@ -379,7 +459,7 @@ class _Guard:
             agent=self.agent,
             tool=self.tool,
             run_id=call.run.run_id,
-            args=self.bind(call.args, call.kwargs),
+            args=call.bound,
         )
         channel = self.approvals or _channel
         if channel is None and TerminalChannel.available():
@@ -390,6 +470,12 @@ class _Guard:
         """After a person's decision (None: no answer in time): go on, or the refusal to give."""
         rule = call.verdict.rule
         assert rule is not None
+        call.approval = {
+            "rule": rule.id,
+            "approved": None if decision is None else decision.approved,
+            "approver": None if decision is None else decision.approver,
+            "comment": None if decision is None else decision.comment,
+        }
         if decision is None:
             if rule.on_timeout == "allow":
                 logger.warning("approval for %s timed out; rule %r allows on timeout", self.tool, rule.id)
@@ -399,7 +485,7 @@ class _Guard:
             reason = f"approval refused by {decision.approver or 'an approver'}"
             return _Refusal(f"{reason}: {decision.comment}" if decision.comment else reason)
         if call.verdict.patches:
-            self._patch(call, self.bind(call.args, call.kwargs))
+            self._patch(call, call.bound)
         return _PROCEED
 
     def actual_cost(self, call: _Call, result: Any) -> float:
@@ -423,6 +509,7 @@ class _Guard:
     def finish(self, call: _Call, result: Any) -> Any:
         """Account the actual cost and check the rules that read the output; returns what the caller gets."""
         actual, from_usage = self._cost_of(call, result)
+        call.actual = actual
         if call.frame.reported is None:  # add_cost already counted what it reported
             if actual:
                 with call.run._lock:
@@ -433,14 +520,17 @@ class _Guard:
                     parent.charged = []
                 parent.charged.append(result)
         if actual:
-            _daily.record(f"{self.service}/{self.agent}", actual)
-        if self.source is None or call.facts is None:
+            if call.run.replay is None:
+                _daily.record(f"{self.service}/{self.agent}", actual)
+            else:
+                call.run.replay.charge(self.service, self.agent, actual)
+        if call.facts is None:
             return result
-        after = self.source.current().after
+        after = self._rules(call.run).after
         if after is None:
             return result
         call.facts.output = result
-        verdict = after.evaluate(call.facts)
+        verdict = call.after = after.evaluate(call.facts)
         if verdict.action is Action.LOG:
             rule = verdict.rule
             assert rule is not None
@@ -448,17 +538,34 @@ class _Guard:
         elif verdict.action is Action.TERMINATE:
             self._terminate(call.run, verdict)
         elif verdict.action is Action.DENY:  # the loader lets rules on output only deny, log or terminate
-            call.verdict = verdict
-            return self.refusal(call, verdict.message)
+            return self.refusal(verdict, verdict.message)
         return result
+
+    def _rules(self, run: Run) -> RuleSet:
+        """The rules in force for a call of ``run``: a replay's own, else the decorator's."""
+        replay = run.replay
+        if replay is not None and replay.rules is not None:
+            return replay.rules
+        assert self.source is not None
+        return self.source.current()
 
     # -- wrappers
 
     def wrap_sync(self) -> Callable[..., Any]:
         function = self.function
+        source = self.source
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            call = self.enter(args, kwargs)
+            parent = _active.get()
+            if parent is None:
+                log = run_log() if self.record else None
+                replay = _replaying.get()
+                if log is not None or replay is not None:
+                    return self._recorded_sync(args, kwargs, None, log, replay)
+            elif parent.run.watched:
+                return self._recorded_sync(args, kwargs, parent, None, None)
+            call = self.start(args, kwargs, parent)
+            self.check(call, source.current() if source is not None else None)
             decided = self._decide_sync(call)
             if decided is not _PROCEED:
                 return decided
@@ -474,6 +581,168 @@ class _Guard:
 
         return wrapper
 
+    def _recorded_sync(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        parent: _Frame | None,
+        log: RunLog | None,
+        replay: Replayer | None,
+    ) -> Any:
+        """A call of a recorded or replayed run: as ``wrapper``, and the run log told how it went."""
+        started = time.time()
+        call = self.start(args, kwargs, parent, log, replay)
+        self._opened(call, started)
+        began: float | None = None  # when the function was called (or answered from a replay)
+        duration: float | None = None
+        result: Any = NO_RESULT
+        try:
+            self.check(call, self._rules_of(call.run))
+            decided = self._decide_sync(call)
+            if decided is not _PROCEED:
+                self._closed(call, "denied", started, None, NO_RESULT, decided, None)
+                return decided
+            token = _active.set(call.frame)
+            try:
+                began = time.perf_counter()
+                answer = self._replayed(call)
+                if answer is not _LIVE:
+                    result = answer
+                elif (self.scheduler is None and self.enforcer is None) or call.run.replay is not None:
+                    result = self.function(*call.args, **call.kwargs)
+                else:
+                    result = self._invoke_sync(call)
+                duration = time.perf_counter() - began
+            finally:
+                _active.reset(token)
+            returned = self.finish(call, result)
+        except BaseException as exc:
+            if began is not None and duration is None:  # the function (or its slot or policies) raised
+                duration = time.perf_counter() - began
+            self._closed(call, _status_of(exc), started, duration, result, NO_RESULT, exc)
+            raise
+        self._closed(call, self._finished_status(call), started, duration, result, returned, None)
+        return returned
+
+    def _rules_of(self, run: Run) -> RuleSet | None:
+        """The rules for a call of a recorded or replayed run, if any apply."""
+        if self.source is None and (run.replay is None or run.replay.rules is None):
+            return None
+        return self._rules(run)
+
+    def _opened(self, call: _Call, started: float) -> None:
+        run = call.run
+        if call.parent is None:
+            if run.log is not None:
+                run.log.run_started(
+                    run.run_id,
+                    service=self.service,
+                    agent=self.agent,
+                    tool=self.tool,
+                    function=self.path,
+                    started=started,
+                    input=call.bound,
+                    labels=self.labels or None,
+                )
+            return
+        assert isinstance(run, WatchedRun)
+        call.seq = run._next_seq()
+        if run.replay is not None:
+            call.recorded = run.replay.match(call.seq, self.tool, call.bound)
+
+    def _replayed(self, call: _Call) -> Any:
+        """In a replay, a tool call's recorded result (or error); ``_LIVE`` when the call must run.
+
+        The call is charged what the recording says it cost: when that is not what its
+        result's ``usage.cost`` or its estimate say, it is charged as ``add_cost`` would.
+        """
+        replay = call.run.replay
+        if replay is None or call.parent is None:
+            return _LIVE
+        recorded = call.recorded
+        spent = recorded.actual_cost if recorded is not None else None
+        if spent:
+            call.frame.reported = spent  # a recorded error is charged this too; a result may say less
+            with call.run._lock:
+                call.run.cost += spent
+        answered, result = replay.outcome(call.seq, self.tool, call.bound, recorded, call.frame)
+        if not answered:
+            if spent:
+                call.frame.reported = None
+                with call.run._lock:
+                    call.run.cost -= spent
+            return _LIVE
+        if spent and self._cost_of_result(call, result) == spent:
+            call.frame.reported = None  # finish() charges it from the result, as the recording did
+            with call.run._lock:
+                call.run.cost -= spent
+        return result
+
+    def _cost_of_result(self, call: _Call, result: Any) -> float:
+        usage = _usage_cost(result)
+        return call.estimate if usage is None else usage
+
+    @staticmethod
+    def _finished_status(call: _Call) -> str:
+        after = call.after
+        return "denied" if after is not None and after.action is Action.DENY else "succeeded"
+
+    def _closed(
+        self,
+        call: _Call,
+        status: str,
+        started: float,
+        duration: float | None,
+        result: Any,
+        returned: Any,
+        error: BaseException | None,
+    ) -> None:
+        """Tell the run log (and a replay) how the call went."""
+        if error is not None:
+            call.actual = call.frame.reported or 0.0
+        decisions = _decisions(call)
+        run = call.run
+        if call.parent is None:
+            if run.replay is not None:
+                run.replay.finished(status, returned, error, decisions, run.cost)
+            if run.log is not None:
+                run.log.run_finished(
+                    run.run_id,
+                    status=status,
+                    ended=time.time(),
+                    output=returned,
+                    error=error,
+                    estimated_cost=call.estimate,
+                    actual_cost=call.actual,
+                    cost=run.cost,
+                    decisions=decisions,
+                    approval=call.approval,
+                    effects=run.effects,
+                )
+            return
+        if run.replay is not None:
+            run.replay.decided(call.seq, self.tool, decisions)
+        if run.log is not None:
+            run.log.action(
+                run.run_id,
+                call.seq,
+                tool=self.tool,
+                service=self.service,
+                agent=self.agent,
+                started=started,
+                duration=duration,
+                status=status,
+                args=call.bound,
+                requested_args=call.requested,
+                result=result,
+                error=error,
+                labels=self.labels or None,
+                estimated_cost=call.estimate,
+                actual_cost=call.actual,
+                decisions=decisions,
+                approval=call.approval,
+            )
+
     def _task(self, call: _Call) -> Task:
         labels = self.labels if isinstance(self.labels, dict) else None
         return Task(task_type=self.tool, cost=call.estimate, labels=labels)
@@ -481,16 +750,27 @@ class _Guard:
     def _invoke_sync(self, call: _Call) -> Any:
         """Call the function inside a scheduler slot, if any, and within its enforcer's check and settle."""
         if isinstance(self.scheduler, LOCOScheduler):
-            with self.scheduler.acquire(self.agent, self._task(call)) as grant:
-                result = self._checked_sync(call)
-                grant.cost = self.actual_cost(call, result)
+            granted = False
+            try:
+                with self.scheduler.acquire(self.agent, self._task(call)) as grant:
+                    granted = True
+                    result = self._checked_sync(call)
+                    grant.cost = self.actual_cost(call, result)
+            except PolicyViolationError as exc:
+                if not granted:  # the scheduler's policies refused the call itself
+                    call.policy_error = exc
+                raise
             return result
         return self._checked_sync(call)
 
     def _checked_sync(self, call: _Call) -> Any:
         if self.enforcer is None:
             return self.function(*call.args, **call.kwargs)
-        admission = self.enforcer.admit(self.agent, self._task(call))
+        try:
+            admission = self.enforcer.admit(self.agent, self._task(call))
+        except PolicyViolationError as exc:
+            call.policy_error = exc
+            raise
         try:
             result = self.function(*call.args, **call.kwargs)
             actual = self.actual_cost(call, result)
@@ -502,16 +782,27 @@ class _Guard:
 
     async def _invoke_async(self, call: _Call) -> Any:
         if isinstance(self.scheduler, AsyncLOCOScheduler):
-            async with self.scheduler.acquire(self.agent, self._task(call)) as grant:
-                result = await self._checked_async(call)
-                grant.cost = self.actual_cost(call, result)
+            granted = False
+            try:
+                async with self.scheduler.acquire(self.agent, self._task(call)) as grant:
+                    granted = True
+                    result = await self._checked_async(call)
+                    grant.cost = self.actual_cost(call, result)
+            except PolicyViolationError as exc:
+                if not granted:
+                    call.policy_error = exc
+                raise
             return result
         return await self._checked_async(call)
 
     async def _checked_async(self, call: _Call) -> Any:
         if self.enforcer is None:
             return await self.function(*call.args, **call.kwargs)
-        admission = self.enforcer.admit(self.agent, self._task(call))
+        try:
+            admission = self.enforcer.admit(self.agent, self._task(call))
+        except PolicyViolationError as exc:
+            call.policy_error = exc
+            raise
         try:
             result = await self.function(*call.args, **call.kwargs)
             actual = self.actual_cost(call, result)
@@ -524,20 +815,33 @@ class _Guard:
     def _decide_sync(self, call: _Call) -> Any:
         action = call.verdict.action
         if action is Action.DENY:
-            return self.refusal(call, call.verdict.message)
+            return self.refusal(call.verdict, call.verdict.message)
         if action is Action.REQUIRE_APPROVAL:
-            channel, request = self.approval_request(call)
-            decision = channel.request(request) if channel is not None else None
+            if call.run.replay is not None:
+                decision = call.run.replay.approval(call.seq)
+            else:
+                channel, request = self.approval_request(call)
+                decision = channel.request(request) if channel is not None else None
             outcome = self.approved(call, decision)
             if isinstance(outcome, _Refusal):
-                return self.refusal(call, outcome.detail)
+                return self.refusal(call.verdict, outcome.detail)
         return _PROCEED
 
     def wrap_async(self) -> Callable[..., Any]:
         function = self.function
+        source = self.source
 
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            call = self.enter(args, kwargs)
+            parent = _active.get()
+            if parent is None:
+                log = run_log() if self.record else None
+                replay = _replaying.get()
+                if log is not None or replay is not None:
+                    return await self._recorded_async(args, kwargs, None, log, replay)
+            elif parent.run.watched:
+                return await self._recorded_async(args, kwargs, parent, None, None)
+            call = self.start(args, kwargs, parent)
+            self.check(call, source.current() if source is not None else None)
             decided = await self._decide_async(call)
             if decided is not _PROCEED:
                 return decided
@@ -553,24 +857,73 @@ class _Guard:
 
         return wrapper
 
+    async def _recorded_async(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        parent: _Frame | None,
+        log: RunLog | None,
+        replay: Replayer | None,
+    ) -> Any:
+        """``_recorded_sync`` for coroutine functions."""
+        started = time.time()
+        call = self.start(args, kwargs, parent, log, replay)
+        self._opened(call, started)
+        began: float | None = None  # when the function was called (or answered from a replay)
+        duration: float | None = None
+        result: Any = NO_RESULT
+        try:
+            self.check(call, self._rules_of(call.run))
+            decided = await self._decide_async(call)
+            if decided is not _PROCEED:
+                self._closed(call, "denied", started, None, NO_RESULT, decided, None)
+                return decided
+            token = _active.set(call.frame)
+            try:
+                began = time.perf_counter()
+                answer = self._replayed(call)
+                if answer is not _LIVE:
+                    result = answer
+                elif (self.scheduler is None and self.enforcer is None) or call.run.replay is not None:
+                    result = await self.function(*call.args, **call.kwargs)
+                else:
+                    result = await self._invoke_async(call)
+                duration = time.perf_counter() - began
+            finally:
+                _active.reset(token)
+            returned = self.finish(call, result)
+        except BaseException as exc:
+            if began is not None and duration is None:  # the function (or its slot or policies) raised
+                duration = time.perf_counter() - began
+            self._closed(call, _status_of(exc), started, duration, result, NO_RESULT, exc)
+            raise
+        self._closed(call, self._finished_status(call), started, duration, result, returned, None)
+        return returned
+
     async def _decide_async(self, call: _Call) -> Any:
         action = call.verdict.action
         if action is Action.DENY:
-            return self.refusal(call, call.verdict.message)
+            return self.refusal(call.verdict, call.verdict.message)
         if action is Action.REQUIRE_APPROVAL:
-            channel, request = self.approval_request(call)
-            # A person may take minutes: wait in a thread, never on the event loop.
-            decision = await asyncio.to_thread(channel.request, request) if channel is not None else None
+            if call.run.replay is not None:
+                decision = call.run.replay.approval(call.seq)
+            else:
+                channel, request = self.approval_request(call)
+                # A person may take minutes: wait in a thread, never on the event loop.
+                decision = await asyncio.to_thread(channel.request, request) if channel is not None else None
             outcome = self.approved(call, decision)
             if isinstance(outcome, _Refusal):
-                return self.refusal(call, outcome.detail)
+                return self.refusal(call.verdict, outcome.detail)
         return _PROCEED
 
     def wrap_generator(self) -> Callable[..., Any]:
         function = self.function
 
         def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-            call = self.enter(args, kwargs)
+            parent = _active.get()
+            if parent is not None and parent.run.replay is not None:
+                parent.run.replay.unrecorded(self.tool, self.bind(args, kwargs))
+            call = self.enter(args, kwargs, parent)
             decided = self._decide_sync(call)
             if decided is not _PROCEED:
                 yield decided  # the refusal is the one item, for an agent to read
@@ -612,7 +965,10 @@ class _Guard:
         function = self.function
 
         async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-            call = self.enter(args, kwargs)
+            parent = _active.get()
+            if parent is not None and parent.run.replay is not None:
+                parent.run.replay.unrecorded(self.tool, self.bind(args, kwargs))
+            call = self.enter(args, kwargs, parent)
             decided = await self._decide_async(call)
             if decided is not _PROCEED:
                 yield decided
@@ -647,6 +1003,43 @@ class _Guard:
         return wrapper
 
 
+def _status_of(error: BaseException) -> str:
+    """How a call that raised ``error`` ended, in the run log's words."""
+    if isinstance(error, RunTerminated):
+        return "terminated"
+    if isinstance(error, PolicyViolationError):
+        return "denied"
+    if isinstance(error, Exception):
+        return "failed"
+    return "cancelled"  # CancelledError, KeyboardInterrupt, SystemExit, a replay leaving its recording
+
+
+def _decisions(call: _Call) -> list[dict[str, Any]]:
+    """The call's decisions as the run log stores them (see ``proctor.runs.result.effective_action``)."""
+    decisions: list[dict[str, Any]] = []
+    for phase, verdict in (("before", call.verdict), ("after", call.after)):
+        if verdict is None or (verdict.rule is None and verdict.action is Action.ALLOW):
+            continue
+        decider = verdict.rule
+        decisions.append(
+            {
+                "phase": phase,
+                "rule": None if decider is None else decider.id,
+                "action": verdict.action.value,
+                "decided": True,
+            }
+        )
+        decisions.extend(
+            {"phase": phase, "rule": rule.id, "action": rule.action, "decided": False}
+            for rule in verdict.matched
+            if rule is not decider
+        )
+    error = call.policy_error
+    if error is not None:
+        decisions.append({"phase": "policy", "rule": error.policy_name, "action": "deny", "decided": True})
+    return decisions
+
+
 class _Refusal:
     __slots__ = ("detail",)
 
@@ -655,6 +1048,7 @@ class _Refusal:
 
 
 _PROCEED: Any = object()
+_LIVE: Any = object()
 _PLAIN = frozenset((str, int, float, bool, bytes, list, tuple))
 _ALLOW = Verdict(Action.ALLOW)
 

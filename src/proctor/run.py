@@ -7,12 +7,18 @@ import os
 import threading
 import time
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proctor._numbers import is_amount
 from proctor.errors import ProctorError
 
-__all__ = ["Run", "RunTerminated", "current_run"]
+if TYPE_CHECKING:
+    import random
+
+    from proctor.runs.log import RunLog
+    from proctor.runs.replay import Replayer
+
+__all__ = ["Run", "RunTerminated", "WatchedRun", "current_run"]
 
 _ids = itertools.count(1)
 _PREFIX = f"{os.getpid():x}-{int(time.time()):x}"
@@ -47,6 +53,7 @@ class Run:
         "_calls",
         "_id",
         "_lock",
+        "_rng",
         "agent",
         "cost",
         "input",
@@ -55,6 +62,17 @@ class Run:
         "terminated",
         "tool_calls",
     )
+
+    _rng: random.Random  # set by proctor.rng() at its first use in the run
+
+    watched: bool = False
+    """Whether the run is recorded or replayed (a ``WatchedRun``)."""
+    log: RunLog | None = None
+    """Where the run is recorded; None when it is not."""
+    replay: Replayer | None = None
+    """The replay this run is, if it is one."""
+    effects: dict[str, Any] | None = None
+    """The run's nondeterminism, as recorded: ``seed``, ``now`` and ``uuid`` values."""
 
     def __init__(self, service: str, agent: str, input: dict[str, Any]) -> None:
         self._id = next(_ids)
@@ -100,6 +118,34 @@ class Run:
         return f"<Run {self.run_id} service={self.service!r} agent={self.agent!r} cost={self.cost:g}>"
 
 
+class WatchedRun(Run):
+    """A run that is recorded in ``log``, or is the replay ``replay``: its actions are numbered."""
+
+    __slots__ = ("_seq", "effects", "log", "replay")
+
+    watched = True
+
+    def __init__(
+        self, service: str, agent: str, input: dict[str, Any], log: RunLog | None, replay: Replayer | None
+    ) -> None:
+        super().__init__(service, agent, input)
+        self.log = log
+        self.replay = replay
+        self.effects = None
+        self._seq = itertools.count(1)
+
+    def _next_seq(self) -> int:
+        """The number of the next action of the run, from 1."""
+        return next(self._seq)
+
+    def _effect(self, kind: str, value: Any) -> None:
+        """Keep a value the run drew from the clock or uuid4, for replay."""
+        with self._lock:
+            if self.effects is None:
+                self.effects = {}
+            self.effects.setdefault(kind, []).append(value)
+
+
 class _Frame:
     """One decorated call in progress.
 
@@ -117,6 +163,7 @@ class _Frame:
 
 
 _active: ContextVar[_Frame | None] = ContextVar("proctor_call", default=None)
+_replaying: ContextVar[Replayer | None] = ContextVar("proctor_replay", default=None)
 
 
 def current_run() -> Run:

@@ -10,35 +10,56 @@ keeps every committed transaction.
 from __future__ import annotations
 
 import atexit
+import json
+import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from proctor.errors import ConfigurationError, StoreError
+from proctor.pii.detector import PIIDetector
 from proctor.runs._schema import MIGRATIONS, SCHEMA_VERSION
-from proctor.runs.encode import dumps, snapshot
+from proctor.runs.encode import dumps, error_value, freeze, snapshot
 
-__all__ = ["DEFAULT_PATH", "ActionRecord", "RunLog", "RunRecord"]
+__all__ = ["DEFAULT_PATH", "NO_RESULT", "RUN_STATUSES", "ActionRecord", "RunLog", "RunRecord", "decode"]
+
+logger = logging.getLogger("proctor.runs")
 
 DEFAULT_PATH = ".proctor/runs.db"
 """Where the run log lives when neither the caller nor ``PROCTOR_DB`` says."""
 
 RUN_STATUSES = ("running", "succeeded", "failed", "denied", "terminated", "cancelled")
+"""How a run or an action ended; ``running`` until it has."""
 
 
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """One run as stored: JSON fields are decoded text, not yet parsed."""
+class _NoResult:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_RESULT"
+
+
+NO_RESULT: Any = _NoResult()
+"""Pass as ``result``/``output`` for a call that did not return (it raised, or never ran): stored as NULL."""
+
+
+def decode(text: str | None) -> Any:
+    """The value of a stored JSON column; None for NULL."""
+    return None if text is None else json.loads(text)
+
+
+class RunRecord(NamedTuple):
+    """One run as stored. JSON columns are text; ``decode`` them when needed."""
 
     run_id: str
     service: str
     agent: str
+    tool: str
     function: str
     started: float
     ended: float | None
@@ -46,68 +67,55 @@ class RunRecord:
     input: str | None
     output: str | None
     error: str | None
+    labels: str | None
+    estimated_cost: float | None
+    actual_cost: float | None
     cost: float
+    decisions: str | None
+    approval: str | None
+    effects: str | None
     redacted: bool
 
-    @classmethod
-    def _make(cls, row: tuple[Any, ...]) -> RunRecord:
-        run_id, service, agent, function, started, ended, status, input_, output, error, cost, redacted = row
-        return cls(
-            run_id,
-            service,
-            agent,
-            function,
-            started,
-            ended,
-            status,
-            input_,
-            output,
-            error,
-            cost,
-            bool(redacted),
-        )
 
-
-@dataclass(frozen=True, slots=True)
-class ActionRecord:
-    """One action of a run as stored."""
+class ActionRecord(NamedTuple):
+    """One action of a run as stored. ``args`` are as called (after ``modify``);
+    ``requested_args`` as the caller passed them, when a rule changed them."""
 
     run_id: str
     seq: int
     tool: str
+    service: str
+    agent: str
     started: float
     duration: float | None
+    status: str
     args: str | None
+    requested_args: str | None
     result: str | None
     error: str | None
+    labels: str | None
     estimated_cost: float | None
     actual_cost: float | None
     decisions: str | None
+    approval: str | None
     redacted: bool
 
-    @classmethod
-    def _make(cls, row: tuple[Any, ...]) -> ActionRecord:
-        run_id, seq, tool, started, duration, args, result, error, estimated, actual, decisions, redacted = (
-            row
-        )
-        return cls(
-            run_id,
-            seq,
-            tool,
-            started,
-            duration,
-            args,
-            result,
-            error,
-            estimated,
-            actual,
-            decisions,
-            bool(redacted),
-        )
 
+_RUN_COLUMNS = ", ".join(RunRecord._fields)
+_ACTION_COLUMNS = ", ".join(ActionRecord._fields)
 
-_FLUSH = object()
-_STOP = object()
+_START_RUN = (
+    "INSERT OR IGNORE INTO runs (run_id, service, agent, tool, function, started, status, input, labels,"
+    " redacted) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)"
+)
+_ADD_ACTION = f"INSERT OR REPLACE INTO actions ({_ACTION_COLUMNS}) VALUES ({', '.join('?' * 18)})"
+_END_RUN = (
+    "UPDATE runs SET ended = ?, status = ?, output = ?, error = ?, estimated_cost = ?, actual_cost = ?,"
+    " cost = ?, decisions = ?, approval = ?, effects = ?, redacted = redacted OR ? WHERE run_id = ?"
+)
+
+_FLUSH = "flush"
+_STOP = "stop"
 
 
 class RunLog:
@@ -119,8 +127,9 @@ class RunLog:
         on_full: when the queue is full, ``"block"`` the caller until there
             is room (nothing is lost), or ``"drop"`` the record and count it
             in ``dropped`` (a warning is logged for the first one).
-        redact: a function that returns a redacted copy of a snapshot and
-            whether it changed anything; None stores values as they are.
+        pii: redact personal data found in stored values (``[REDACTED:email]``
+            and so on) with the built-in detector (True), with this detector,
+            or not at all (False). A record that was redacted says so.
         batch: records committed in one transaction at most.
     """
 
@@ -130,22 +139,35 @@ class RunLog:
         *,
         queue_size: int = 10_000,
         on_full: Literal["block", "drop"] = "block",
-        redact: Callable[[Any], tuple[Any, bool]] | None = None,
-        batch: int = 512,
+        pii: bool | PIIDetector = True,
+        batch: int = 1024,
     ) -> None:
         if on_full not in ("block", "drop"):
             raise ConfigurationError(f"on_full must be 'block' or 'drop', got {on_full!r}")
         if queue_size < 1 or batch < 1:
             raise ConfigurationError("queue_size and batch must be >= 1")
-        self.path = Path(path if path is not None else os.environ.get("PROCTOR_DB", DEFAULT_PATH))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._on_full = on_full
-        self._redact = redact
+        self.path = Path(path if path is not None else os.environ.get("PROCTOR_DB") or DEFAULT_PATH)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of the run log {self.path}: {exc}", exc) from exc
+        self._drop = on_full == "drop"
+        self._detector: PIIDetector | None = (
+            pii if isinstance(pii, PIIDetector) else PIIDetector() if pii else None
+        )
         self._batch = batch
+        self._capacity = queue_size
         self.dropped = 0
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        """Records dropped because the queue was full (``on_full="drop"``) or the log was closed."""
+        self.failed = 0
+        """Records the database refused to take (a disk full, a file locked for too long)."""
+        # The caller's side is a deque append (atomic); the writer sleeps on _wake when idle.
+        self._pending: deque[tuple[Any, ...]] = deque()
+        self._idle = False
+        self._wake = threading.Event()
+        self._room = threading.Condition()
+        self._closed = False
         self._migrate()
-        self._error: BaseException | None = None
         self._writer = threading.Thread(
             target=self._write_loop, name=f"proctor-runlog:{self.path}", daemon=True
         )
@@ -154,82 +176,153 @@ class RunLog:
 
     # -- the caller's side
 
-    def run_started(self, run_id: str, service: str, agent: str, function: str, input: Any) -> None:
-        """Record that a run began now with ``input``."""
-        self._put(("run", run_id, service, agent, function, time.time(), snapshot(input)))
+    def run_started(
+        self,
+        run_id: str,
+        *,
+        service: str,
+        agent: str,
+        tool: str,
+        function: str,
+        started: float,
+        input: Any,
+        labels: Any = None,
+    ) -> None:
+        """Record that a run began at ``started`` (Unix seconds) with ``input``."""
+        self._put(("run", run_id, service, agent, tool, function, started, freeze(input), freeze(labels)))
 
     def action(
         self,
         run_id: str,
         seq: int,
-        tool: str,
         *,
+        tool: str,
+        service: str,
+        agent: str,
         started: float,
         duration: float | None,
+        status: str,
         args: Any,
-        result: Any = None,
+        requested_args: Any = None,
+        result: Any = NO_RESULT,
         error: BaseException | None = None,
+        labels: Any = None,
         estimated_cost: float | None = None,
         actual_cost: float | None = None,
         decisions: Sequence[Any] = (),
+        approval: Any = None,
     ) -> None:
-        """Record one finished action of a run."""
+        """Record one finished action of a run: a decorated call inside it, numbered ``seq``.
+
+        ``result`` is what the function returned (``NO_RESULT``: it raised or never ran);
+        ``duration`` None when it never ran.
+        """
         self._put(
             (
                 "action",
                 run_id,
                 seq,
                 tool,
+                service,
+                agent,
                 started,
                 duration,
-                snapshot(args),
-                snapshot(result),
-                _error_text(error),
+                status,
+                freeze(args),
+                freeze(requested_args),
+                result if result is NO_RESULT else freeze(result),
+                None if error is None else error_value(error),
+                freeze(labels),
                 estimated_cost,
                 actual_cost,
-                snapshot(list(decisions)),
+                freeze(decisions) if decisions else (),
+                None if approval is None else freeze(approval),
             )
         )
 
     def run_finished(
         self,
         run_id: str,
-        status: str,
         *,
-        output: Any = None,
+        status: str,
+        ended: float,
+        output: Any = NO_RESULT,
         error: BaseException | None = None,
+        estimated_cost: float | None = None,
+        actual_cost: float | None = None,
         cost: float = 0.0,
+        decisions: Sequence[Any] = (),
+        approval: Any = None,
+        effects: Any = None,
     ) -> None:
-        """Record how a run ended."""
+        """Record how a run ended: its status, what the caller got (``output``) or the error, its cost.
+
+        ``actual_cost`` is the top-level call's own; ``cost`` the run's total, its actions included.
+        """
         if status not in RUN_STATUSES:
             raise ValueError(f"status must be one of {RUN_STATUSES}, got {status!r}")
-        self._put(("end", run_id, time.time(), status, snapshot(output), _error_text(error), cost))
+        self._put(
+            (
+                "end",
+                run_id,
+                ended,
+                status,
+                output if output is NO_RESULT else freeze(output),
+                None if error is None else error_value(error),
+                estimated_cost,
+                actual_cost,
+                cost,
+                freeze(decisions) if decisions else (),
+                None if approval is None else freeze(approval),
+                None if effects is None else freeze(effects),
+            )
+        )
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything recorded so far is committed; False if ``timeout`` ran out."""
         if not self._writer.is_alive():
-            return self._queue.empty()
+            return not self._pending
         done = threading.Event()
-        self._queue.put((_FLUSH, done))
+        self._pending.append((_FLUSH, done))
+        self._wake.set()
         return done.wait(timeout)
 
     def close(self) -> None:
-        """Commit what is queued and stop the writer; later records raise ``StoreError``."""
+        """Commit what is queued and stop the writer; later records are dropped and counted."""
         if self._writer.is_alive():
-            self._queue.put((_STOP,))
+            self._pending.append((_STOP,))
+            self._wake.set()
             self._writer.join()
+        self._closed = True
         atexit.unregister(self.close)
 
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _put(self, record: tuple[Any, ...]) -> None:
-        if not self._writer.is_alive():
-            raise StoreError(f"the run log {self.path} is closed", self._error)
-        if self._on_full == "block":
-            self._queue.put(record)
-            return
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
+        pending = self._pending
+        if len(pending) >= self._capacity or self._closed:
+            if self._drop or self._closed or not self._writer.is_alive():
+                self._dropped()
+                return
+            with self._room:
+                while len(pending) >= self._capacity and self._writer.is_alive():
+                    self._wake.set()
+                    self._room.wait(0.1)
+        pending.append(record)
+        if self._idle:
+            self._wake.set()
+
+    def _dropped(self) -> None:
+        self.dropped += 1
+        if self.dropped == 1:
+            reason = "it is closed" if self._closed else "its queue is full"
+            logger.warning(
+                "the run log %s dropped a record because %s; see RunLog.dropped", self.path, reason
+            )
 
     # -- the writer's side
 
@@ -264,118 +357,169 @@ class RunLog:
             )
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot prepare the run log {self.path}: {exc}", exc) from exc
+            raise StoreError(
+                f"cannot prepare the run log {self.path}: {exc} (is it a proctor run log?)", exc
+            ) from exc
         finally:
             connection.close()
 
     def _write_loop(self) -> None:
         connection = self._connect()
+        pending = self._pending
         try:
             while True:
-                records = [self._queue.get()]
-                while len(records) < self._batch:
-                    try:
-                        records.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                stop = self._commit(connection, records)
-                if stop:
+                if not pending:
+                    self._idle = True
+                    if not pending:  # a caller that saw _idle unset appended before this check
+                        self._wake.wait(0.1)
+                    self._wake.clear()
+                    self._idle = False
+                    continue
+                records = []
+                for _ in range(min(len(pending), self._batch)):
+                    records.append(pending.popleft())
+                with self._room:
+                    self._room.notify_all()
+                if self._commit(connection, records):
                     return
-        except BaseException as exc:  # the writer must not die silently: callers see StoreError
-            self._error = exc
-            raise
         finally:
             connection.close()
+            with self._room:
+                self._room.notify_all()
 
     def _commit(self, connection: sqlite3.Connection, records: list[tuple[Any, ...]]) -> bool:
+        """Write ``records`` in one transaction; True when the writer should stop."""
         waiting: list[threading.Event] = []
         stop = False
-        connection.execute("BEGIN")
+        # Run starts, then actions, then run ends: each kind in one executemany, in queue order.
+        groups: dict[str, tuple[str, list[tuple[Any, ...]]]] = {}
         for record in records:
             kind = record[0]
-            if kind is _FLUSH:
+            if kind == _FLUSH:
                 waiting.append(record[1])
-            elif kind is _STOP:
+            elif kind == _STOP:
                 stop = True
-            elif kind == "run":
-                _, run_id, service, agent, function, started, value = record
-                text, redacted = self._encoded(value)
-                connection.execute(
-                    "INSERT OR IGNORE INTO runs"
-                    " (run_id, service, agent, function, started, status, input, redacted)"
-                    " VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
-                    (run_id, service, agent, function, started, text, redacted),
-                )
-            elif kind == "action":
-                (
-                    _,
-                    run_id,
-                    seq,
-                    tool,
-                    started,
-                    duration,
-                    args,
-                    result,
-                    error,
-                    estimated,
-                    actual,
-                    decisions,
-                ) = record
-                args_text, args_redacted = self._encoded(args)
-                result_text, result_redacted = self._encoded(result)
-                connection.execute(
-                    "INSERT OR REPLACE INTO actions (run_id, seq, tool, started, duration, args, result,"
-                    " error, estimated_cost, actual_cost, decisions, redacted)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        run_id,
-                        seq,
-                        tool,
-                        started,
-                        duration,
-                        args_text,
-                        result_text,
-                        error,
-                        estimated,
-                        actual,
-                        dumps(decisions),
-                        args_redacted or result_redacted,
-                    ),
-                )
-            else:  # "end"
-                _, run_id, ended, status, output, error, cost = record
-                text, redacted = self._encoded(output)
-                connection.execute(
-                    "UPDATE runs SET ended = ?, status = ?, output = ?, error = ?, cost = ?,"
-                    " redacted = redacted OR ? WHERE run_id = ?",
-                    (ended, status, text, error, cost, redacted, run_id),
-                )
-        connection.execute("COMMIT")
+            else:
+                try:
+                    statement, values = self._row(record)
+                except Exception:  # a record that cannot be encoded is lost alone, counted
+                    self.failed += 1
+                    logger.exception("the run log %s could not encode a record", self.path)
+                    continue
+                groups.setdefault(kind, (statement, []))[1].append(values)
+        count = sum(len(rows) for _, rows in groups.values())
+        for attempt in range(3):
+            if not count:
+                break
+            try:
+                connection.execute("BEGIN")
+                for kind in ("run", "action", "end"):
+                    if kind in groups:
+                        connection.executemany(*groups[kind])
+                connection.execute("COMMIT")
+                break
+            except sqlite3.Error as exc:
+                if connection.in_transaction:
+                    connection.rollback()
+                if attempt == 2:
+                    self.failed += count
+                    logger.error("the run log %s lost %d records: %s", self.path, count, exc)
+                else:
+                    time.sleep(0.05 * (attempt + 1))
         for event in waiting:
             event.set()
         return stop
 
-    def _encoded(self, plain: Any) -> tuple[str, bool]:
-        if self._redact is None:
-            return dumps(plain), False
-        redacted, changed = self._redact(plain)
-        return dumps(redacted), changed
+    def _row(self, record: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+        kind = record[0]
+        if kind == "run":
+            _, run_id, service, agent, tool, function, started, input_, labels = record
+            redacted, input_text, labels_text = self._encoded(input_, labels)
+            row: tuple[Any, ...] = (run_id, service, agent, tool, function, started)
+            return _START_RUN, (*row, input_text or "null", labels_text, redacted)
+        if kind == "action":
+            (_, run_id, seq, tool, service, agent, started, duration, status, args, requested) = record[:11]
+            result, error, labels, estimated, actual, decisions, approval = record[11:]
+            redacted, args_text, requested_text, result_text, error_text, labels_text, approval_text = (
+                self._encoded(args, requested, result, error, labels, approval)
+            )
+            row = (run_id, seq, tool, service, agent, started, duration, status, args_text or "null")
+            return _ADD_ACTION, (
+                *row,
+                requested_text,
+                None if result is NO_RESULT else result_text or "null",
+                error_text,
+                labels_text,
+                estimated,
+                actual,
+                _json(decisions) if decisions else "[]",
+                approval_text,
+                redacted,
+            )
+        _, run_id, ended, status, output, error, estimated, actual, cost, decisions, approval, effects = (
+            record
+        )
+        redacted, output_text, error_text, approval_text = self._encoded(output, error, approval)
+        return _END_RUN, (
+            ended,
+            status,
+            None if output is NO_RESULT else output_text or "null",
+            error_text,
+            estimated,
+            actual,
+            cost,
+            _json(decisions) if decisions else "[]",
+            approval_text,
+            None if effects is None else _json(effects),
+            redacted,
+            run_id,
+        )
+
+    def _encoded(self, *values: Any) -> tuple[Any, ...]:
+        """Whether the detector redacted any of ``values``, then their JSON text (None for None)."""
+        detector = self._detector
+        if detector is None:
+            return (
+                False,
+                *(None if value is None or value is NO_RESULT else _json(value) for value in values),
+            )
+        redacted = False
+        texts: list[str | None] = []
+        for value in values:
+            if value is None or value is NO_RESULT:
+                texts.append(None)
+                continue
+            value, kinds = detector.redact(value)
+            redacted = redacted or bool(kinds)
+            texts.append(_json(value))
+        return (redacted, *texts)
 
     # -- reading
+
+    def run(self, run_id: str) -> RunRecord | None:
+        """The stored run ``run_id``, or None."""
+        with self._reader() as connection:
+            row = connection.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return None if row is None else _run_record(row)
 
     def runs(
         self,
         *,
         service: str | None = None,
+        agent: str | None = None,
         status: str | None = None,
         since: float | None = None,
         until: float | None = None,
         limit: int | None = 100,
+        oldest_first: bool = False,
     ) -> list[RunRecord]:
-        """Stored runs, newest first, filtered by service, status and start time (Unix seconds)."""
+        """Stored runs, newest first, filtered by service, agent, status and start time (Unix seconds)."""
         clauses, values = [], []
         for column, operator, value in (
             ("service", "=", service),
+            ("agent", "=", agent),
             ("status", "=", status),
             ("started", ">=", since),
             ("started", "<", until),
@@ -384,27 +528,59 @@ class RunLog:
                 clauses.append(f"{column} {operator} ?")
                 values.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        tail = " LIMIT ?" if limit is not None else ""
+        order = "ASC" if oldest_first else "DESC"
+        tail = ""
         if limit is not None:
+            tail = " LIMIT ?"
             values.append(limit)
         with self._reader() as connection:
             rows = connection.execute(
-                "SELECT run_id, service, agent, function, started, ended, status, input, output, error, cost,"
-                f" redacted FROM runs{where} ORDER BY started DESC{tail}",
-                values,
+                f"SELECT {_RUN_COLUMNS} FROM runs{where} ORDER BY started {order}, run_id{tail}", values
             ).fetchall()
-        return [RunRecord._make(row) for row in rows]
+        return [_run_record(row) for row in rows]
 
     def actions(self, run_id: str) -> list[ActionRecord]:
-        """The stored actions of ``run_id``, in order."""
+        """The stored actions of ``run_id``, in the order they began."""
         with self._reader() as connection:
             rows = connection.execute(
-                "SELECT run_id, seq, tool, started, duration, args, result, error, estimated_cost,"
-                " actual_cost,"
-                " decisions, redacted FROM actions WHERE run_id = ? ORDER BY seq",
-                (run_id,),
+                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE run_id = ? ORDER BY seq", (run_id,)
             ).fetchall()
-        return [ActionRecord._make(row) for row in rows]
+        return [_action_record(row) for row in rows]
+
+    def actions_of(self, run_ids: Sequence[str]) -> Iterator[ActionRecord]:
+        """The stored actions of several runs, run by run in the order of ``run_ids``, each in order."""
+        chunk = 500
+        with self._reader() as connection:
+            for start in range(0, len(run_ids), chunk):
+                ids = run_ids[start : start + chunk]
+                marks = ", ".join("?" * len(ids))
+                rows = connection.execute(
+                    f"SELECT {_ACTION_COLUMNS} FROM actions WHERE run_id IN ({marks}) ORDER BY run_id, seq",
+                    ids,
+                ).fetchall()
+                by_run: dict[str, list[ActionRecord]] = {}
+                for row in rows:
+                    by_run.setdefault(row[0], []).append(_action_record(row))
+                for run_id in ids:
+                    yield from by_run.get(run_id, ())
+
+    def spent(self, service: str, agent: str, since: float, until: float) -> float:
+        """What ``service``/``agent`` was recorded to spend from ``since`` to ``until`` (Unix seconds).
+
+        An action counts when it began in the span; a run's own call when it ended in it.
+        """
+        with self._reader() as connection:
+            (actions,) = connection.execute(
+                "SELECT TOTAL(actual_cost) FROM actions WHERE service = ? AND agent = ?"
+                " AND started >= ? AND started < ?",
+                (service, agent, since, until),
+            ).fetchone()
+            (runs,) = connection.execute(
+                "SELECT TOTAL(actual_cost) FROM runs WHERE service = ? AND agent = ?"
+                " AND ended >= ? AND ended < ?",
+                (service, agent, since, until),
+            ).fetchone()
+        return float(actions) + float(runs)
 
     def prune(self, older_than: float) -> int:
         """Delete runs started before ``older_than`` (Unix seconds) and their actions; returns how many."""
@@ -419,6 +595,24 @@ class RunLog:
 
     def _reader(self) -> _Reader:
         return _Reader(self)
+
+    def __repr__(self) -> str:
+        return f"<RunLog {str(self.path)!r}>"
+
+
+def _run_record(row: tuple[Any, ...]) -> RunRecord:
+    return RunRecord._make((*row[:-1], bool(row[-1])))
+
+
+def _action_record(row: tuple[Any, ...]) -> ActionRecord:
+    return ActionRecord._make((*row[:-1], bool(row[-1])))
+
+
+def _json(value: Any) -> str:
+    try:
+        return dumps(value)
+    except (TypeError, ValueError):  # not a snapshot yet (a bare NaN, an odd object): take one
+        return dumps(snapshot(value))
 
 
 class _Reader:
@@ -440,12 +634,3 @@ class _Reader:
         self._connection.close()
         if isinstance(exc, sqlite3.Error):
             raise StoreError(f"reading the run log {self._log.path} failed: {exc}", exc) from exc
-
-
-def _error_text(error: BaseException | None) -> str | None:
-    if error is None:
-        return None
-    try:
-        return f"{type(error).__name__}: {error}"
-    except Exception:  # a __str__ that raises must not lose the record
-        return type(error).__name__
