@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from proctor.__version__ import __version__
+from proctor.cli.replay import replay
+from proctor.cli.runs import runs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,3 +106,7 @@ def test_policies(policy_file: str, cases_file: str) -> None:
     click.echo(f"{len(results) - failed} passed, {failed} failed")
     if failed:
         raise SystemExit(1)
+
+
+cli.add_command(runs)
+cli.add_command(replay)
