@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from proctor.cli.demo import POLICIES, Demo, DemoResult, plan_workloads
 from proctor.cli.main import cli
+from proctor.runs import RunLog
 
 AGENTS = ("batch", "chat", "analyst", "auditor", "research", "summariser")
 
@@ -72,15 +74,32 @@ def test_the_same_seed_plans_the_same_workload() -> None:
     assert facts(7) != facts(8)
 
 
-def test_the_demo_command_prints_a_row_per_agent_and_what_to_notice() -> None:
-    outcome = CliRunner().invoke(cli, ["demo", "--speed", "10"], env={"COLUMNS": "120"})
+def test_the_demo_command_prints_a_row_per_agent_and_what_to_notice(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    outcome = CliRunner().invoke(cli, ["demo", "--speed", "10", "--db", str(db)], env={"COLUMNS": "120"})
     assert outcome.exit_code == 0, outcome.output
-    rows = [line.split("│") for line in outcome.output.splitlines() if line.startswith("│")]
+    results, _, recorded = outcome.output.partition("What to notice")
+    rows = [line.split("│") for line in results.splitlines() if line.startswith("│")]
     assert [row[1].strip() for row in rows] == list(AGENTS)
     for policy in POLICIES:
         assert f"policy {policy!r} rejected agent" in outcome.output
-    assert "What to notice" in outcome.output
     assert "bug in proctor" not in outcome.output
+    # Every session is a run and every planned call an action: batch's 90 one-call sessions, one
+    # session for each of the other five agents; 3 x 30 + 30 + 24 + 12 + 20 + 20 = 196 calls.
+    assert f"Recorded 95 runs (one per agent session) with 196 LLM calls in {db}" in " ".join(
+        recorded.split()
+    )
+    log = RunLog(db)
+    try:
+        runs = log.runs(limit=None)
+        assert len(runs) == 95
+        assert {run.agent for run in runs} == set(AGENTS)
+        assert sum(len(log.actions(run.run_id)) for run in runs) == 196
+    finally:
+        log.close()
+    assert "What if stricter rules had been in force?" in recorded
+    assert "research-cost-cap" in recorded  # research's calls at 2-4 each: some cost over 3.5
+    assert (tmp_path / "demo-stricter.yaml").exists()
 
 
 @pytest.mark.parametrize("args", [["--help"], ["demo", "--help"]])

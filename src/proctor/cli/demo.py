@@ -1,8 +1,10 @@
 """``proctor demo``: six agents share one LLM API under rate, access and budget policies.
 
 Everything runs in this process on the embedded default (state in memory);
-the LLM calls are simulated by sleeps. ``Demo.run`` plays the workload and
-returns the numbers; ``run_demo`` shows it live and prints the results.
+the LLM calls are simulated by sleeps. Each agent session is a decorated run
+and each LLM call one of its actions, recorded in the run log. ``Demo.run``
+plays the workload and returns the numbers; ``run_demo`` shows it live,
+prints the results, and re-evaluates the recorded runs against stricter rules.
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ from proctor import (
     SecurityLabel,
     SharedResource,
     Task,
+    current_run,
+    runlog,
 )
+from proctor.rules import parse_policies
+from proctor.runs import ImpactReport, RunLog, set_run_log
+from proctor.runs.whatif import what_if
 
 __all__ = ["POLICIES", "AgentResult", "Demo", "DemoResult", "plan_workloads", "run_demo"]
 
@@ -55,6 +62,31 @@ QUICK_SECONDS = 0.1
 REFRESH_SECONDS = 0.125
 PLAIN_WIDTH = 120
 """Columns of the output when it is not a terminal and $COLUMNS is unset."""
+SERVICE = "demo"
+"""The service of the demo's recorded runs."""
+STRICTER = """\
+# Stricter rules, tested against the demo's recorded runs before they are deployed:
+#   proctor replay --policies {path} --filter service=demo
+version: 1
+policies:
+  - id: confidential-needs-review
+    when: {{tool: llm.complete, args.label: confidential, agent: {{not_in: [auditor]}}}}
+    action: require_approval
+    message: confidential data outside the audit team needs a reviewer
+  - id: research-cost-cap
+    when: {{tool: llm.complete, cost: {{gt: 3.5}}}}
+    action: deny
+    message: calls over 3.5 need a cheaper model
+  - id: batch-burst-guard
+    when: {{agent: batch, cost_today: {{gt: 30}}}}
+    action: deny
+    message: batch spends at most 30 a day
+  - id: long-session
+    when: {{tool_calls_in_run: {{gt: 20}}}}
+    action: terminate
+    message: a session of more than 20 calls is probably looping
+"""
+"""The stricter policy file the demo writes next to the run log and re-evaluates its runs against."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +278,17 @@ class Demo:
         )
         self._tallies = {plan.agent_id: _Tally() for plan in self.plans}
         self._started = time.monotonic()
+        # Per agent, a decorated session (a run) and LLM call (its actions): @runlog's agent is fixed.
+        self._sessions = {
+            plan.agent_id: runlog(service=SERVICE, agent=plan.agent_id, name="session")(self._session)
+            for plan in self.plans
+        }
+        self._llm = {
+            plan.agent_id: runlog(service=SERVICE, agent=plan.agent_id, name="llm.complete", cost=_estimate)(
+                self._complete
+            )
+            for plan in self.plans
+        }
 
     def policy_lines(self) -> list[str]:
         """The policies in words, in the order they are checked."""
@@ -274,8 +317,8 @@ class Demo:
         try:
             async with asyncio.TaskGroup() as group:
                 for plan in self.plans:
-                    for session in plan.sessions:
-                        group.create_task(self._session(plan.agent_id, session))
+                    for index in range(len(plan.sessions)):
+                        group.create_task(self._sessions[plan.agent_id](plan.agent_id, index))
         finally:
             if ticker is not None:
                 ticker.cancel()
@@ -286,36 +329,60 @@ class Demo:
             on_tick()
             await asyncio.sleep(REFRESH_SECONDS)
 
-    async def _session(self, agent_id: str, calls: tuple[Call, ...]) -> None:
-        for call in calls:
+    async def _session(self, agent_id: str, index: int) -> int:
+        """One session of ``agent_id``: its calls one after another; returns how many were granted."""
+        plan = next(plan for plan in self.plans if plan.agent_id == agent_id)
+        granted = 0
+        for number, call in enumerate(plan.sessions[index]):
             await asyncio.sleep(call.think / self.speed)
-            await self._call(agent_id, call)
+            granted += await self._call(agent_id, number, call)
+        return granted
 
-    async def _call(self, agent_id: str, call: Call) -> None:
-        """Ask for a slot, make the simulated LLM call, and count the outcome."""
+    async def _call(self, agent_id: str, number: int, call: Call) -> bool:
+        """Make the simulated LLM call through the agent's decorated tool, and count the outcome."""
         tally = self._tallies[agent_id]
         tally.waiting += 1
         asked = time.monotonic()
+        labels = call.task.labels or {}
+        label = max(labels.values(), key=lambda label: SecurityLabel(label).rank, default=None)
         try:
-            async with self.scheduler.acquire(agent_id, call.task) as grant:
-                # Nothing in this block raises PolicyViolationError: the except below sees only rejections.
-                tally.waiting -= 1
-                tally.running += 1
-                tally.waits.append(grant.waited)
-                await asyncio.sleep(call.duration / self.speed)
-                if call.actual_cost is not None:
-                    grant.cost = call.actual_cost
-                tally.running -= 1
+            await self._llm[agent_id](
+                agent_id,
+                call=number,
+                kind=call.task.task_type,
+                label=None if label is None else str(label),
+                estimate=call.task.estimated_cost,
+                task=call,
+            )
         except PolicyViolationError as exc:
             tally.waiting -= 1
             tally.waits.append(time.monotonic() - asked)
             tally.rejected[exc.policy_name] = tally.rejected.get(exc.policy_name, 0) + 1
             tally.reasons.setdefault(exc.policy_name, str(exc))
-        else:
-            tally.reserved += call.task.estimated_cost
-            if call.burst is not None:
-                tally.granted_by_burst[call.burst] = tally.granted_by_burst.get(call.burst, 0) + 1
+            tally.finished += 1
+            return False
+        tally.reserved += call.task.estimated_cost
+        if call.burst is not None:
+            tally.granted_by_burst[call.burst] = tally.granted_by_burst.get(call.burst, 0) + 1
         tally.finished += 1
+        return True
+
+    async def _complete(
+        self, agent_id: str, call: int, kind: str, label: str | None, estimate: float, task: Call
+    ) -> dict[str, object]:
+        """The simulated LLM call: a slot of the API, the latency, the cost it reports."""
+        tally = self._tallies[agent_id]
+        async with self.scheduler.acquire(agent_id, task.task) as grant:
+            # Nothing in this block raises PolicyViolationError: the caller's except sees only rejections.
+            tally.waiting -= 1
+            tally.running += 1
+            tally.waits.append(grant.waited)
+            await asyncio.sleep(task.duration / self.speed)
+            cost = task.actual_cost if task.actual_cost is not None else estimate
+            grant.cost = cost
+            current_run().add_cost(cost)
+            tally.running -= 1
+        return {"text": f"{kind} #{call} done", "tokens": int(estimate * 100)}
 
     def _result(self, elapsed: float) -> DemoResult:
         budget: dict[str, dict[str, float | None]] = self.enforcer.summary()["budget"]
@@ -383,6 +450,13 @@ class Demo:
                 f"{tally.running} in call, {tally.waiting} waiting",
             )
         return Group(slots, table)
+
+
+def _estimate(agent_id: str, **call: object) -> float:
+    """The cost estimate of a simulated LLM call: its task's."""
+    estimate = call["estimate"]
+    assert isinstance(estimate, (int, float))
+    return float(estimate)
 
 
 def _rejections(rejected: dict[str, int]) -> str:
@@ -484,15 +558,27 @@ def takeaways(result: DemoResult) -> list[str]:
     ]
 
 
-def run_demo(*, seed: int, speed: float) -> int:
-    """Run the demo, showing live progress on a terminal (plain lines otherwise), then the results.
+def run_demo(*, seed: int, speed: float, db: str | None = None) -> int:
+    """Run the demo, showing live progress on a terminal (plain lines otherwise), then the results,
+    recording its runs in ``db`` (the default run log when None) and re-evaluating them.
 
     Returns the exit status: 0.
     """
+    log = RunLog(db) if db is not None else RunLog()
+    previous = set_run_log(log)
+    try:
+        return _run_demo(seed=seed, speed=speed, log=log)
+    finally:
+        set_run_log(previous if previous is not log else None)
+        log.close()
+
+
+def _run_demo(*, seed: int, speed: float, log: RunLog) -> int:
     console = Console(highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = PLAIN_WIDTH
     demo = Demo(seed=seed, speed=speed)
+    started = time.time()
     console.print(
         f"[bold]proctor demo[/] (seed {seed}, speed {speed:g}): {len(demo.plans)} agents share "
         f"[bold]{demo.resource.name}[/], a simulated LLM API: {CAPACITY} calls at a time, "
@@ -520,4 +606,33 @@ def run_demo(*, seed: int, speed: float) -> int:
     console.print("[bold]What to notice[/]")
     for line in takeaways(result):
         console.print(f"- {line}")
+    console.print()
+    what_if_stricter(console, log, since=started)
     return 0
+
+
+def what_if_stricter(console: Console, log: RunLog, *, since: float) -> None:
+    """Re-evaluate the runs recorded since ``since`` against ``STRICTER``, written next to the log."""
+    from proctor.cli.replay import rules_table, summary_table
+
+    log.flush()
+    runs = log.runs(service=SERVICE, since=since, limit=None, oldest_first=True)
+    actions = sum(1 for _ in log.actions_of([run.run_id for run in runs]))
+    path = log.path.parent / "demo-stricter.yaml"
+    text = STRICTER.format(path=path)
+    path.write_text(text, encoding="utf-8")
+    results = what_if(log, runs, parse_policies(text, str(path)))
+    impact = ImpactReport.of(results)
+    console.print(
+        f"[bold]Recorded[/] {len(runs)} runs (one per agent session) with {actions} LLM calls in {log.path}."
+    )
+    console.print(
+        f"[bold]What if stricter rules had been in force?[/] {path} re-evaluated against the recording "
+        "(no code ran, nothing was called):"
+    )
+    console.print(summary_table(impact))
+    console.print(rules_table(impact))
+    console.print(
+        f"Look at the runs with [bold]proctor runs list --db {log.path} --service {SERVICE}[/], "
+        f"and test your own rules with [bold]proctor replay --db {log.path} --policies FILE[/]."
+    )

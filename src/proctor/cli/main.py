@@ -28,16 +28,24 @@ def cli() -> None:
     show_default=True,
     help="Run the simulation SPEED times faster (call latencies, pauses and the rate period alike).",
 )
-def demo(seed: int, speed: float) -> None:
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="The run log to record the demo's runs in  [default: $PROCTOR_DB, else .proctor/runs.db]",
+)
+def demo(seed: int, speed: float, db: str | None) -> None:
     """Six agents contend for an LLM API that allows 3 concurrent calls.
 
     Shows who waits, who is served, and which policy rejects what, then a
     table per agent: granted, rejected by policy, mean and p95 wait, spend
-    against the limit. Runs in memory; takes about eight seconds.
+    against the limit. Every agent session is recorded in the run log; the
+    demo ends by re-evaluating the recording against stricter rules (what-if)
+    and shows their impact. Takes about eight seconds.
     """
     from proctor.cli.demo import run_demo
 
-    raise SystemExit(run_demo(seed=seed, speed=speed))
+    raise SystemExit(run_demo(seed=seed, speed=speed, db=db))
 
 
 @cli.command()
