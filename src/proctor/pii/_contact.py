@@ -14,9 +14,9 @@ from collections.abc import Iterator, Sequence
 
 import phonenumbers
 
-from proctor.pii._scan import ScanText
+from proctor.pii._scan import Needs, ScanText
 
-__all__ = ["PhoneFinder", "find_emails"]
+__all__ = ["EMAIL_NEEDS", "PhoneFinder", "find_emails"]
 
 _EMAIL = re.compile(
     r"(?<![A-Za-z0-9._%+\-])"
@@ -24,6 +24,7 @@ _EMAIL = re.compile(
     r"@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,8}\.[A-Za-z]{2,63}"
     r"(?![A-Za-z0-9_\-])"
 )
+EMAIL_NEEDS = Needs(shortest=6, at=True)  # the shortest address is "a@b.cc"
 
 # Digits and the characters phone numbers are written with, starting with a
 # digit, "+" or "(", not inside a word, a dashed identifier or a dotted number.
@@ -66,6 +67,9 @@ class PhoneFinder:
     between two digits; numbers written with spaces and run together with
     single spaces (``020 7946 0958 020 7946 0959``) are then not found.
     """
+
+    # A number lies in a numeric run (7 or more characters) and has 7 digits or more.
+    needs = Needs(shortest=_MIN_DIGITS, digit=True)
 
     def __init__(self, regions: Sequence[str]) -> None:
         self._regions = tuple(regions)

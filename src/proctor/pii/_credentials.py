@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from proctor.pii._scan import ScanText
+from proctor.pii._scan import Needs, ScanText
 
 __all__ = ["MAX_TOKEN_LENGTH", "SecretFinder"]
 
@@ -77,6 +77,9 @@ class SecretFinder:
         self._entropy_threshold = entropy_threshold
         self._min_token_length = min_token_length
         self._shortest_run = b"a" * min(min_token_length, _MIN_PROVIDER_LENGTH)
+        # Every match is found from a run, or is a private key block (27 characters
+        # or more, from "-----BEGIN PRIVATE KEY-----": longer than any shortest run).
+        self.needs = Needs(shortest=len(self._shortest_run))
 
     def __call__(self, scan: ScanText) -> Iterator[tuple[int, int]]:
         text = scan.text

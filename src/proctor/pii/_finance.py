@@ -11,9 +11,9 @@ import re
 from collections.abc import Iterator
 
 from proctor.pii._checksums import iban_checksum_ok, luhn_ok
-from proctor.pii._scan import ScanText
+from proctor.pii._scan import Needs, ScanText
 
-__all__ = ["find_credit_cards", "find_ibans"]
+__all__ = ["CARD_NEEDS", "IBAN_NEEDS", "find_credit_cards", "find_ibans"]
 
 _DIGITS = frozenset("0123456789")
 # How card numbers are printed when grouped: fours (the last group of 13-, 15-
@@ -25,9 +25,13 @@ _CARD_GROUPS = frozenset({(4, 4, 4, 1), (4, 4, 4, 3), (4, 4, 4, 4), (4, 4, 4, 4,
 # decimal fraction.
 _CARD = re.compile(r"(?<![\w\-.])[2-6](?:[ \-]?\d){12,18}(?![\w\-]|\.\d)", re.ASCII)
 
+CARD_NEEDS = Needs(shortest=13, digit=True)  # 13 digits or more
+
 # Country code, check digits, then 11 to 30 capitals or digits, optionally in
 # groups separated by single spaces.
 _IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])", re.ASCII)
+
+IBAN_NEEDS = Needs(shortest=15, digit=True)  # the pattern's least, and Norway's length
 
 # IBAN length by country (SWIFT IBAN registry).
 _IBAN_LENGTH = {

@@ -12,9 +12,9 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
-from proctor.pii._scan import ScanText
+from proctor.pii._scan import Needs, ScanText
 
-__all__ = ["find_ip_addresses"]
+__all__ = ["IP_NEEDS", "find_ip_addresses"]
 
 # Four groups of 1-3 digits, not preceded by a letter (v1.2.3.4), digit or
 # dot, and not followed by another ".digit" (1.2.3.4.5). ipaddress rejects
@@ -24,22 +24,27 @@ _IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:", re.ASCII)
 _IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
 _IPV6_MAX = 45  # the longest textual IPv6 address, with an embedded IPv4
 _DIGIT = re.compile(r"\d", re.ASCII)
+# The shortest addresses are IPv6 ones such as "::2" and "1::" (IPv4 ones have 7
+# characters or more); every address found has a digit (checked for IPv6).
+IP_NEEDS = Needs(shortest=3, digit=True)
 
 
 def find_ip_addresses(scan: ScanText) -> Iterator[tuple[int, int]]:
     """Spans of IPv4 and IPv6 addresses, except loopback and unspecified ones."""
     text = scan.text
-    for pos, endpos, _ in scan.numeric_runs:
-        if text.find(".", pos, endpos) < 0:
-            continue
-        for match in _IPV4.finditer(text, pos, endpos):
-            try:
-                address = ipaddress.IPv4Address(match.group())
-            except ValueError:
+    if "." in text:  # in every IPv4 address
+        for pos, endpos, _ in scan.numeric_runs:
+            if text.find(".", pos, endpos) < 0:
                 continue
-            if _personal(address):
-                yield match.span()
-    yield from _ipv6_addresses(text)
+            for match in _IPV4.finditer(text, pos, endpos):
+                try:
+                    address = ipaddress.IPv4Address(match.group())
+                except ValueError:
+                    continue
+                if _personal(address):
+                    yield match.span()
+    if ":" in text:  # in every IPv6 hint
+        yield from _ipv6_addresses(text)
 
 
 def _ipv6_addresses(text: str) -> Iterator[tuple[int, int]]:

@@ -1,15 +1,37 @@
-"""ScanText: one string under scan, with the views of it that recognizers share."""
+"""ScanText: one string under scan, with the views of it that recognizers share.
+
+Needs: what a recognizer's matches require of the text, so that the detector
+can pass over text in which a recognizer cannot find anything.
+"""
 
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
-__all__ = ["ScanText"]
+__all__ = ["Needs", "ScanText", "has_digit"]
 
 # Digits with the separators numbers are written with. Every card number, SSN,
 # dotted quad and phone number lies inside such a run of at least 7 characters
 # (give or take a leading "+" or "(").
 _NUMERIC_RUN = re.compile(r"\d[\d .\-()+]{5,}\d", re.ASCII)
+_DIGIT = re.compile(r"[0-9]")
+# From this length on, ten str.__contains__ (memchr) beat one regex search.
+_LONG = 128
+
+
+class Needs(NamedTuple):
+    """What every text in which a recognizer finds a match has; it finds none in other text.
+
+    The detector does not run a recognizer on text shorter than ``shortest``,
+    nor, if ``digit``, on text without an ASCII digit, nor, if ``at``, on text
+    without an ``@``. Each recognizer states what its patterns imply, so that
+    skipping it never changes a result.
+    """
+
+    shortest: int
+    digit: bool = False
+    at: bool = False
 
 
 class ScanText:
@@ -38,3 +60,10 @@ class ScanText:
                 for start, end in map(re.Match.span, _NUMERIC_RUN.finditer(self.text))
             ]
         return self._numeric_runs
+
+
+def has_digit(text: str) -> bool:
+    """Whether ``text`` has an ASCII digit."""
+    if len(text) < _LONG:
+        return _DIGIT.search(text) is not None
+    return any(map(text.__contains__, "0123456789"))

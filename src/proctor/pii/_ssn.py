@@ -8,13 +8,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from proctor.pii._scan import ScanText
+from proctor.pii._scan import Needs, ScanText
 
-__all__ = ["find_us_ssns"]
+__all__ = ["SSN_NEEDS", "find_us_ssns"]
 
 # AAA-GG-SSSS or AAA GG SSSS, the same separator twice, not inside a longer
 # number or dashed identifier.
 _SSN = re.compile(r"(?<![\w\-.])\d{3}([- ])\d{2}\1\d{4}(?![\w\-]|\.\d)", re.ASCII)
+SSN_NEEDS = Needs(shortest=11, digit=True)  # AAA-GG-SSSS
 
 # Numbers the SSA voided after they were printed and widely misused.
 _VOIDED = frozenset({"078051120", "219099999"})

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple, overload
 
 import phonenumbers
 
 from proctor.errors import ConfigurationError
-from proctor.pii._contact import PhoneFinder, find_emails
+from proctor.pii._contact import EMAIL_NEEDS, PhoneFinder, find_emails
 from proctor.pii._credentials import MAX_TOKEN_LENGTH, SecretFinder
-from proctor.pii._finance import find_credit_cards, find_ibans
-from proctor.pii._network import find_ip_addresses
-from proctor.pii._scan import ScanText
-from proctor.pii._ssn import find_us_ssns
+from proctor.pii._finance import CARD_NEEDS, IBAN_NEEDS, find_credit_cards, find_ibans
+from proctor.pii._network import IP_NEEDS, find_ip_addresses
+from proctor.pii._scan import Needs, ScanText, has_digit
+from proctor.pii._ssn import SSN_NEEDS, find_us_ssns
 from proctor.pii._walk import Limits, format_path, rebuild, texts
 from proctor.pii.backend import PIIBackend
 from proctor.pii.kinds import BUILTIN_KINDS, PIIKind
@@ -46,11 +48,29 @@ _ORDER = (
 _RANK = {kind: rank for rank, kind in enumerate(_ORDER)}
 
 
-class _Plan(NamedTuple):
-    """What to run on each string for one set of kinds."""
+class _Recognizer(NamedTuple):
+    """A finder and the kind it finds."""
 
-    finders: tuple[tuple[PIIKind, _Finder], ...]
-    backends: tuple[tuple[PIIBackend, frozenset[PIIKind]], ...]
+    kind: PIIKind
+    find: _Finder
+    shortest: int  # it finds nothing in shorter text
+
+
+_Backends = tuple[tuple[PIIBackend, frozenset[PIIKind]], ...]
+
+
+class _Plan(NamedTuple):
+    """What to run on each string for one set of kinds.
+
+    Recognizers are run only on text that meets their ``Needs``: ``recognizers``
+    maps whether a text has an ASCII digit and whether it has an ``@`` to the
+    recognizers that may find something in it, and the shortest text any of
+    them needs. Backends see every string.
+    """
+
+    recognizers: dict[tuple[bool, bool], tuple[tuple[_Recognizer, ...], int]]
+    shortest: int  # shorter strings need no scan: nothing in the plan finds anything in them
+    backends: _Backends
 
 
 class PIIDetector:
@@ -124,18 +144,21 @@ class PIIDetector:
         self._min_token_length = min_token_length
         self._limits = Limits(max_depth=max_depth, max_chars=max_chars)
         self._backends = tuple(backends)
-        self._finders: dict[PIIKind, _Finder] = {
-            PIIKind.EMAIL: find_emails,
-            PIIKind.CREDIT_CARD: find_credit_cards,
-            PIIKind.US_SSN: find_us_ssns,
-            PIIKind.IBAN: find_ibans,
-            PIIKind.IP_ADDRESS: find_ip_addresses,
-            PIIKind.SECRET: SecretFinder(entropy_threshold, min_token_length),
-            PIIKind.PHONE: PhoneFinder(self._phone_regions),
+        secrets = SecretFinder(entropy_threshold, min_token_length)
+        phones = PhoneFinder(self._phone_regions)
+        self._finders: dict[PIIKind, tuple[_Finder, Needs]] = {
+            PIIKind.EMAIL: (find_emails, EMAIL_NEEDS),
+            PIIKind.CREDIT_CARD: (find_credit_cards, CARD_NEEDS),
+            PIIKind.US_SSN: (find_us_ssns, SSN_NEEDS),
+            PIIKind.IBAN: (find_ibans, IBAN_NEEDS),
+            PIIKind.IP_ADDRESS: (find_ip_addresses, IP_NEEDS),
+            PIIKind.SECRET: (secrets, secrets.needs),
+            PIIKind.PHONE: (phones, phones.needs),
         }
         self._available = BUILTIN_KINDS.union(*(backend.kinds for backend in self._backends))
         self._kinds = self._available if kinds is None else self._parse_kinds(kinds)
         self._plan = self._make_plan(self._kinds)
+        self._plans = {self._kinds: self._plan}  # by kinds asked for
 
     @property
     def kinds(self) -> frozenset[PIIKind]:
@@ -149,8 +172,8 @@ class PIIDetector:
         is unknown or that nothing in this detector finds.
         """
         plan = self._plan_for(kinds)
-        for text in texts(value, self._limits):
-            for _ in self._spans(text.text, plan):
+        for _, text, _ in texts(value, self._limits, plan.shortest):
+            for _ in self._spans(text, plan):
                 return True
         return False
 
@@ -165,16 +188,16 @@ class PIIDetector:
         """
         plan = self._plan_for(kinds)
         matches: list[PIIMatch] = []
-        for text in texts(value, self._limits):
-            for span in _resolve(self._spans(text.text, plan)):
+        for path, text, in_key in texts(value, self._limits, plan.shortest):
+            for span in _resolve(list(self._spans(text, plan))):
                 matches.append(
                     PIIMatch(
                         kind=span.kind,
-                        path=format_path(text.path),
+                        path=format_path(path),
                         start=span.start,
                         end=span.end,
-                        text=text.text[span.start : span.end],
-                        in_key=text.in_key,
+                        text=text[span.start : span.end],
+                        in_key=in_key,
                     )
                 )
         return matches
@@ -211,9 +234,10 @@ class PIIDetector:
         found: set[PIIKind] = set()
 
         def redact_text(text: str) -> str:
-            spans = _resolve(self._spans(text, plan))
+            spans = list(self._spans(text, plan))
             if not spans:
                 return text
+            spans = _resolve(spans)
             parts: list[str] = []
             position = 0
             for span in spans:
@@ -223,7 +247,7 @@ class PIIDetector:
             parts.append(text[position:])
             return "".join(parts)
 
-        return rebuild(value, self._limits, redact_text), frozenset(found)
+        return rebuild(value, self._limits, redact_text, plan.shortest), frozenset(found)
 
     def __repr__(self) -> str:
         return (
@@ -233,27 +257,51 @@ class PIIDetector:
             f"backends={list(self._backends)!r})"
         )
 
-    def _spans(self, text: str, plan: _Plan) -> Iterator[PIISpan]:
+    def _spans(self, text: str, plan: _Plan) -> Iterable[PIISpan]:
+        """The spans of the plan's kinds in ``text``, found lazily; ``()`` if nothing can find any."""
+        recognizers, shortest = plan.recognizers[has_digit(text), "@" in text]
+        if len(text) < shortest:
+            recognizers = ()
+        if not (recognizers or plan.backends):
+            return ()
+        return self._found(text, recognizers, plan.backends)
+
+    @staticmethod
+    def _found(text: str, recognizers: tuple[_Recognizer, ...], backends: _Backends) -> Iterator[PIISpan]:
         scan = ScanText(text)
-        for kind, finder in plan.finders:
-            for start, end in finder(scan):
-                yield PIISpan(kind, start, end)
-        for backend, wanted in plan.backends:
+        size = len(text)
+        for kind, find, shortest in recognizers:
+            if size >= shortest:
+                for start, end in find(scan):
+                    yield PIISpan(kind, start, end)
+        for backend, wanted in backends:
             for kind, start, end in backend.scan(text, wanted):
                 if kind in wanted and 0 <= start < end <= len(text):
                     yield PIISpan(PIIKind(kind), start, end)
 
     def _plan_for(self, kinds: Iterable[PIIKind | str] | None) -> _Plan:
-        return self._plan if kinds is None else self._make_plan(self._parse_kinds(kinds))
+        if kinds is None:
+            return self._plan
+        parsed = self._parse_kinds(kinds)
+        plan = self._plans.get(parsed)
+        if plan is None:  # threads that race here make equal plans
+            plan = self._plans[parsed] = self._make_plan(parsed)
+        return plan
 
     def _make_plan(self, kinds: frozenset[PIIKind]) -> _Plan:
-        finders = tuple(
-            (kind, self._finders[kind]) for kind in _ORDER if kind in kinds and kind in self._finders
-        )
+        chosen = [(kind, *self._finders[kind]) for kind in _ORDER if kind in kinds and kind in self._finders]
+        recognizers = {}
+        for digit, at in itertools.product((False, True), repeat=2):
+            usable = tuple(
+                _Recognizer(kind, find, needs.shortest)
+                for kind, find, needs in chosen
+                if (digit or not needs.digit) and (at or not needs.at)
+            )
+            recognizers[digit, at] = usable, min((r.shortest for r in usable), default=sys.maxsize)
         backends = tuple(
             (backend, kinds & backend.kinds) for backend in self._backends if kinds & backend.kinds
         )
-        return _Plan(finders, backends)
+        return _Plan(recognizers, 0 if backends else recognizers[True, True][1], backends)
 
     def _parse_kinds(self, kinds: Iterable[PIIKind | str]) -> frozenset[PIIKind]:
         names = [kinds] if isinstance(kinds, str) else list(kinds)
@@ -273,8 +321,10 @@ class PIIDetector:
         return frozenset(parsed)
 
 
-def _resolve(spans: Iterable[PIISpan]) -> list[PIISpan]:
+def _resolve(spans: list[PIISpan]) -> list[PIISpan]:
     """The spans that do not overlap: leftmost first, then longest, then by kind order."""
+    if len(spans) < 2:
+        return spans
     kept: list[PIISpan] = []
     reach = 0
     for span in sorted(spans, key=lambda s: (s.start, s.start - s.end, _RANK[s.kind])):
