@@ -626,9 +626,10 @@ class _Guard:
 
     def _rules_of(self, run: Run) -> RuleSet | None:
         """The rules for a call of a recorded or replayed run, if any apply."""
-        if self.source is None and (run.replay is None or run.replay.rules is None):
-            return None
-        return self._rules(run)
+        replay = run.replay
+        if replay is not None and replay.rules is not None:
+            return replay.rules
+        return self.source.current() if self.source is not None else None
 
     def _opened(self, call: _Call, started: float) -> None:
         run = call.run
@@ -723,24 +724,24 @@ class _Guard:
         if run.replay is not None:
             run.replay.decided(call.seq, self.tool, decisions)
         if run.log is not None:
-            run.log.action(
+            run.log._action(  # RunLog.action, positional: this is every recorded call's path
                 run.run_id,
                 call.seq,
-                tool=self.tool,
-                service=self.service,
-                agent=self.agent,
-                started=started,
-                duration=duration,
-                status=status,
-                args=call.bound,
-                requested_args=call.requested,
-                result=result,
-                error=error,
-                labels=self.labels or None,
-                estimated_cost=call.estimate,
-                actual_cost=call.actual,
-                decisions=decisions,
-                approval=call.approval,
+                self.tool,
+                self.service,
+                self.agent,
+                started,
+                duration,
+                status,
+                call.bound,
+                call.requested,
+                result,
+                error,
+                self.labels or None,
+                call.estimate,
+                call.actual,
+                decisions,
+                call.approval,
             )
 
     def _task(self, call: _Call) -> Task:
@@ -1016,6 +1017,10 @@ def _status_of(error: BaseException) -> str:
 
 def _decisions(call: _Call) -> list[dict[str, Any]]:
     """The call's decisions as the run log stores them (see ``proctor.runs.result.effective_action``)."""
+    before = call.verdict
+    nothing = before.rule is None and before.action is Action.ALLOW
+    if nothing and call.after is None and call.policy_error is None:
+        return []  # the common case: no rule matched
     decisions: list[dict[str, Any]] = []
     for phase, verdict in (("before", call.verdict), ("after", call.after)):
         if verdict is None or (verdict.rule is None and verdict.action is Action.ALLOW):

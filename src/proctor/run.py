@@ -121,7 +121,7 @@ class Run:
 class WatchedRun(Run):
     """A run that is recorded in ``log``, or is the replay ``replay``: its actions are numbered."""
 
-    __slots__ = ("_seq", "effects", "log", "replay")
+    __slots__ = ("_name", "_seq", "effects", "log", "replay")
 
     watched = True
 
@@ -133,6 +133,12 @@ class WatchedRun(Run):
         self.replay = replay
         self.effects = None
         self._seq = itertools.count(1)
+        self._name = super().run_id
+
+    @property
+    def run_id(self) -> str:
+        """As ``Run.run_id``; computed once, as every recorded action names it."""
+        return self._name
 
     def _next_seq(self) -> int:
         """The number of the next action of the run, from 1."""

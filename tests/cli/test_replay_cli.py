@@ -11,7 +11,7 @@ from click.testing import Result
 
 from proctor import runlog
 from proctor.runs import RunLog
-from proctor.runs.default import run_log, set_run_log
+from proctor.runs.default import recording_into
 from tests.cli.test_runs_cli import NOW, invoke, record_run, rows, write_runs
 
 NEW_POLICIES = """\
@@ -342,13 +342,11 @@ def recorded(tmp_path: Path) -> Path:
     """A run log with two real runs of ``answer``."""
     path = tmp_path / "recorded.db"
     log = RunLog(path, pii=False)
-    previous = run_log()
-    set_run_log(log)
     try:
-        assert answer("tides") == "NOTES ON TIDES"
-        assert answer("moons") == "NOTES ON MOONS"
+        with recording_into(log):
+            assert answer("tides") == "NOTES ON TIDES"
+            assert answer("moons") == "NOTES ON MOONS"
     finally:
-        set_run_log(previous)
         log.close()
     return path
 

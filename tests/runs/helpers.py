@@ -10,13 +10,11 @@ from proctor.runs import RunLog, default
 
 
 def recording_into(log: RunLog) -> Iterator[RunLog]:
-    """Record new runs in ``log`` while the fixture lasts; then restore the previous log and close ``log``."""
-    previous = default.run_log()
-    default.set_run_log(log)
+    """Record new runs in ``log`` while the fixture lasts; then restore the choice before and close it."""
     try:
-        yield log
+        with default.recording_into(log):
+            yield log
     finally:
-        default.set_run_log(previous)
         log.close()
 
 

@@ -39,7 +39,7 @@ from proctor import (
     runlog,
 )
 from proctor.rules import parse_policies
-from proctor.runs import ImpactReport, RunLog, set_run_log
+from proctor.runs import ImpactReport, RunLog, recording_into
 from proctor.runs.whatif import what_if
 
 __all__ = ["POLICIES", "AgentResult", "Demo", "DemoResult", "plan_workloads", "run_demo"]
@@ -565,11 +565,10 @@ def run_demo(*, seed: int, speed: float, db: str | None = None) -> int:
     Returns the exit status: 0.
     """
     log = RunLog(db) if db is not None else RunLog()
-    previous = set_run_log(log)
     try:
-        return _run_demo(seed=seed, speed=speed, log=log)
+        with recording_into(log):
+            return _run_demo(seed=seed, speed=speed, log=log)
     finally:
-        set_run_log(previous if previous is not log else None)
         log.close()
 
 

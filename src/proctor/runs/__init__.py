@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proctor.runs.default import flush, run_log, set_run_log
+from proctor.runs.default import flush, recording_into, run_log, set_run_log
 from proctor.runs.encode import REPR_MARKER, encode
 from proctor.runs.log import DEFAULT_PATH, NO_RESULT, RUN_STATUSES, ActionRecord, RunLog, RunRecord, decode
 from proctor.runs.replay import ReplayDiverged, ReplayedError, replay, replay_batch
@@ -34,6 +34,7 @@ __all__ = [
     "decode",
     "encode",
     "flush",
+    "recording_into",
     "replay",
     "replay_batch",
     "run_log",

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from proctor.runs.log import RunLog
 
-__all__ = ["flush", "run_log", "set_run_log"]
+__all__ = ["flush", "recording_into", "run_log", "set_run_log"]
 
 _OFF = ("0", "off", "false", "no")
 
@@ -51,6 +53,22 @@ def set_run_log(log: RunLog | str | os.PathLike[str] | None) -> RunLog | None:
     if previous is not None and previous is not chosen:
         previous.flush()
     return chosen
+
+
+@contextmanager
+def recording_into(log: RunLog | str | os.PathLike[str] | None) -> Iterator[RunLog | None]:
+    """Record the runs that start inside the block in ``log`` (None: nowhere); restore the choice after.
+
+    The choice in force before comes back as it was, a default not yet opened included.
+    """
+    global _log, _chosen
+    with _lock:
+        saved = (_log, _chosen)
+    try:
+        yield set_run_log(log)
+    finally:
+        with _lock:
+            _log, _chosen = saved
 
 
 def flush(timeout: float | None = None) -> bool:

@@ -32,6 +32,7 @@ CLASS_KEY = "__proctor_class__"
 _BYTES = "__proctor_bytes__"
 
 _MAX_DEPTH = 64
+_FAST_DEPTH = 16
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _SCALARS = frozenset((str, int, bool, type(None), float))
 
@@ -53,10 +54,11 @@ def snapshot(value: Any) -> Any:
 
 
 def freeze(value: Any) -> Any:
-    """``value`` itself when later changes cannot reach it (text, numbers, tuples of them), else a snapshot.
+    """``value`` itself when later changes cannot reach it (text, numbers), else a copy made of JSON types.
 
-    Cheaper than ``snapshot`` on the caller's path: a flat dict of such values
-    is copied, not converted; the writer converts what is left.
+    Cheaper than ``snapshot`` on the caller's path: dicts, lists and tuples of
+    such values are copied as they are; anything else is handed to
+    ``snapshot``. The writer converts what JSON cannot hold.
     """
     kind = type(value)
     if kind in _SCALARS:
@@ -64,14 +66,31 @@ def freeze(value: Any) -> Any:
     if kind is dict:
         for item in value.values():
             if type(item) not in _SCALARS:
-                return _plain(value, 0)
-        return value.copy()
-    if kind is tuple:
-        for item in value:
-            if type(item) not in _SCALARS:
-                return _plain(value, 0)
+                break
+        else:
+            return value.copy()
+    try:
+        return _copy(value, 0)
+    except _NotPlain:
+        return _plain(value, 0)
+
+
+class _NotPlain(Exception):
+    """Raised by ``_copy`` for a value it does not copy itself."""
+
+
+def _copy(value: Any, depth: int) -> Any:
+    kind = type(value)
+    if kind in _SCALARS:
         return value
-    return _plain(value, 0)
+    if depth < _FAST_DEPTH:
+        if kind is dict:  # keys JSON cannot hold make the writer take a snapshot of the copy
+            return {
+                key: item if type(item) in _SCALARS else _copy(item, depth + 1) for key, item in value.items()
+            }
+        if kind is list or kind is tuple:
+            return [item if type(item) in _SCALARS else _copy(item, depth + 1) for item in value]
+    raise _NotPlain
 
 
 def error_value(error: BaseException) -> dict[str, Any]:

@@ -217,6 +217,47 @@ class RunLog:
         ``result`` is what the function returned (``NO_RESULT``: it raised or never ran);
         ``duration`` None when it never ran.
         """
+        self._action(
+            run_id,
+            seq,
+            tool,
+            service,
+            agent,
+            started,
+            duration,
+            status,
+            args,
+            requested_args,
+            result,
+            error,
+            labels,
+            estimated_cost,
+            actual_cost,
+            decisions,
+            approval,
+        )
+
+    def _action(
+        self,
+        run_id: str,
+        seq: int,
+        tool: str,
+        service: str,
+        agent: str,
+        started: float,
+        duration: float | None,
+        status: str,
+        args: Any,
+        requested_args: Any,
+        result: Any,
+        error: BaseException | None,
+        labels: Any,
+        estimated_cost: float | None,
+        actual_cost: float | None,
+        decisions: Sequence[Any],
+        approval: Any,
+    ) -> None:
+        """``action`` with positional arguments: the decorator's hot path."""
         self._put(
             (
                 "action",
@@ -229,10 +270,10 @@ class RunLog:
                 duration,
                 status,
                 freeze(args),
-                freeze(requested_args),
+                None if requested_args is None else freeze(requested_args),
                 result if result is NO_RESULT else freeze(result),
                 None if error is None else error_value(error),
-                freeze(labels),
+                None if labels is None else freeze(labels),
                 estimated_cost,
                 actual_cost,
                 freeze(decisions) if decisions else (),
