@@ -273,6 +273,7 @@ class _Guard:
         self.tool = name if name is not None else function.__qualname__
         self.cost = cost
         self.labels = dict(labels) if labels is not None else MISSING
+        self.stored_labels = dict(labels) if labels else None
         self.on_deny = on_deny
         self.approvals = approvals
         self.enforcer: PolicyEnforcer | None = None
@@ -605,7 +606,7 @@ class _Guard:
             token = _active.set(call.frame)
             try:
                 began = time.perf_counter()
-                answer = self._replayed(call)
+                answer = _LIVE if call.run.replay is None else self._replayed(call)
                 if answer is not _LIVE:
                     result = answer
                 elif (self.scheduler is None and self.enforcer is None) or call.run.replay is not None:
@@ -621,7 +622,9 @@ class _Guard:
                 duration = time.perf_counter() - began
             self._closed(call, _status_of(exc), started, duration, result, NO_RESULT, exc)
             raise
-        self._closed(call, self._finished_status(call), started, duration, result, returned, None)
+        after = call.after
+        status = "denied" if after is not None and after.action is Action.DENY else "succeeded"
+        self._closed(call, status, started, duration, result, returned, None)
         return returned
 
     def _rules_of(self, run: Run) -> RuleSet | None:
@@ -643,11 +646,10 @@ class _Guard:
                     function=self.path,
                     started=started,
                     input=call.bound,
-                    labels=self.labels or None,
+                    labels=self.stored_labels,
                 )
             return
-        assert isinstance(run, WatchedRun)
-        call.seq = run._next_seq()
+        call.seq = cast(WatchedRun, run)._next_seq()
         if run.replay is not None:
             call.recorded = run.replay.match(call.seq, self.tool, call.bound)
 
@@ -683,11 +685,6 @@ class _Guard:
         usage = _usage_cost(result)
         return call.estimate if usage is None else usage
 
-    @staticmethod
-    def _finished_status(call: _Call) -> str:
-        after = call.after
-        return "denied" if after is not None and after.action is Action.DENY else "succeeded"
-
     def _closed(
         self,
         call: _Call,
@@ -701,7 +698,16 @@ class _Guard:
         """Tell the run log (and a replay) how the call went."""
         if error is not None:
             call.actual = call.frame.reported or 0.0
-        decisions = _decisions(call)
+        before = call.verdict
+        if (
+            before.rule is None
+            and before.action is _ALLOWED
+            and call.after is None
+            and call.policy_error is None
+        ):
+            decisions: list[dict[str, Any]] = []  # the common case: no rule matched
+        else:
+            decisions = _decisions(call)
         run = call.run
         if call.parent is None:
             if run.replay is not None:
@@ -724,7 +730,7 @@ class _Guard:
         if run.replay is not None:
             run.replay.decided(call.seq, self.tool, decisions)
         if run.log is not None:
-            run.log._action(  # RunLog.action, positional: this is every recorded call's path
+            run.log.action(  # positional: this is every recorded call's path
                 run.run_id,
                 call.seq,
                 self.tool,
@@ -737,7 +743,7 @@ class _Guard:
                 call.requested,
                 result,
                 error,
-                self.labels or None,
+                self.stored_labels,
                 call.estimate,
                 call.actual,
                 decisions,
@@ -882,7 +888,7 @@ class _Guard:
             token = _active.set(call.frame)
             try:
                 began = time.perf_counter()
-                answer = self._replayed(call)
+                answer = _LIVE if call.run.replay is None else self._replayed(call)
                 if answer is not _LIVE:
                     result = answer
                 elif (self.scheduler is None and self.enforcer is None) or call.run.replay is not None:
@@ -898,7 +904,9 @@ class _Guard:
                 duration = time.perf_counter() - began
             self._closed(call, _status_of(exc), started, duration, result, NO_RESULT, exc)
             raise
-        self._closed(call, self._finished_status(call), started, duration, result, returned, None)
+        after = call.after
+        status = "denied" if after is not None and after.action is Action.DENY else "succeeded"
+        self._closed(call, status, started, duration, result, returned, None)
         return returned
 
     async def _decide_async(self, call: _Call) -> Any:
@@ -1017,10 +1025,6 @@ def _status_of(error: BaseException) -> str:
 
 def _decisions(call: _Call) -> list[dict[str, Any]]:
     """The call's decisions as the run log stores them (see ``proctor.runs.result.effective_action``)."""
-    before = call.verdict
-    nothing = before.rule is None and before.action is Action.ALLOW
-    if nothing and call.after is None and call.policy_error is None:
-        return []  # the common case: no rule matched
     decisions: list[dict[str, Any]] = []
     for phase, verdict in (("before", call.verdict), ("after", call.after)):
         if verdict is None or (verdict.rule is None and verdict.action is Action.ALLOW):
@@ -1056,6 +1060,7 @@ _PROCEED: Any = object()
 _LIVE: Any = object()
 _PLAIN = frozenset((str, int, float, bool, bytes, list, tuple))
 _ALLOW = Verdict(Action.ALLOW)
+_ALLOWED = Action.ALLOW
 
 
 def _call_key(tool: str, bound: Mapping[str, Any]) -> str | None:

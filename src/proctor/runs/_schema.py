@@ -48,7 +48,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             labels TEXT,
             estimated_cost REAL,
             actual_cost REAL,
-            decisions TEXT,
+            decisions TEXT NOT NULL DEFAULT '[]',
             approval TEXT,
             redacted INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (run_id, seq)

@@ -6,13 +6,16 @@ import base64
 import dataclasses
 import importlib
 import json
+import marshal
 import math
 from collections.abc import Mapping
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 __all__ = [
     "CLASS_KEY",
     "REPR_MARKER",
+    "Marshalled",
     "Unrevivable",
     "dumps",
     "encode",
@@ -21,6 +24,9 @@ __all__ = [
     "import_path",
     "revive",
     "snapshot",
+    "stored_json",
+    "thaw",
+    "to_json",
 ]
 
 REPR_MARKER = "__proctor_repr__"
@@ -32,8 +38,21 @@ CLASS_KEY = "__proctor_class__"
 _BYTES = "__proctor_bytes__"
 
 _MAX_DEPTH = 64
-_FAST_DEPTH = 16
+_MARSHALLED = frozenset((dict, list, tuple, set, frozenset))
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+# The C encoder behind _ENCODER, made once: json's own encode() builds one per call. No cycle
+# check (markers=None): what it gets comes from marshal, snapshot or a flat copy, never a cycle.
+_CHUNKS: Any = (
+    c_make_encoder(None, _refuse, encode_basestring, None, ":", ",", False, False, False)
+    if c_make_encoder is not None
+    else lambda value, level: (_ENCODER.encode(value),)
+)
 _SCALARS = frozenset((str, int, bool, type(None), float))
 
 
@@ -54,43 +73,78 @@ def snapshot(value: Any) -> Any:
 
 
 def freeze(value: Any) -> Any:
-    """``value`` itself when later changes cannot reach it (text, numbers), else a copy made of JSON types.
+    """What the caller hands over of ``value``: unaffected by later changes to it, cheap to take.
 
-    Cheaper than ``snapshot`` on the caller's path: dicts, lists and tuples of
-    such values are copied as they are; anything else is handed to
-    ``snapshot``. The writer converts what JSON cannot hold.
+    Text, numbers and None are kept; a dict of them, or of flat dicts and lists
+    of them, is copied; other dicts, lists and tuples of built-in types are
+    marshalled (C speed); anything else becomes a ``snapshot``. ``thaw`` gives
+    the value back on the writer's side.
     """
     kind = type(value)
     if kind in _SCALARS:
         return value
     if kind is dict:
-        for item in value.values():
-            if type(item) not in _SCALARS:
+        copy = None
+        for key, item in value.items():
+            inner = type(item)
+            if inner in _SCALARS:
+                continue
+            if inner is dict:
+                items = item.values()
+            elif inner is list:
+                items = item
+            else:
+                break
+            for leaf in items:
+                if type(leaf) not in _SCALARS:
+                    break
+            else:  # a flat dict or list: a shallow copy is a full one
+                if copy is None:
+                    copy = value.copy()
+                copy[key] = item.copy()
+                continue
+            break
+        else:
+            return copy if copy is not None else value.copy()
+    elif kind is list or kind is tuple:
+        for leaf in value:
+            if type(leaf) not in _SCALARS:
                 break
         else:
-            return value.copy()
+            return value if kind is tuple else value.copy()
+    if kind in _MARSHALLED:
+        try:
+            return Marshalled(marshal.dumps(value))
+        except ValueError:  # something marshal does not take (an object, a str subclass): convert it now
+            pass
+    return _plain(value, 0)
+
+
+class Marshalled:
+    """A value handed over as marshal bytes (``thaw`` loads it)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def thaw(frozen: Any) -> Any:
+    """The value ``freeze`` handed over, ready for ``to_json`` (or redaction first)."""
+    return marshal.loads(frozen.data) if type(frozen) is Marshalled else frozen
+
+
+def to_json(value: Any) -> str:
+    """JSON text of a thawed value: directly when JSON holds it, else of its ``snapshot``."""
     try:
-        return _copy(value, 0)
-    except _NotPlain:
-        return _plain(value, 0)
+        return "".join(_CHUNKS(value, 0))
+    except (TypeError, ValueError):  # a NaN, a key or value JSON cannot hold
+        return "".join(_CHUNKS(_plain(value, 0), 0))
 
 
-class _NotPlain(Exception):
-    """Raised by ``_copy`` for a value it does not copy itself."""
-
-
-def _copy(value: Any, depth: int) -> Any:
-    kind = type(value)
-    if kind in _SCALARS:
-        return value
-    if depth < _FAST_DEPTH:
-        if kind is dict:  # keys JSON cannot hold make the writer take a snapshot of the copy
-            return {
-                key: item if type(item) in _SCALARS else _copy(item, depth + 1) for key, item in value.items()
-            }
-        if kind is list or kind is tuple:
-            return [item if type(item) in _SCALARS else _copy(item, depth + 1) for item in value]
-    raise _NotPlain
+def stored_json(value: Any) -> str:
+    """The JSON text the run log stores for ``value`` (before redaction)."""
+    return to_json(thaw(freeze(value)))
 
 
 def error_value(error: BaseException) -> dict[str, Any]:
@@ -109,7 +163,7 @@ def error_value(error: BaseException) -> dict[str, Any]:
 
 def dumps(plain: Any) -> str:
     """JSON text of a ``snapshot``."""
-    return _ENCODER.encode(plain)
+    return "".join(_CHUNKS(plain, 0))
 
 
 def _plain(value: Any, depth: int) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import marshal
 import os
 import sqlite3
 import threading
@@ -24,7 +25,7 @@ from typing import Any, Literal, NamedTuple
 from proctor.errors import ConfigurationError, StoreError
 from proctor.pii.detector import PIIDetector
 from proctor.runs._schema import MIGRATIONS, SCHEMA_VERSION
-from proctor.runs.encode import dumps, error_value, freeze, snapshot
+from proctor.runs.encode import Marshalled, error_value, freeze, thaw, to_json
 
 __all__ = ["DEFAULT_PATH", "NO_RESULT", "RUN_STATUSES", "ActionRecord", "RunLog", "RunRecord", "decode"]
 
@@ -109,10 +110,18 @@ _START_RUN = (
     " redacted) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)"
 )
 _ADD_ACTION = f"INSERT OR REPLACE INTO actions ({_ACTION_COLUMNS}) VALUES ({', '.join('?' * 18)})"
+# Most actions: no modify, error, labels, approval, decision or redaction. Every parameter bound
+# costs the writer; the columns left out take their defaults.
+_ADD_PLAIN_ACTION = (
+    "INSERT OR REPLACE INTO actions (run_id, seq, tool, service, agent, started, duration, status, args,"
+    f" result, estimated_cost, actual_cost) VALUES ({', '.join('?' * 12)})"
+)
 _END_RUN = (
     "UPDATE runs SET ended = ?, status = ?, output = ?, error = ?, estimated_cost = ?, actual_cost = ?,"
     " cost = ?, decisions = ?, approval = ?, effects = ?, redacted = redacted OR ? WHERE run_id = ?"
 )
+_ORDER = {_START_RUN: 0, _ADD_ACTION: 1, _ADD_PLAIN_ACTION: 1, _END_RUN: 2}
+"""Run starts, then actions, then run ends: a run's end updates the row its start made."""
 
 _FLUSH = "flush"
 _STOP = "stop"
@@ -140,7 +149,7 @@ class RunLog:
         queue_size: int = 10_000,
         on_full: Literal["block", "drop"] = "block",
         pii: bool | PIIDetector = True,
-        batch: int = 1024,
+        batch: int = 4096,
     ) -> None:
         if on_full not in ("block", "drop"):
             raise ConfigurationError(f"on_full must be 'block' or 'drop', got {on_full!r}")
@@ -195,7 +204,6 @@ class RunLog:
         self,
         run_id: str,
         seq: int,
-        *,
         tool: str,
         service: str,
         agent: str,
@@ -215,49 +223,8 @@ class RunLog:
         """Record one finished action of a run: a decorated call inside it, numbered ``seq``.
 
         ``result`` is what the function returned (``NO_RESULT``: it raised or never ran);
-        ``duration`` None when it never ran.
+        ``duration`` None when it never ran. (Positional arguments are the decorator's fast path.)
         """
-        self._action(
-            run_id,
-            seq,
-            tool,
-            service,
-            agent,
-            started,
-            duration,
-            status,
-            args,
-            requested_args,
-            result,
-            error,
-            labels,
-            estimated_cost,
-            actual_cost,
-            decisions,
-            approval,
-        )
-
-    def _action(
-        self,
-        run_id: str,
-        seq: int,
-        tool: str,
-        service: str,
-        agent: str,
-        started: float,
-        duration: float | None,
-        status: str,
-        args: Any,
-        requested_args: Any,
-        result: Any,
-        error: BaseException | None,
-        labels: Any,
-        estimated_cost: float | None,
-        actual_cost: float | None,
-        decisions: Sequence[Any],
-        approval: Any,
-    ) -> None:
-        """``action`` with positional arguments: the decorator's hot path."""
         self._put(
             (
                 "action",
@@ -432,8 +399,7 @@ class RunLog:
         """Write ``records`` in one transaction; True when the writer should stop."""
         waiting: list[threading.Event] = []
         stop = False
-        # Run starts, then actions, then run ends: each kind in one executemany, in queue order.
-        groups: dict[str, tuple[str, list[tuple[Any, ...]]]] = {}
+        groups: dict[str, list[tuple[Any, ...]]] = {}  # statement: rows, in queue order
         for record in records:
             kind = record[0]
             if kind == _FLUSH:
@@ -447,16 +413,18 @@ class RunLog:
                     self.failed += 1
                     logger.exception("the run log %s could not encode a record", self.path)
                     continue
-                groups.setdefault(kind, (statement, []))[1].append(values)
-        count = sum(len(rows) for _, rows in groups.values())
+                rows = groups.get(statement)
+                if rows is None:
+                    rows = groups[statement] = []
+                rows.append(values)
+        count = sum(len(rows) for rows in groups.values())
         for attempt in range(3):
             if not count:
                 break
             try:
                 connection.execute("BEGIN")
-                for kind in ("run", "action", "end"):
-                    if kind in groups:
-                        connection.executemany(*groups[kind])
+                for statement in sorted(groups, key=_ORDER.__getitem__):
+                    connection.executemany(statement, groups[statement])
                 connection.execute("COMMIT")
                 break
             except sqlite3.Error as exc:
@@ -481,19 +449,62 @@ class RunLog:
         if kind == "action":
             (_, run_id, seq, tool, service, agent, started, duration, status, args, requested) = record[:11]
             result, error, labels, estimated, actual, decisions, approval = record[11:]
-            redacted, args_text, requested_text, result_text, error_text, labels_text, approval_text = (
-                self._encoded(args, requested, result, error, labels, approval)
-            )
-            row = (run_id, seq, tool, service, agent, started, duration, status, args_text or "null")
+            if self._detector is None:  # the common shape, without the general loop
+                if type(args) is Marshalled:
+                    args = marshal.loads(args.data)
+                if type(result) is Marshalled:
+                    result = marshal.loads(result.data)
+                if (
+                    requested is None
+                    and error is None
+                    and labels is None
+                    and approval is None
+                    and not decisions
+                ):
+                    return _ADD_PLAIN_ACTION, (
+                        run_id,
+                        seq,
+                        tool,
+                        service,
+                        agent,
+                        started,
+                        duration,
+                        status,
+                        to_json(args),
+                        None if result is NO_RESULT else to_json(result),
+                        estimated,
+                        actual,
+                    )
+                redacted = False
+                args_text = to_json(args)
+                result_text = None if result is NO_RESULT else to_json(result)
+                requested_text = None if requested is None else to_json(thaw(requested))
+                error_text = None if error is None else to_json(error)
+                labels_text = None if labels is None else to_json(labels)
+                approval_text = None if approval is None else to_json(approval)
+            else:
+                redacted, args_text, requested_text, result_text, error_text, labels_text, approval_text = (
+                    self._encoded(args, requested, result, error, labels, approval)
+                )
+                args_text = args_text or "null"  # None is "null"; NULL is for what was not there
+                result_text = None if result is NO_RESULT else result_text or "null"
             return _ADD_ACTION, (
-                *row,
+                run_id,
+                seq,
+                tool,
+                service,
+                agent,
+                started,
+                duration,
+                status,
+                args_text,
                 requested_text,
-                None if result is NO_RESULT else result_text or "null",
+                result_text,
                 error_text,
                 labels_text,
                 estimated,
                 actual,
-                _json(decisions) if decisions else "[]",
+                to_json(thaw(decisions)) if decisions else "[]",
                 approval_text,
                 redacted,
             )
@@ -509,9 +520,9 @@ class RunLog:
             estimated,
             actual,
             cost,
-            _json(decisions) if decisions else "[]",
+            to_json(thaw(decisions)) if decisions else "[]",
             approval_text,
-            None if effects is None else _json(effects),
+            None if effects is None else to_json(thaw(effects)),
             redacted,
             run_id,
         )
@@ -522,7 +533,7 @@ class RunLog:
         if detector is None:
             return (
                 False,
-                *(None if value is None or value is NO_RESULT else _json(value) for value in values),
+                *(None if value is None or value is NO_RESULT else to_json(thaw(value)) for value in values),
             )
         redacted = False
         texts: list[str | None] = []
@@ -530,9 +541,9 @@ class RunLog:
             if value is None or value is NO_RESULT:
                 texts.append(None)
                 continue
-            value, kinds = detector.redact(value)
+            value, kinds = detector.redact(thaw(value))
             redacted = redacted or bool(kinds)
-            texts.append(_json(value))
+            texts.append(to_json(value))
         return (redacted, *texts)
 
     # -- reading
@@ -647,13 +658,6 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
 
 def _action_record(row: tuple[Any, ...]) -> ActionRecord:
     return ActionRecord._make((*row[:-1], bool(row[-1])))
-
-
-def _json(value: Any) -> str:
-    try:
-        return dumps(value)
-    except (TypeError, ValueError):  # not a snapshot yet (a bare NaN, an odd object): take one
-        return dumps(snapshot(value))
 
 
 class _Reader:

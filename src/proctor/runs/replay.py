@@ -26,7 +26,17 @@ from proctor.rules.ruleset import RuleSet
 from proctor.rules.source import PolicySource, PolicySpec
 from proctor.run import _replaying
 from proctor.runs.default import run_log
-from proctor.runs.encode import Unrevivable, dumps, freeze, import_path, revive, snapshot
+from proctor.runs.encode import (
+    Unrevivable,
+    dumps,
+    freeze,
+    import_path,
+    revive,
+    snapshot,
+    stored_json,
+    thaw,
+    to_json,
+)
 from proctor.runs.log import NO_RESULT, ActionRecord, RunLog, RunRecord, decode
 from proctor.runs.result import ActionDecision, Divergence, ReplayBatch, ReplayResult, effective_action
 from proctor.runs.selection import select_runs
@@ -255,15 +265,11 @@ class Replayer:
 
     def _text(self, value: Any, *, redact: bool) -> str:
         """``value`` as the run log would store it, for comparison with stored text."""
-        plain = freeze(value)
-        if redact:
-            if self._detector is None:
-                self._detector = PIIDetector()
-            plain = self._detector.redact(plain)[0]
-        try:
-            return dumps(plain)
-        except (TypeError, ValueError):
-            return dumps(snapshot(plain))
+        if not redact:
+            return stored_json(value)
+        if self._detector is None:
+            self._detector = PIIDetector()
+        return to_json(self._detector.redact(thaw(freeze(value)))[0])
 
     def _next_expected(self) -> str | None:
         for action in self._pending:
