@@ -42,6 +42,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/scheduler.py
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/pii.py
+	$(BIN)/python bench/runlog.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

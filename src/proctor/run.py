@@ -137,7 +137,7 @@ class WatchedRun(Run):
 
     @property
     def run_id(self) -> str:
-        """As ``Run.run_id``; computed once, as every recorded action names it."""
+        """As ``Run.run_id``, computed once: every recorded action names it."""
         return self._name
 
     def _next_seq(self) -> int:
