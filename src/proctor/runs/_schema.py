@@ -1,8 +1,13 @@
-"""The run log's SQLite schema, as numbered migrations applied in order."""
+"""The SQLite schema of proctor's database (runs, actions, approvals), as numbered migrations."""
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+import os
+import sqlite3
+
+from proctor.errors import StoreError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "connect", "migrate"]
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -58,3 +63,41 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 """Migration ``n`` (counting from 1) brings a database from version ``n - 1`` to ``n``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, usable from any thread."""
+    connection = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+def migrate(path: str | os.PathLike[str]) -> None:
+    """Bring the database at ``path`` to ``SCHEMA_VERSION`` (creating it); ``StoreError`` if it cannot."""
+    try:
+        connection = connect(path)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the run log {path}: {exc}", exc) from exc
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            connection.execute("ROLLBACK")
+            raise StoreError(
+                f"the run log {path} has schema version {version}, newer than this proctor "
+                f"({SCHEMA_VERSION}); upgrade proctor to read it"
+            )
+        for statements in MIGRATIONS[version:]:
+            for statement in statements:
+                connection.execute(statement)
+        connection.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        connection.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot prepare the run log {path}: {exc} (is it a proctor run log?)", exc) from exc
+    finally:
+        connection.close()

@@ -24,7 +24,7 @@ from typing import Any, Literal, NamedTuple
 
 from proctor.errors import ConfigurationError, StoreError
 from proctor.pii.detector import PIIDetector
-from proctor.runs._schema import MIGRATIONS, SCHEMA_VERSION
+from proctor.runs._schema import connect, migrate
 from proctor.runs.encode import Marshalled, error_value, freeze, thaw, to_json
 
 __all__ = ["DEFAULT_PATH", "NO_RESULT", "RUN_STATUSES", "ActionRecord", "RunLog", "RunRecord", "decode"]
@@ -335,41 +335,10 @@ class RunLog:
     # -- the writer's side
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        return connection
+        return connect(self.path)
 
     def _migrate(self) -> None:
-        try:
-            connection = self._connect()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the run log {self.path}: {exc}", exc) from exc
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                connection.execute("ROLLBACK")
-                raise StoreError(
-                    f"the run log {self.path} has schema version {version}, newer than this proctor "
-                    f"({SCHEMA_VERSION}); upgrade proctor to read it"
-                )
-            for statements in MIGRATIONS[version:]:
-                for statement in statements:
-                    connection.execute(statement)
-            connection.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-            connection.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(
-                f"cannot prepare the run log {self.path}: {exc} (is it a proctor run log?)", exc
-            ) from exc
-        finally:
-            connection.close()
+        migrate(self.path)
 
     def _write_loop(self) -> None:
         connection = self._connect()
