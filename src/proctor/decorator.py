@@ -461,6 +461,9 @@ class _Guard:
             tool=self.tool,
             run_id=call.run.run_id,
             args=call.bound,
+            rule_name=rule.name,
+            quorum=rule.quorum,
+            seq=call.seq,
         )
         channel = self.approvals or _channel
         if channel is None and TerminalChannel.available():

@@ -81,7 +81,7 @@ def test_action_options_must_fit_the_action() -> None:
     [(_, message)] = problems("policies:\n- id: a\n  action: modify\n")
     assert message == "a modify rule needs set, redact or clamp"
     [(_, message)] = problems("policies:\n- id: a\n  action: log\n  approvers: [x]\n")
-    assert message == "approvers and timeout belong to require_approval rules, not log"
+    assert message == "approvers, timeout and quorum belong to require_approval rules, not log"
 
 
 def test_unknown_operator_and_fact_in_when() -> None:

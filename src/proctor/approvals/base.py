@@ -12,7 +12,12 @@ __all__ = ["ApprovalChannel", "ApprovalDecision", "ApprovalRequest"]
 
 @dataclass(frozen=True, slots=True)
 class ApprovalRequest:
-    """An action waiting for a person's decision."""
+    """An action waiting for a person's decision.
+
+    ``approvers`` are the groups whose members may decide (empty: anyone who may
+    approve at all); ``quorum`` how many distinct people must approve. ``seq``
+    is the action's number in run ``run_id`` (0: the run's own call).
+    """
 
     rule_id: str
     message: str
@@ -23,6 +28,9 @@ class ApprovalRequest:
     tool: str
     run_id: str
     args: Mapping[str, Any] = field(default_factory=dict)
+    rule_name: str | None = None
+    quorum: int = 1
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,7 @@ class Rule(_Strict):
     approvers: tuple[str, ...] = ()
     timeout: float | None = Field(default=None, gt=0)
     on_timeout: Literal["deny", "allow"] = "deny"
+    quorum: int = Field(default=1, ge=1)
     # modify
     set: dict[str, Any] = Field(default_factory=dict)
     redact: tuple[str, ...] = ()
@@ -100,8 +101,12 @@ class Rule(_Strict):
             raise ValueError("a modify rule needs set, redact or clamp")
         if self.action != "modify" and patches:
             raise ValueError(f"set, redact and clamp belong to modify rules, not {self.action}")
-        if self.action != "require_approval" and (self.approvers or self.timeout is not None):
-            raise ValueError(f"approvers and timeout belong to require_approval rules, not {self.action}")
+        if self.action != "require_approval" and (
+            self.approvers or self.timeout is not None or self.quorum != 1
+        ):
+            raise ValueError(
+                f"approvers, timeout and quorum belong to require_approval rules, not {self.action}"
+            )
         if self.action != "deny" and (self.on_deny != "raise" or self.returns is not None):
             raise ValueError(f"on_deny and returns belong to deny rules, not {self.action}")
         return self
