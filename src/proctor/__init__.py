@@ -53,9 +53,11 @@ from proctor.runs import (
     ReplayResult,
     RuleImpact,
     RunLog,
+    RunResumed,
     flush,
     replay,
     replay_batch,
+    resume,
     set_run_log,
 )
 from proctor.scheduling import OPTIMIZE_FOR_ALPHA, AsyncLOCOScheduler, Grant, LOCOScheduler
@@ -101,6 +103,7 @@ __all__ = [
     "RuleViolationError",
     "Run",
     "RunLog",
+    "RunResumed",
     "RunTerminated",
     "SecurityLabel",
     "SharedResource",
@@ -118,6 +121,7 @@ __all__ = [
     "parse_policies",
     "replay",
     "replay_batch",
+    "resume",
     "rng",
     "runlog",
     "set_approval_channel",

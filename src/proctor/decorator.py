@@ -338,8 +338,10 @@ class _Guard:
         """The call, in a new run (recorded in ``log``, or replaying) or in its parent's."""
         bound = self.bind(args, kwargs)
         if parent is None:
-            if replay is not None:
-                run: Run = WatchedRun(self.service, self.agent, bound, None, replay)
+            if replay is not None:  # a replay is not recorded; a resume is, as a new run
+                run: Run = WatchedRun(
+                    self.service, self.agent, bound, log if replay.resuming else None, replay
+                )
             elif log is not None:
                 run = WatchedRun(self.service, self.agent, bound, log, None)
             else:
@@ -459,7 +461,7 @@ class _Guard:
             service=self.service,
             agent=self.agent,
             tool=self.tool,
-            run_id=call.run.run_id,
+            run_id=call.run.replay.record.run_id if call.run.replay is not None else call.run.run_id,
             args=call.bound,
             rule_name=rule.name,
             quorum=rule.quorum,
@@ -524,10 +526,11 @@ class _Guard:
                     parent.charged = []
                 parent.charged.append(result)
         if actual:
-            if call.run.replay is None:
+            replay = call.run.replay
+            if replay is None or (replay.resuming and call.recorded is None):
                 _daily.record(f"{self.service}/{self.agent}", actual)
             else:
-                call.run.replay.charge(self.service, self.agent, actual)
+                replay.charge(self.service, self.agent, actual)
         if call.facts is None:
             return result
         after = self._rules(call.run).after
@@ -612,7 +615,7 @@ class _Guard:
                 answer = _LIVE if call.run.replay is None else self._replayed(call)
                 if answer is not _LIVE:
                     result = answer
-                elif (self.scheduler is None and self.enforcer is None) or call.run.replay is not None:
+                elif (self.scheduler is None and self.enforcer is None) or _replaying_only(call.run):
                     result = self.function(*call.args, **call.kwargs)
                 else:
                     result = self._invoke_sync(call)
@@ -640,6 +643,8 @@ class _Guard:
     def _opened(self, call: _Call, started: float) -> None:
         run = call.run
         if call.parent is None:
+            if run.replay is not None:
+                run.replay.continued_as = run.run_id
             if run.log is not None:
                 run.log.run_started(
                     run.run_id,
@@ -751,6 +756,7 @@ class _Guard:
                 call.actual,
                 decisions,
                 call.approval,
+                run.effects,
             )
 
     def _task(self, call: _Call) -> Task:
@@ -827,7 +833,7 @@ class _Guard:
         if action is Action.DENY:
             return self.refusal(call.verdict, call.verdict.message)
         if action is Action.REQUIRE_APPROVAL:
-            if call.run.replay is not None:
+            if call.run.replay is not None and (not call.run.replay.resuming or call.recorded is not None):
                 decision = call.run.replay.approval(call.seq)
             else:
                 channel, request = self.approval_request(call)
@@ -894,7 +900,7 @@ class _Guard:
                 answer = _LIVE if call.run.replay is None else self._replayed(call)
                 if answer is not _LIVE:
                     result = answer
-                elif (self.scheduler is None and self.enforcer is None) or call.run.replay is not None:
+                elif (self.scheduler is None and self.enforcer is None) or _replaying_only(call.run):
                     result = await self.function(*call.args, **call.kwargs)
                 else:
                     result = await self._invoke_async(call)
@@ -917,7 +923,7 @@ class _Guard:
         if action is Action.DENY:
             return self.refusal(call.verdict, call.verdict.message)
         if action is Action.REQUIRE_APPROVAL:
-            if call.run.replay is not None:
+            if call.run.replay is not None and (not call.run.replay.resuming or call.recorded is not None):
                 decision = call.run.replay.approval(call.seq)
             else:
                 channel, request = self.approval_request(call)
@@ -1013,6 +1019,11 @@ class _Guard:
             self.finish(call, None)
 
         return wrapper
+
+
+def _replaying_only(run: Run) -> bool:
+    """Whether ``run`` is a replay whose live calls skip slots and budgets (a resume takes them)."""
+    return run.replay is not None and not run.replay.resuming
 
 
 def _status_of(error: BaseException) -> str:

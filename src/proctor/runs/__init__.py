@@ -5,7 +5,7 @@ from __future__ import annotations
 from proctor.runs.default import flush, recording_into, run_log, set_run_log
 from proctor.runs.encode import REPR_MARKER, encode
 from proctor.runs.log import DEFAULT_PATH, NO_RESULT, RUN_STATUSES, ActionRecord, RunLog, RunRecord, decode
-from proctor.runs.replay import ReplayDiverged, ReplayedError, replay, replay_batch
+from proctor.runs.replay import ReplayDiverged, ReplayedError, RunResumed, replay, replay_batch, resume
 from proctor.runs.result import (
     ActionDecision,
     Divergence,
@@ -31,12 +31,14 @@ __all__ = [
     "RuleImpact",
     "RunLog",
     "RunRecord",
+    "RunResumed",
     "decode",
     "encode",
     "flush",
     "recording_into",
     "replay",
     "replay_batch",
+    "resume",
     "run_log",
     "set_run_log",
 ]

@@ -55,9 +55,51 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             actual_cost REAL,
             decisions TEXT NOT NULL DEFAULT '[]',
             approval TEXT,
+            effects TEXT,
             redacted INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (run_id, seq)
         )""",
+    ),
+    (
+        # One row per approval request; its status changes only in the transaction of a decision.
+        """CREATE TABLE approvals (
+            id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            service TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            tool TEXT NOT NULL,
+            args TEXT NOT NULL,
+            rule_id TEXT NOT NULL,
+            rule_name TEXT,
+            message TEXT NOT NULL,
+            approvers TEXT NOT NULL,
+            quorum INTEGER NOT NULL,
+            created REAL NOT NULL,
+            deadline REAL NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status IN ('pending', 'approved', 'denied', 'expired', 'cancelled')),
+            decided REAL
+        )""",
+        "CREATE INDEX approvals_by_status ON approvals (status, created)",
+        "CREATE INDEX approvals_by_run ON approvals (run_id)",
+        # The audit trail: one row per person's decision, never changed (the triggers refuse it).
+        """CREATE TABLE approval_decisions (
+            approval_id TEXT NOT NULL REFERENCES approvals (id),
+            approver TEXT NOT NULL,
+            approved INTEGER NOT NULL,
+            comment TEXT,
+            at REAL NOT NULL,
+            UNIQUE (approval_id, approver)
+        )""",
+        """CREATE TRIGGER approval_decisions_no_update BEFORE UPDATE ON approval_decisions
+        BEGIN
+            SELECT RAISE(ABORT, 'approval decisions are an audit record and cannot be changed');
+        END""",
+        """CREATE TRIGGER approval_decisions_no_delete BEFORE DELETE ON approval_decisions
+        BEGIN
+            SELECT RAISE(ABORT, 'approval decisions are an audit record and cannot be changed');
+        END""",
     ),
 )
 """Migration ``n`` (counting from 1) brings a database from version ``n - 1`` to ``n``."""

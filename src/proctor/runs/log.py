@@ -99,6 +99,7 @@ class ActionRecord(NamedTuple):
     actual_cost: float | None
     decisions: str | None
     approval: str | None
+    effects: str | None
     redacted: bool
 
 
@@ -109,7 +110,7 @@ _START_RUN = (
     "INSERT OR IGNORE INTO runs (run_id, service, agent, tool, function, started, status, input, labels,"
     " redacted) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)"
 )
-_ADD_ACTION = f"INSERT OR REPLACE INTO actions ({_ACTION_COLUMNS}) VALUES ({', '.join('?' * 18)})"
+_ADD_ACTION = f"INSERT OR REPLACE INTO actions ({_ACTION_COLUMNS}) VALUES ({', '.join('?' * 19)})"
 # Most actions: no modify, error, labels, approval, decision or redaction. Every parameter bound
 # costs the writer; the columns left out take their defaults.
 _ADD_PLAIN_ACTION = (
@@ -219,11 +220,14 @@ class RunLog:
         actual_cost: float | None = None,
         decisions: Sequence[Any] = (),
         approval: Any = None,
+        effects: Any = None,
     ) -> None:
         """Record one finished action of a run: a decorated call inside it, numbered ``seq``.
 
         ``result`` is what the function returned (``NO_RESULT``: it raised or never ran);
-        ``duration`` None when it never ran. (Positional arguments are the decorator's fast path.)
+        ``duration`` None when it never ran. ``effects`` are the run's nondeterminism drawn
+        so far (see ``run_finished``), kept so that a run cut off can be resumed exactly.
+        (Positional arguments are the decorator's fast path.)
         """
         self._put(
             (
@@ -245,6 +249,7 @@ class RunLog:
                 actual_cost,
                 freeze(decisions) if decisions else (),
                 None if approval is None else freeze(approval),
+                None if effects is None else freeze(effects),
             )
         )
 
@@ -417,7 +422,7 @@ class RunLog:
             return _START_RUN, (*row, input_text or "null", labels_text, redacted)
         if kind == "action":
             (_, run_id, seq, tool, service, agent, started, duration, status, args, requested) = record[:11]
-            result, error, labels, estimated, actual, decisions, approval = record[11:]
+            result, error, labels, estimated, actual, decisions, approval, effects = record[11:]
             if self._detector is None:  # the common shape, without the general loop
                 if type(args) is Marshalled:
                     args = marshal.loads(args.data)
@@ -429,6 +434,7 @@ class RunLog:
                     and labels is None
                     and approval is None
                     and not decisions
+                    and effects is None
                 ):
                     return _ADD_PLAIN_ACTION, (
                         run_id,
@@ -475,6 +481,7 @@ class RunLog:
                 actual,
                 to_json(thaw(decisions)) if decisions else "[]",
                 approval_text,
+                None if effects is None else to_json(thaw(effects)),
                 redacted,
             )
         _, run_id, ended, status, output, error, estimated, actual, cost, decisions, approval, effects = (

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
@@ -45,7 +46,7 @@ from proctor.runs.whatif import what_if
 if TYPE_CHECKING:
     from proctor.run import _Frame
 
-__all__ = ["ReplayDiverged", "ReplayedError", "Replayer", "replay", "replay_batch"]
+__all__ = ["ReplayDiverged", "ReplayedError", "Replayer", "RunResumed", "replay", "replay_batch", "resume"]
 
 
 class ReplayDiverged(BaseException):
@@ -67,20 +68,46 @@ class ReplayedError(ProctorError):
         return f"{self.type_name}: {self.message}"
 
 
+class RunResumed(ProctorError):
+    """Why a run that was resumed ended: it goes on as another run."""
+
+    def __init__(self, run_id: str, continued_as: str) -> None:
+        self.run_id = run_id
+        self.continued_as = continued_as
+        super().__init__(run_id, continued_as)
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} was resumed as run {self.continued_as}"
+
+
 class Replayer:
     """One replay in progress: the recording it follows and what it found. Used by ``@runlog``."""
 
     def __init__(
-        self, record: RunRecord, actions: list[ActionRecord], rules: RuleSet | None, live: bool, log: RunLog
+        self,
+        record: RunRecord,
+        actions: list[ActionRecord],
+        rules: RuleSet | None,
+        live: bool,
+        log: RunLog,
+        *,
+        resuming: bool = False,
     ) -> None:
         self.record = record
         self.rules = rules
-        self.live = live
+        self.live = live or resuming
+        self.resuming = resuming
+        """A resume: calls past the recording run for real, in their slots, asking for approvals."""
+        self.continued_as: str | None = None
+        """The id of the run this replay is (a resume's new run is recorded)."""
         self._log = log
-        self._pending = list(actions)
+        # A resume answers only the calls that finished; the others run again.
+        self._pending = (
+            [action for action in actions if action.duration is not None] if resuming else list(actions)
+        )
         self._matched: dict[int, ActionRecord] = {}
         self._decisions: dict[int, ActionDecision] = {}
-        effects = decode(record.effects) or {}
+        effects = _effects_of(record, actions)
         self._seed = effects.get("seed")
         self._queues: dict[str, list[Any]] = {
             kind: list(values) for kind, values in effects.items() if isinstance(values, list)
@@ -349,6 +376,61 @@ def replay_batch(
     return ReplayBatch(_replay_one(run_log_, record, rules, function, live) for record in records)
 
 
+def resume(run_id: str, *, function: Callable[..., Any] | None = None, log: RunLog | None = None) -> Any:
+    """Continue a run whose process died before it ended; returns what its top-level call returns.
+
+    The top-level function runs again with the recorded input. Each decorated call that
+    finished in the recording (it returned or raised) is answered from the run log and
+    does not run again; the calls after it run for real, with their rules, slots and
+    budgets. A call that was waiting for an approval asks again and finds its request
+    (decided meanwhile, or still pending) instead of making a new one. ``now()``,
+    ``uuid4()`` and ``rng()`` give back the values the run had drawn. The continued run
+    is recorded as a new run. Raises ``ConfigurationError`` for a run that ended.
+    """
+    run_log_ = _log_or_default(log)
+    record = run_log_.run(run_id)
+    if record is None:
+        raise ConfigurationError(
+            f"no run {run_id!r} in {run_log_.path}; "
+            "`proctor runs list --status running` shows the runs to resume"
+        )
+    if record.status != "running":
+        raise ConfigurationError(f"run {run_id} already ended ({record.status}): there is nothing to resume")
+    target = function if function is not None else _function_of(record)
+    args, kwargs, guard = _call_of(record, target)
+    replayer = Replayer(record, run_log_.actions(record.run_id), None, True, run_log_, resuming=True)
+    token = _replaying.set(replayer)
+    try:
+        if inspect.iscoroutinefunction(guard.function):
+            return asyncio.run(_await(target, args, kwargs))
+        return target(*args, **kwargs)
+    finally:
+        _replaying.reset(token)
+        if replayer.continued_as is not None:  # the dead run ends here, pointing to its continuation
+            run_log_.run_finished(
+                run_id,
+                status="cancelled",
+                ended=time.time(),
+                error=RunResumed(run_id, replayer.continued_as),
+                cost=record.cost,
+            )
+
+
+def _call_of(record: RunRecord, target: Callable[..., Any]) -> tuple[tuple[Any, ...], dict[str, Any], Any]:
+    """The arguments to call ``target`` with, as recorded, and its decorator's guard."""
+    guard = getattr(target, "__proctor_guard__", None)
+    if guard is None:
+        raise ConfigurationError(
+            f"{record.function} is not decorated with @runlog; pass the decorated function"
+        )
+    try:
+        bound = revive(decode(record.input)) if record.input is not None else {}
+    except Unrevivable as exc:
+        raise ConfigurationError(f"run {record.run_id}: its input cannot be rebuilt ({exc})") from exc
+    args, kwargs = guard.unbind(bound)
+    return args, kwargs, guard
+
+
 def _log_or_default(log: RunLog | None) -> RunLog:
     if log is not None:
         return log
@@ -369,16 +451,7 @@ def _replay_one(
     log: RunLog, record: RunRecord, rules: RuleSet | None, function: Callable[..., Any] | None, live: bool
 ) -> ReplayResult:
     target = function if function is not None else _function_of(record)
-    guard = getattr(target, "__proctor_guard__", None)
-    if guard is None:
-        raise ConfigurationError(
-            f"{record.function} is not decorated with @runlog; pass the decorated function"
-        )
-    try:
-        bound = revive(decode(record.input)) if record.input is not None else {}
-    except Unrevivable as exc:
-        raise ConfigurationError(f"run {record.run_id}: its input cannot be rebuilt ({exc})") from exc
-    args, kwargs = guard.unbind(bound)
+    args, kwargs, guard = _call_of(record, target)
     replayer = Replayer(record, log.actions(record.run_id), rules, live, log)
     token = _replaying.set(replayer)
     try:
@@ -410,6 +483,16 @@ def _function_of(record: RunRecord) -> Callable[..., Any]:
     if not callable(target):
         raise ConfigurationError(f"run {record.run_id}: {record.function} is not a function; pass function=")
     return target  # type: ignore[no-any-return]
+
+
+def _effects_of(record: RunRecord, actions: list[ActionRecord]) -> dict[str, Any]:
+    """The run's nondeterminism: at its end, else (a run cut off) as its latest action saw it."""
+    if record.effects is not None:
+        return decode(record.effects) or {}
+    seen = [decode(action.effects) for action in actions if action.effects is not None]
+    return max(
+        seen, key=lambda effects: sum(len(v) for v in effects.values() if isinstance(v, list)), default={}
+    )
 
 
 def _error(stored: Any) -> BaseException:

@@ -1,0 +1,94 @@
+"""Resuming a run whose process was killed: finished calls are not run again, the rest are."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import proctor
+from proctor import ConfigurationError, RunLog
+from proctor.runs import decode, recording_into
+from tests.runs import resumable
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def notes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "notes.txt"
+    monkeypatch.setenv("RESUME_NOTES", str(path))
+    return path
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Iterator[RunLog]:
+    run_log = RunLog(tmp_path / "runs.db", pii=False)
+    with recording_into(run_log):
+        yield run_log
+    run_log.close()
+
+
+def killed_during_step_3(log: RunLog, notes: Path) -> str:
+    """Run ``job(5)`` in another process, SIGKILL it while step 3 hangs; returns the run's id."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}",
+        "PROCTOR_DB": str(log.path),
+        "RESUME_HANG": "1",
+        "RESUME_NOTES": str(notes),
+    }
+    with subprocess.Popen(
+        [sys.executable, "-m", "tests.runs.resumable", "5"], env=env, stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "hanging"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+    [run] = log.runs()
+    return run.run_id
+
+
+def test_a_killed_run_resumes_without_running_its_finished_calls_again(log: RunLog, notes: Path) -> None:
+    run_id = killed_during_step_3(log, notes)
+    ticket = notes.read_text().splitlines()[0]
+    assert notes.read_text().splitlines()[1:] == ["step 1", "step 2", "step 3"]
+    [before] = log.runs()
+    assert before.status == "running"
+    assert [(a.seq, a.status) for a in log.actions(run_id)] == [(1, "succeeded"), (2, "succeeded")]
+    notes.write_text("")
+
+    assert proctor.resume(run_id, function=resumable.job) == [10, 20, 30, 40, 50]
+    proctor.flush()
+
+    # The top-level code ran again and drew the same ticket (uuid4); steps 1 and 2 came from the log.
+    assert notes.read_text().splitlines() == [ticket, "step 3", "step 4", "step 5"]
+    resumed, original = log.runs()
+    assert original.run_id == run_id
+    assert original.status == "cancelled"
+    assert decode(original.error)["message"] == f"run {run_id} was resumed as run {resumed.run_id}"
+    assert resumed.status == "succeeded"
+    assert decode(resumed.output) == [10, 20, 30, 40, 50]
+    assert [(a.seq, decode(a.result)) for a in log.actions(resumed.run_id)] == [
+        (1, 10),
+        (2, 20),
+        (3, 30),
+        (4, 40),
+        (5, 50),
+    ]
+    assert ticket.startswith("ticket ")
+
+
+def test_a_run_that_ended_or_is_unknown_is_not_resumed(log: RunLog, notes: Path) -> None:
+    assert resumable.job(2) == [10, 20]
+    proctor.flush()
+    [run] = log.runs()
+    with pytest.raises(ConfigurationError, match="already ended \\(succeeded\\)"):
+        proctor.resume(run.run_id, function=resumable.job)
+    with pytest.raises(ConfigurationError, match="no run 'nope'"):
+        proctor.resume("nope")
