@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from proctor._numbers import is_amount
 from proctor.approvals.base import ApprovalChannel, ApprovalDecision, ApprovalRequest
 from proctor.approvals.callback import CallbackChannel
-from proctor.approvals.terminal import TerminalChannel
+from proctor.approvals.durable import DurableChannel
 from proctor.daily_spend import DailySpend
 from proctor.decision import Action
 from proctor.errors import ConfigurationError, PolicyViolationError, RuleViolationError
@@ -54,6 +54,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _daily = DailySpend()  # spend per "service/agent" since midnight: the cost_today fact
 _channel: ApprovalChannel | None = None
+_durable: DurableChannel | None = None
+
+
+def _durable_channel() -> DurableChannel:
+    """The default channel: the durable approval queue, made at the first request."""
+    global _durable
+    if _durable is None:
+        _durable = DurableChannel()
+    return _durable
 
 
 def set_approval_channel(
@@ -62,8 +71,9 @@ def set_approval_channel(
     """Register where ``require_approval`` rules ask, for decorators without their own ``approvals=``.
 
     Takes an ``ApprovalChannel`` or a function of the request returning a
-    decision, True/False, or None (no answer). Without any, a prompt on the
-    attached terminal is used when there is one; otherwise approval times out.
+    decision, True/False, or None (no answer). Without any (None), requests go
+    to the durable approval queue (``DurableChannel``: the run log's database,
+    decided with ``proctor approvals approve`` or in ``proctor serve``).
     """
     global _channel
     if channel is None or isinstance(channel, ApprovalChannel):
@@ -110,7 +120,8 @@ def runlog(
             rule's ``returns`` value (a refusal message when it has none), so
             an LLM agent can read the refusal. A rule's own ``on_deny: return``
             also returns.
-        approvals: where ``require_approval`` asks; see ``set_approval_channel``.
+        approvals: where ``require_approval`` asks; see ``set_approval_channel``
+            (by default the durable approval queue).
         scheduler: take a fair slot of this scheduler for each call, after the
             rules (never while waiting for a person) and around the function;
             its enforcer's policies check the call too. A ``LOCOScheduler`` for
@@ -449,7 +460,7 @@ class _Guard:
             return f"Denied by policy {rule_id}: {detail}"
         raise RuleViolationError(rule_id, rule.name if rule is not None else None, self.agent, detail)
 
-    def approval_request(self, call: _Call) -> tuple[ApprovalChannel | None, ApprovalRequest]:
+    def approval_request(self, call: _Call) -> tuple[ApprovalChannel, ApprovalRequest]:
         rule = call.verdict.rule
         assert rule is not None
         timeout = rule.timeout or self._rules(call.run).defaults.approval_timeout
@@ -467,10 +478,7 @@ class _Guard:
             quorum=rule.quorum,
             seq=call.seq,
         )
-        channel = self.approvals or _channel
-        if channel is None and TerminalChannel.available():
-            channel = TerminalChannel()
-        return channel, request
+        return self.approvals or _channel or _durable_channel(), request
 
     def approved(self, call: _Call, decision: ApprovalDecision | None) -> Any:
         """After a person's decision (None: no answer in time): go on, or the refusal to give."""
@@ -837,7 +845,7 @@ class _Guard:
                 decision = call.run.replay.approval(call.seq)
             else:
                 channel, request = self.approval_request(call)
-                decision = channel.request(request) if channel is not None else None
+                decision = channel.request(request)
             outcome = self.approved(call, decision)
             if isinstance(outcome, _Refusal):
                 return self.refusal(call.verdict, outcome.detail)
@@ -928,7 +936,7 @@ class _Guard:
             else:
                 channel, request = self.approval_request(call)
                 # A person may take minutes: wait in a thread, never on the event loop.
-                decision = await asyncio.to_thread(channel.request, request) if channel is not None else None
+                decision = await asyncio.to_thread(channel.request, request)
             outcome = self.approved(call, decision)
             if isinstance(outcome, _Refusal):
                 return self.refusal(call.verdict, outcome.detail)

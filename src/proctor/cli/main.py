@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from proctor.__version__ import __version__
+from proctor.cli.approvals import approvals, approvers
 from proctor.cli.replay import replay
 from proctor.cli.runs import runs
 
@@ -118,3 +119,5 @@ def test_policies(policy_file: str, cases_file: str) -> None:
 
 cli.add_command(runs)
 cli.add_command(replay)
+cli.add_command(approvals)
+cli.add_command(approvers)
