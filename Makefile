@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench clean chromium
 
 # Needs Python >= 3.11 with venv; on Debian/Ubuntu, python3-venv is installed when missing (as root).
 $(BIN)/python:
@@ -24,8 +24,14 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-cli
 	$(BIN)/proctor demo
 
-test: $(VENV)/.installed-dev lint typecheck
+test: $(VENV)/.installed-dev lint typecheck chromium
 	$(BIN)/python -m pytest
+
+# The web console's browser test drives Debian's Chromium; it is installed when missing (apt, as root),
+# and the test is skipped, saying why, where that cannot be done.
+chromium:
+	@test -x /usr/bin/chromium || ./scripts/apt-install chromium || \
+		echo "warning: no /usr/bin/chromium: the console's browser test will be skipped"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench

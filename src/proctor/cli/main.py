@@ -8,6 +8,7 @@ from proctor.__version__ import __version__
 from proctor.cli.approvals import approvals, approvers
 from proctor.cli.replay import replay
 from proctor.cli.runs import runs
+from proctor.cli.serve import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,5 +120,6 @@ def test_policies(policy_file: str, cases_file: str) -> None:
 
 cli.add_command(runs)
 cli.add_command(replay)
+cli.add_command(serve)
 cli.add_command(approvals)
 cli.add_command(approvers)

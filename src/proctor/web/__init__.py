@@ -1,0 +1,3 @@
+"""The web console over proctor's database: approvals, runs and policies; needs the ``web`` extra."""
+
+from __future__ import annotations
