@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import json
+import math
 import tempfile
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from proctor.errors import PolicyConfigError
 from proctor.rules import parse_policies
-from proctor.runs.log import RunLog, RunRecord
-from proctor.runs.result import ImpactReport, ReplayResult
-from proctor.runs.whatif import what_if
+from proctor.rules.facts import Facts
+from proctor.rules.ruleset import RuleSet, Verdict
+from proctor.runs.log import NO_RESULT, ActionRecord, RunLog, RunRecord, decode
+from proctor.runs.result import ActionDecision, ImpactReport, ReplayResult, effective_action
+from proctor.runs.whatif import _Account, what_if
 
 T0 = datetime(2024, 3, 4, 9, tzinfo=UTC).timestamp()  # Monday 2024-03-04 09:00 UTC
 HOUR = 3600.0
@@ -351,6 +358,33 @@ def test_an_output_rule_stops_the_run_after_the_call_which_is_still_charged(
     assert runs["clean"].identical
 
 
+def test_a_call_an_output_rule_stopped_in_the_recording_is_judged_on_its_output_again(
+    log: RunLog, tmp_path: Path
+) -> None:
+    # Recorded: fetch returned {"flagged": true} and an output rule denied it, ending the run there.
+    stopped = [{"phase": "after", "rule": "old_rule", "action": "deny", "decided": True}]
+    calls = [
+        Call("search", 10, 0.1),
+        Call("fetch", 20, 0.3, result={"flagged": True}, status="denied", decisions=stopped),
+    ]
+    record(log, "old", T0, calls, own=0.05, status="denied")
+    rules = policy(
+        tmp_path,
+        """
+        policies:
+          - id: new_rule
+            when: {tool: fetch, output.flagged: true}
+            action: log
+        """,
+    )
+    [result] = what_if(log, everything(log), rules)
+    # Its output is known, so the new output rule sees it: logged instead of denied. A recorded
+    # "denied" fetch counts no actual cost; the run keeps its recorded status and cost (0.1 + 0.05).
+    assert actions(result)[1:] == [(1, "search", "allow", None), (2, "fetch", "log", "new_rule")]
+    assert result.decisions[2].recorded == "deny"
+    assert outcome(result) == ("denied", 0.15, 0.15)
+
+
 def test_an_output_rule_on_the_top_level_call_sees_the_run_output(log: RunLog, tmp_path: Path) -> None:
     record(log, "leaky", T0, [Call("llm", 10, 0.4)], own=0.1, output={"text": "secret"})
     record(log, "fine", T0 + HOUR, [Call("llm", 10, 0.4)], own=0.1, output={"text": "hello"})
@@ -561,3 +595,460 @@ def test_an_empty_policy_or_one_that_never_matches_changes_nothing(recorded: lis
                 assert result.status_after == result.status_before
                 assert result.cost_after == result.cost_before
                 assert not any(decision.changed for decision in result.decisions)
+
+
+# -- the clock, what each action shows the rules, and the fast path against a straightforward one
+
+
+def test_on_the_clock_a_run_waits_for_earlier_steps_and_at_the_same_time_for_runs_given_before(
+    log: RunLog, tmp_path: Path
+) -> None:
+    # x: "a1" begins first, but "b1" (begun at +5) spends 1.0 at +6, before a1's llm at +10.
+    record(log, "b1", T0 + 5, [Call("llm", 1, 1.0, duration=0.0)], agent="x")
+    record(log, "a1", T0, [Call("llm", 10, 0.1)], agent="x")
+    # y: "b2" spends 1.0 at +110, the very time a2's llm begins; b2 is given first, so it goes first.
+    record(log, "b2", T0 + 100, [Call("llm", 10, 1.0, duration=0.0)], agent="y")
+    record(log, "a2", T0 + 101, [Call("search", 1, 0.0), Call("llm", 9, 0.1)], agent="y")
+    rules = policy(
+        tmp_path,
+        """
+        defaults: {timezone: UTC}
+        policies:
+          - id: daily_budget
+            when: {tool: llm, cost_today: {gt: 0.5}}
+            action: deny
+        """,
+    )
+    selected = {run.run_id: run for run in everything(log)}
+    runs = by_id(what_if(log, [selected[run_id] for run_id in ("b1", "b2", "a1", "a2")], rules))
+    assert runs["b1"].identical
+    assert runs["b2"].identical
+    assert actions(runs["a1"])[-1] == (1, "llm", "deny", "daily_budget")
+    assert actions(runs["a2"])[-1] == (2, "llm", "deny", "daily_budget")
+
+
+def test_rules_see_the_service_and_agent_each_action_was_recorded_with(log: RunLog, tmp_path: Path) -> None:
+    record(log, "r", T0, input={"user": "bob"})
+    calls = [
+        ("llm", "svc", "bot"),
+        ("llm", "ops", "bot"),
+        ("search", "svc", "admin"),
+        ("fetch", "svc", "bot"),
+    ]
+    for seq, (tool, service, agent) in enumerate(calls, 1):
+        log.action("r", seq, tool, service, agent, T0 + seq, 1.0, "succeeded", {})
+    rules = policy(
+        tmp_path,
+        """
+        policies:
+          - {id: ops, when: {tool: llm, service: ops}, action: log}
+          - {id: admin, when: {tool: search, agent: admin}, action: log}
+          - {id: bob, when: {tool: fetch, input.user: bob}, action: log}
+        """,
+    )
+    [result] = what_if(log, everything(log), rules)
+    assert [decision.rule for decision in result.decisions] == [None, None, "ops", "admin", "bob"]
+
+
+def test_the_lean_reads_give_what_the_records_hold(log: RunLog) -> None:
+    record(log, "b", T0 + HOUR, [Call("llm", 10, 0.2), Call("search", 20, 0.1, args={"q": "x"})])
+    record(log, "a", T0, [Call("llm", 10, 0.4)], status="running")
+    record(log, "c", T0 + 2 * HOUR)
+    runs = everything(log)
+    columns = ("seq", "tool", "args", "actual_cost")
+    wanted = ["c", "missing", "b", "a"]
+    got = list(log.action_rows(wanted, columns))
+    assert got == [[(a.run_id, a.seq, a.tool, a.args, a.actual_cost) for a in log.actions(i)] for i in wanted]
+    assert [len(rows) for rows in got] == [0, 0, 2, 1]
+    assert list(log.action_rows([], columns)) == []
+    rows = log.run_rows(("run_id", "ended", "cost"), since=T0, until=T0 + 2 * HOUR)
+    assert rows == [(run.run_id, run.ended, run.cost) for run in runs if run.run_id != "c"]
+    assert rows[0] == ("a", None, 0.0)
+    with pytest.raises(ValueError, match="effects; DROP"):
+        list(log.action_rows(["a"], ("seq", "effects; DROP")))
+    with pytest.raises(ValueError, match="nothing"):
+        log.run_rows(("nothing",), since=T0, until=T0 + HOUR)
+
+
+@dataclass
+class _State:
+    """One run in the reference walk."""
+
+    run: RunRecord
+    actions: list[ActionRecord]
+    input: Any
+    next: int = 0  # 0: the top-level call; n: action n - 1
+    stop: float | None = None
+    status: str = ""
+    cost: float = 0.0
+    recorded: float = 0.0
+    spent: float = 0.0
+    ended: list[tuple[float, float]] = field(default_factory=list)
+    seen: dict[tuple[str, Any], int] = field(default_factory=dict)
+    decisions: list[ActionDecision] = field(default_factory=list)
+    top: Verdict | None = None
+    top_facts: Facts | None = None
+
+
+def reference(log: RunLog, runs: Sequence[RunRecord], rules: RuleSet) -> list[ReplayResult]:
+    """What-if the plain way: a fresh Facts with every fact for each action, runs one step at a time
+    on one clock, and the spend of each day from a heap of charges."""
+    zone = ZoneInfo(rules.defaults.timezone) if rules.defaults.timezone else None
+    after = rules.after
+    charges: dict[tuple[str, str], list[tuple[float, int, float, _State | None]]] = {}
+    days: dict[tuple[str, str], list[float]] = {}  # [midnight, next midnight, spent]
+    order = itertools.count()
+
+    def midnights(at: float) -> tuple[float, float]:
+        date = datetime.fromtimestamp(at, zone).date()
+        start = datetime.combine(date, time(), zone).timestamp()
+        return start, datetime.combine(date + timedelta(days=1), time(), zone).timestamp()
+
+    def charge(key: tuple[str, str], at: float, amount: float, state: _State | None = None) -> None:
+        heapq.heappush(charges.setdefault(key, []), (at, next(order), amount, state))
+
+    def today(key: tuple[str, str], at: float) -> float:
+        day = days.get(key)
+        if day is None or not day[0] <= at < day[1]:
+            day = days[key] = [*midnights(at), 0.0]
+        heap = charges.get(key, [])
+        while heap and heap[0][0] <= at:
+            when, _, amount, state = heapq.heappop(heap)
+            if when >= day[0] and (state is None or state.stop is None or when <= state.stop):
+                day[2] += amount
+        return day[2]
+
+    def reads(tool: str) -> frozenset[str]:
+        later = after.candidates(tool) if after is not None else ()
+        return frozenset().union(*(rule.uses for rule in (*rules.candidates(tool), *later)))
+
+    def recorded_of(text: str | None) -> tuple[str, bool]:
+        items = json.loads(text) if text else []
+        # A call an output rule stopped in the recording had returned: its output is known.
+        stopped = any(
+            item.get("decided")
+            and item.get("phase") == "after"
+            and item.get("action") in ("deny", "terminate")
+            for item in items
+        )
+        return effective_action(items)[0], stopped
+
+    def made(seq: int, tool: str, decided: Verdict, verdict: Verdict, recorded: str) -> ActionDecision:
+        rule = None if decided.rule is None else decided.rule.id
+        patches = tuple(patch.id for patch in verdict.patches)
+        return ActionDecision(seq, tool, str(decided.action), rule, recorded, patches)
+
+    def stopped(state: _State, verdict: Verdict, at: float, charged: int) -> bool:
+        state.stop, state.status = at, "denied" if verdict.action == "deny" else "terminated"
+        state.cost = 0.0
+        for action in state.actions[:charged]:
+            if action.actual_cost and action.started + (action.duration or 0.0) <= at:
+                state.cost += action.actual_cost
+        return True
+
+    def begin(state: _State) -> bool:
+        run = state.run
+        facts = Facts(
+            agent=run.agent,
+            service=run.service,
+            tool=run.tool,
+            args=state.input,
+            input=state.input,
+            cost=run.estimated_cost or 0.0,
+            cost_run=0.0,
+            tool_calls_in_run=0,
+            same_call_in_run=0,
+            labels=decode(run.labels),
+            now=datetime.fromtimestamp(run.started, zone),
+        )
+        if "cost_today" in reads(run.tool):
+            facts.cost_today = today((run.service, run.agent), run.started)
+        state.top, state.top_facts = rules.evaluate(facts), facts
+        if state.top.action in ("deny", "terminate"):
+            return stopped(state, state.top, run.started, 0)
+        return False
+
+    def step(state: _State, index: int) -> bool:
+        action = state.actions[index]
+        text = action.requested_args or action.args
+        key = (action.tool, text)
+        facts = Facts(
+            agent=action.agent,
+            service=action.service,
+            tool=action.tool,
+            args=decode(text),
+            input=state.input,
+            cost=action.estimated_cost or 0.0,
+            tool_calls_in_run=index,
+            same_call_in_run=state.seen.get(key, 0),
+            labels=decode(action.labels),
+            now=datetime.fromtimestamp(action.started, zone),
+        )
+        state.seen[key] = state.seen.get(key, 0) + 1
+        if "cost_run" in reads(action.tool):
+            open_ = []
+            for end, cost in state.ended:
+                if end <= action.started:
+                    state.spent += cost
+                else:
+                    open_.append((end, cost))
+            state.ended = open_
+            facts.cost_run = state.spent
+        if "cost_today" in reads(action.tool):
+            facts.cost_today = today((action.service, action.agent), action.started)
+        verdict = rules.evaluate(facts)
+        recorded, stopped_after = recorded_of(action.decisions)
+        if verdict.action in ("deny", "terminate"):
+            state.decisions.append(made(action.seq, action.tool, verdict, verdict, recorded))
+            return stopped(state, verdict, action.started, index)
+        end = action.started + (action.duration or 0.0)
+        if action.actual_cost:
+            state.ended.append((end, action.actual_cost))
+            charge((action.service, action.agent), end, action.actual_cost, state)
+        decided = verdict
+        if after is not None and (action.status == "succeeded" or stopped_after):
+            facts.output = decode(action.result)
+            late = after.evaluate(facts)
+            if late.action in ("deny", "terminate"):
+                state.decisions.append(made(action.seq, action.tool, late, verdict, recorded))
+                return stopped(state, late, end, index + 1)
+            if late.action == "log" and verdict.action == "allow":
+                decided = late
+        state.decisions.append(made(action.seq, action.tool, decided, verdict, recorded))
+        return False
+
+    def finish(state: _State) -> ReplayResult:
+        run = state.run
+        assert state.top is not None
+        assert state.top_facts is not None
+        decided = state.top
+        recorded, stopped_after = recorded_of(run.decisions)
+        if state.stop is None:
+            if after is not None and run.ended is not None and (run.status == "succeeded" or stopped_after):
+                state.top_facts.output = decode(run.output)
+                late = after.evaluate(state.top_facts)
+                if late.action in ("deny", "terminate"):
+                    decided, state.status = late, "denied" if late.action == "deny" else "terminated"
+                elif late.action == "log" and state.top.action == "allow":
+                    decided = late
+            if run.actual_cost and run.ended is not None:
+                charge((run.service, run.agent), run.ended, run.actual_cost)
+        top = made(0, run.tool, decided, state.top, recorded)
+        return ReplayResult(
+            run.run_id,
+            "what-if",
+            run.status,
+            state.status,
+            state.recorded,
+            state.cost,
+            (top, *state.decisions),
+        )
+
+    states = []
+    for run in runs:
+        actions = log.actions(run.run_id)
+        state = _State(run, actions, decode(run.input), status=run.status, cost=run.cost, recorded=run.cost)
+        if run.status == "running":
+            state.cost = state.recorded = sum(action.actual_cost or 0.0 for action in actions)
+        states.append(state)
+    if states:  # the recorded spend of the runs not walked, in the days the walks cover
+        first = min(state.run.started for state in states)
+        last = max(max(s.run.started, s.actions[-1].started if s.actions else 0.0) for s in states)
+        walked = {run.run_id for run in runs}
+        others = log.runs(since=midnights(first)[0] - 86_400, until=last, limit=None, oldest_first=True)
+        others = [run for run in others if run.run_id not in walked]
+        for run in others:
+            if run.actual_cost and run.ended is not None:
+                charge((run.service, run.agent), run.ended, run.actual_cost)
+        for run in others:
+            for action in log.actions(run.run_id):
+                if action.actual_cost:
+                    charge(
+                        (action.service, action.agent),
+                        action.started + (action.duration or 0.0),
+                        action.actual_cost,
+                    )
+    results: dict[int, ReplayResult] = {}
+    clock = [(state.run.started, index) for index, state in enumerate(states)]
+    heapq.heapify(clock)
+    while clock:  # one step at a time: the earliest next step of any run, then the run given first
+        _, index = heapq.heappop(clock)
+        state = states[index]
+        over = begin(state) if state.next == 0 else step(state, state.next - 1)
+        state.next += 1
+        if over or state.next > len(state.actions):
+            results[index] = finish(state)
+        else:
+            heapq.heappush(clock, (state.actions[state.next - 1].started, index))
+    return [results[index] for index in range(len(states))]
+
+
+WHO = st.sampled_from([("svc", "bot"), ("svc", "bot"), ("svc", "other"), ("ops", "bot")])
+RECORDED: list[Sequence[Any]] = [
+    (),
+    ALLOWED,
+    [{"phase": "before", "rule": "old", "action": "deny", "decided": True}],
+    [{"phase": "before", "rule": "old", "action": "log", "decided": True}],
+    [{"phase": "after", "rule": "old", "action": "terminate", "decided": True}],
+]
+RULE_POOL: list[tuple[Callable[[float], dict[str, Any]], str]] = [  # a rule's when, from a threshold
+    (lambda x: {"cost_today": {"gt": x}}, "deny"),
+    (lambda x: {"tool": "llm", "cost_today": {"gt": x}}, "terminate"),
+    (lambda x: {"cost_run": {"gt": x}}, "terminate"),
+    (lambda x: {"tool": "search", "same_call_in_run": {"gte": x}}, "deny"),
+    (lambda x: {"tool_calls_in_run": {"gt": x + 2}}, "terminate"),
+    (lambda x: {"time.hour": {"lt": 6 * x}}, "log"),
+    (lambda x: {"tool": "send_email", "args.a": {"gt": x}}, "modify"),
+    (lambda x: {"tool": "handle", "input.k": {"gt": x}}, "deny"),
+    (lambda x: {"tool": "handle", "args.k": {"gt": x}}, "log"),
+    (lambda x: {"input.k": {"gt": x}, "tool": "llm"}, "log"),
+    (lambda x: {"labels.pii": True}, "deny"),
+    (lambda x: {"tool": "search", "output.n": {"gt": x}}, "terminate"),
+    (lambda x: {"tool": "handle", "output.n": {"gt": x}}, "deny"),
+    (lambda x: {"tool": "llm", "output.n": {"gt": x}}, "log"),
+    (lambda x: {"cost": {"gt": x}}, "require_approval"),
+    (lambda x: {"agent": "other", "cost": {"gt": x}}, "log"),
+    (lambda x: {"service": "ops", "tool": "send_email"}, "deny"),
+]
+steps = st.lists(
+    st.fixed_dictionaries(
+        {
+            "tool": st.sampled_from(["search", "llm", "send_email"]),
+            # after the action before it (seconds): many at the same times as others, some back in time
+            "gap": st.integers(0, 30) | st.integers(-20, 90) | st.floats(0, 200),
+            "cost": st.sampled_from([0.0, 0.1, 0.2, 0.3, 0.7]) | st.floats(0, 3),
+            "duration": st.none() | st.sampled_from([0.0, 30.0, 60.0]) | st.floats(0, 400),
+            "status": st.sampled_from(["succeeded", "succeeded", "failed", "denied"]),
+            "args": st.fixed_dictionaries({"a": st.integers(0, 3)}),
+            "requested": st.none() | st.just({"a": 3}),
+            "labels": st.none() | st.just({"pii": True}),
+            "result": st.integers(0, 3),
+            "decisions": st.sampled_from(RECORDED),
+            "who": st.none() | st.none() | WHO,
+        }
+    ),
+    max_size=6,
+)
+runs_recorded = st.lists(
+    st.fixed_dictionaries(
+        {
+            "steps": steps,
+            "at": st.integers(0, 60) | st.floats(0, 2 * 86_400),  # seconds after T0
+            "who": WHO,
+            "status": st.sampled_from(["succeeded", "failed", "running", "denied"]),
+            "own": st.sampled_from([0.0, 0.1, 0.5]),
+            "output": st.integers(0, 3),
+            "input": st.integers(0, 2),
+            "decisions": st.sampled_from(RECORDED),
+        }
+    ),
+    min_size=1,
+    max_size=6,
+)
+RULES = st.lists(  # rules of the pool, with their thresholds
+    st.tuples(st.integers(0, len(RULE_POOL) - 1), st.sampled_from([0, 0.15, 0.3, 0.6, 1, 2, 4])), max_size=5
+)
+
+
+def record_spec(log: RunLog, run_id: str, spec: dict[str, Any]) -> None:
+    """Record a run drawn by ``runs_recorded``; its actions may have another service or agent."""
+    start = T0 + spec["at"]
+    service, agent = spec["who"]
+    log.run_started(
+        run_id,
+        service=service,
+        agent=agent,
+        tool="handle",
+        function="app.handle",
+        started=start,
+        input={"k": spec["input"]},
+    )
+    at, total = start, 0.0
+    for seq, step in enumerate(spec["steps"], 1):
+        at += step["gap"]
+        cost = None if step["status"] == "denied" else step["cost"]
+        step_service, step_agent = step["who"] or (service, agent)
+        log.action(
+            run_id,
+            seq,
+            tool=step["tool"],
+            service=step_service,
+            agent=step_agent,
+            started=at,
+            duration=step["duration"],
+            status=step["status"],
+            args=step["args"],
+            requested_args=step["requested"],
+            result={"n": step["result"]} if step["status"] == "succeeded" else NO_RESULT,
+            labels=step["labels"],
+            estimated_cost=step["cost"],
+            actual_cost=cost,
+            decisions=step["decisions"],
+        )
+        total += cost or 0.0
+    if spec["status"] != "running":
+        log.run_finished(
+            run_id,
+            status=spec["status"],
+            ended=at + 60.0,
+            output={"n": spec["output"]},
+            estimated_cost=spec["own"],
+            actual_cost=spec["own"],
+            cost=spec["own"] + total,
+            decisions=spec["decisions"],
+        )
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(runs_recorded, RULES, st.sampled_from(["UTC", "America/New_York", None]), st.data())
+def test_what_if_gives_what_a_straightforward_walk_gives(
+    recorded: list[dict[str, Any]], chosen: list[tuple[int, float]], zone: str | None, data: st.DataObject
+) -> None:
+    policies = []
+    for index, (rule, threshold) in enumerate(chosen):
+        when, action = RULE_POOL[rule]
+        policy_rule: dict[str, Any] = {"id": f"r{index}", "when": when(threshold), "action": action}
+        if action == "modify":
+            policy_rule["clamp"] = {"args.a": {"max": 0}}
+        policies.append(policy_rule)
+    rules = parse_policies({"defaults": {"timezone": zone} if zone else {}, "policies": policies})
+    with tempfile.TemporaryDirectory() as folder, RunLog(Path(folder) / "runs.db", pii=False) as run_log:
+        for index, spec in enumerate(recorded):
+            record_spec(run_log, f"r{index}", spec)
+        runs = everything(run_log)
+        selected = data.draw(st.permutations(runs))[: data.draw(st.integers(1, len(runs)))]
+        assert what_if(run_log, selected, rules) == reference(run_log, selected, rules)
+
+
+@settings(max_examples=200, deadline=None)
+@example([(True, 3, 0.1), (True, 1, 1.0), (True, 1, 1.0), (True, 1, 1e16), (False, 3, 0.1)])  # ties
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            st.integers(0, 3) | st.integers(0, 150),  # half hours: often the same ones, over three days
+            st.sampled_from([1.0, 1e16, 0.1, 0.3]),  # in whatever order they are added, the sum shows it
+        )
+    )
+)
+def test_an_account_counts_the_charges_due_in_the_order_a_heap_gives_them(
+    operations: list[tuple[bool, int, float]],
+) -> None:
+    account = _Account(UTC)
+    heap: list[tuple[float, int, float]] = []
+    order = itertools.count()
+    day = [math.inf, -math.inf, 0.0]  # [midnight, next midnight, spent]
+    for is_charge, step, amount in operations:
+        at = T0 + 1800.0 * step
+        if is_charge:
+            account.charge(at, amount)
+            heapq.heappush(heap, (at, next(order), amount))
+            continue
+        if not day[0] <= at < day[1]:
+            midnight = datetime.fromtimestamp(at, UTC).replace(hour=0, minute=0, second=0).timestamp()
+            day = [midnight, midnight + 86_400, 0.0]
+        while heap and heap[0][0] <= at:
+            when, _, charged = heapq.heappop(heap)
+            if when >= day[0]:
+                day[2] += charged
+        assert account.today(at) == day[2]

@@ -592,6 +592,45 @@ class RunLog:
                 for run_id in ids:
                     yield from by_run.get(run_id, ())
 
+    def run_rows(self, columns: Sequence[str], *, since: float, until: float) -> list[tuple[Any, ...]]:
+        """A leaner ``runs(since=, until=, limit=None, oldest_first=True)``: plain tuples of ``columns``.
+
+        ``columns`` are ``RunRecord`` fields; ValueError for others.
+        """
+        unknown = [column for column in columns if column not in RunRecord._fields]
+        if unknown:
+            raise ValueError(f"not columns of the runs: {unknown}")
+        selected = ", ".join(columns)
+        with self._reader() as connection:
+            return connection.execute(
+                f"SELECT {selected} FROM runs WHERE started >= ? AND started < ? ORDER BY started, run_id",
+                (since, until),
+            ).fetchall()
+
+    def action_rows(self, run_ids: Sequence[str], columns: Sequence[str]) -> Iterator[list[tuple[Any, ...]]]:
+        """A leaner ``actions_of``: for each of ``run_ids`` in order, its actions in seq order.
+
+        Each action is a plain tuple ``(run_id, *columns)``; ``columns`` are ``ActionRecord`` fields
+        (ValueError for others).
+        """
+        unknown = [column for column in columns if column not in ActionRecord._fields]
+        if unknown:
+            raise ValueError(f"not columns of the actions: {unknown}")
+        selected = ", ".join(("run_id", *columns))
+        chunk = 500
+        with self._reader() as connection:
+            for start in range(0, len(run_ids), chunk):
+                ids = run_ids[start : start + chunk]
+                marks = ", ".join("?" * len(ids))
+                rows = connection.execute(
+                    f"SELECT {selected} FROM actions WHERE run_id IN ({marks}) ORDER BY run_id, seq", ids
+                ).fetchall()
+                by_run: dict[str, list[tuple[Any, ...]]] = {}
+                for row in rows:
+                    by_run.setdefault(row[0], []).append(row)
+                for run_id in ids:
+                    yield by_run.get(run_id) or []
+
     def spent(self, service: str, agent: str, since: float, until: float) -> float:
         """What ``service``/``agent`` was recorded to spend from ``since`` to ``until`` (Unix seconds).
 

@@ -29,13 +29,14 @@ and the run goes on.
 
 from __future__ import annotations
 
+import bisect
 import heapq
-import itertools
 import json
 import math
-import operator
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from datetime import datetime, time, timedelta, tzinfo
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -43,7 +44,7 @@ from proctor.decision import Action
 from proctor.rules.facts import Facts
 from proctor.rules.ruleset import RuleSet, Verdict
 from proctor.rules.source import PolicySource, PolicySpec
-from proctor.runs.log import ActionRecord, RunLog, RunRecord
+from proctor.runs.log import RunLog, RunRecord
 from proctor.runs.result import ActionDecision, ReplayResult, effective_action
 
 __all__ = ["what_if"]
@@ -53,11 +54,30 @@ _TERMINATE = Action.TERMINATE
 _LOG = Action.LOG
 _ALLOW = Action.ALLOW
 _STATUS = {Action.DENY: "denied", Action.TERMINATE: "terminated"}
+_STOPS = ("deny", "terminate")  # the stored actions that stop a call
 _DAY = 86_400.0
-_LABELS_KEPT = 4096  # decoded labels kept by their text: few distinct ones, given per decorated function
+_KEPT = 4096  # decoded labels and arguments kept by their text: labels and many arguments repeat
 _loads = json.JSONDecoder().decode
-_UNKNOWN: Any = object()
-_RUN_ID = operator.attrgetter("run_id")
+_WHEN = itemgetter(0)
+
+# The columns of the actions read, as plain tuples after their run_id; then ``labels`` when rules read
+# them, and ``status`` and ``result`` when rules read the output.
+_COLUMNS = (
+    "seq",
+    "tool",
+    "service",
+    "agent",
+    "started",
+    "duration",
+    "args",
+    "requested_args",
+    "estimated_cost",
+    "actual_cost",
+    "decisions",
+)
+_SEQ, _TOOL, _SERVICE, _AGENT, _STARTED, _DURATION, _ARGS, _REQUESTED, _ESTIMATED, _ACTUAL, _DECISIONS = (
+    range(1, len(_COLUMNS) + 1)
+)
 
 
 def _decode(text: str | None) -> Any:
@@ -74,9 +94,22 @@ def what_if(log: RunLog, runs: Sequence[RunRecord], policies: PolicySpec) -> lis
     """
     rules = policies if isinstance(policies, RuleSet) else PolicySource(policies).current()
     evaluator = _Evaluator(rules)
+    grouped = zip(runs, log.action_rows([run.run_id for run in runs], evaluator.columns), strict=True)
     if "cost_today" in rules.uses:
-        return evaluator.on_one_clock(log, runs)
-    return [evaluator.walk(_Walk(run, actions)) for run, actions in _grouped(log, runs)]
+        return evaluator.on_one_clock(log, (_Walk(run, actions) for run, actions in grouped))
+    return [evaluator.walk(_Walk(run, actions)) for run, actions in grouped]
+
+
+class _Decoded(dict[str | None, Any]):
+    """Decoded JSON texts, kept by their text: the first ``_KEPT`` distinct ones (rules only read them)."""
+
+    __slots__ = ()
+
+    def __missing__(self, text: str | None) -> Any:
+        value = _decode(text)
+        if len(self) < _KEPT:
+            self[text] = value
+        return value
 
 
 class _Needs:
@@ -85,11 +118,23 @@ class _Needs:
     ``fixed`` is the verdict on every call of a tool that no rule can match: the file's default.
     """
 
-    __slots__ = ("after", "args", "cost_run", "cost_today", "fixed", "labels", "same", "text", "time")
+    __slots__ = (
+        "after",
+        "args",
+        "context",
+        "cost_run",
+        "cost_today",
+        "fixed",
+        "labels",
+        "same",
+        "text",
+        "time",
+    )
 
     def __init__(self, uses: frozenset[str], after: bool, fixed: Verdict | None) -> None:
         self.fixed = fixed
         self.after = after
+        self.context = not uses.isdisjoint(("agent", "service", "input"))
         self.args = "args" in uses
         self.same = "same_call_in_run" in uses
         self.text = self.args or self.same
@@ -100,11 +145,13 @@ class _Needs:
 
 
 class _Walk:
-    """One run on its way through the rules: what it counted so far, and how it ends."""
+    """One run on its way through the rules: what it counted so far, and how it ends.
+
+    ``actions`` are its recorded actions as rows of ``_COLUMNS`` (after the run_id), in order.
+    """
 
     __slots__ = (
         "actions",
-        "calls",
         "cost",
         "decisions",
         "ended",
@@ -120,21 +167,21 @@ class _Walk:
         "top_facts",
     )
 
-    def __init__(self, run: RunRecord, actions: list[ActionRecord]) -> None:
+    def __init__(self, run: RunRecord, actions: list[tuple[Any, ...]]) -> None:
         self.run = run
         self.actions = actions
         self.position = 0  # 0: the top-level call is next; n: action n - 1 of ``actions``
-        self.calls = 0
-        self.decisions: list[ActionDecision] = []
+        # Set by begin(), as the walk sets off: only the walks under way hold them (less for the GC).
+        self.decisions: list[ActionDecision]
+        self.ended: list[tuple[float, float]]  # (end, cost) of calls charged, not yet in ``spent``
         self.input: Any = None
         self.same: dict[tuple[str, str | None], int] | None = None
         self.spent = 0.0  # recorded cost of the calls that ended by the last action's start
-        self.ended: list[tuple[float, float]] = []  # (end, cost) of calls charged, not yet in ``spent``
         self.stop: float | None = None  # when the run was stopped, on the recorded clock
         self.status = run.status
         self.recorded = run.cost
         if run.status == "running":  # the run's total was never recorded: what its actions spent
-            self.recorded = sum(action.actual_cost or 0.0 for action in actions)
+            self.recorded = sum(action[_ACTUAL] or 0.0 for action in actions)
         self.cost = self.recorded
         self.top: Verdict | None = None
         self.top_facts: Facts | None = None
@@ -156,51 +203,69 @@ class _Walk:
         """The recorded cost of the first ``count`` actions whose calls ended by ``at``."""
         total = 0.0
         for action in self.actions[:count]:
-            cost = action.actual_cost
-            if cost and action.started + (action.duration or 0.0) <= at:
+            cost = action[_ACTUAL]
+            if cost and action[_STARTED] + (action[_DURATION] or 0.0) <= at:
                 total += cost
         return total
 
 
-class _DailySpend:
-    """Spend per (service, agent) since midnight on the virtual clock; a charge counts from when it is made.
+class _Account:
+    """What one (service, agent) spent since midnight on the virtual clock; its charges not counted yet."""
 
-    Queries come in time order. A charge by a walked run is dropped when the run was stopped
-    before the charged call ended.
-    """
-
-    __slots__ = ("_charges", "_days", "_order", "_zone")
+    __slots__ = ("day", "due", "next_day", "spent", "zone")
 
     def __init__(self, zone: tzinfo | None) -> None:
-        self._zone = zone
-        self._charges: dict[tuple[str, str], list[tuple[float, int, float, _Walk | None]]] = {}
-        self._days: dict[tuple[str, str], list[float]] = {}  # [midnight, next midnight, spent]
-        self._order = itertools.count()
+        self.zone = zone
+        self.day = math.inf  # the current day runs from ``day`` to ``next_day``: none yet
+        self.next_day = -math.inf
+        self.spent = 0.0
+        # (at, amount, walk) by ``at``, then in the order charged: the order a heap would give them
+        self.due: deque[tuple[float, float, _Walk | None]] = deque()
 
-    def charge(self, key: tuple[str, str], at: float, amount: float, walk: _Walk | None = None) -> None:
+    def charge(self, at: float, amount: float, walk: _Walk | None = None) -> None:
         """Spend ``amount`` at ``at``; by ``walk``, unless it is stopped before ``at``."""
-        charges = self._charges.get(key)
-        if charges is None:
-            charges = self._charges[key] = []
-        heapq.heappush(charges, (at, next(self._order), amount, walk))
+        due = self.due
+        if due and at < due[-1][0]:
+            due.insert(bisect.bisect_right(due, at, key=_WHEN), (at, amount, walk))
+        else:
+            due.append((at, amount, walk))
 
-    def spent(self, key: tuple[str, str], at: float) -> float:
-        """What ``key`` spent since the midnight before ``at``, up to ``at``."""
-        day = self._days.get(key)
-        if day is None or not day[0] <= at < day[1]:
-            day = self._days[key] = [*self.day_of(at), 0.0]
-        charges = self._charges.get(key)
-        while charges and charges[0][0] <= at:
-            when, _, amount, walk = heapq.heappop(charges)
-            if when >= day[0] and (walk is None or walk.stop is None or when <= walk.stop):
-                day[2] += amount
-        return day[2]
+    def today(self, at: float) -> float:
+        """What was spent since the midnight before ``at``, up to ``at``: the charges due by then."""
+        day = self.day
+        if not day <= at < self.next_day:
+            day, self.next_day = _day_of(at, self.zone)
+            self.day = day
+            self.spent = 0.0
+        due = self.due
+        spent = self.spent
+        while due and due[0][0] <= at:
+            when, amount, walk = due.popleft()
+            if when >= day and (walk is None or walk.stop is None or when <= walk.stop):
+                spent += amount
+        self.spent = spent
+        return spent
 
-    def day_of(self, at: float) -> tuple[float, float]:
-        """The midnight before ``at`` and the one after, as Unix seconds."""
-        date = datetime.fromtimestamp(at, self._zone).date()
-        start = datetime.combine(date, time(), self._zone).timestamp()
-        return start, datetime.combine(date + timedelta(days=1), time(), self._zone).timestamp()
+
+class _DailySpend(dict[tuple[str, str], _Account]):
+    """The accounts of every (service, agent), opened on first use."""
+
+    __slots__ = ("zone",)
+
+    def __init__(self, zone: tzinfo | None) -> None:
+        super().__init__()
+        self.zone = zone
+
+    def __missing__(self, key: tuple[str, str]) -> _Account:
+        account = self[key] = _Account(self.zone)
+        return account
+
+
+def _day_of(at: float, zone: tzinfo | None) -> tuple[float, float]:
+    """The midnight before ``at`` and the one after, as Unix seconds, in ``zone``."""
+    date = datetime.fromtimestamp(at, zone).date()
+    start = datetime.combine(date, time(), zone).timestamp()
+    return start, datetime.combine(date + timedelta(days=1), time(), zone).timestamp()
 
 
 class _Evaluator:
@@ -212,78 +277,75 @@ class _Evaluator:
         zone = rules.defaults.timezone
         self.zone: tzinfo | None = ZoneInfo(zone) if zone else None
         uses = rules.uses
-        self.uses_input = "input" in uses or "args" in uses
+        self.uses_input = "input" in uses
         self.track_run = "cost_run" in uses
+        self.columns: tuple[str, ...] = _COLUMNS
+        self.labels_at = self.status_at = 0  # where the labels, status and result are in an action's row
+        if "labels" in uses:
+            self.columns += ("labels",)
+            self.labels_at = len(self.columns)
+        if self.after is not None:
+            self.columns += ("status", "result")
+            self.status_at = len(self.columns) - 1
         self.daily: _DailySpend | None = None
         self.facts = Facts()
         self.needs: dict[str, _Needs] = {}
         self.recorded: dict[str | None, tuple[str, bool]] = {}
-        self.labels: dict[str | None, Any] = {}
+        self.labels = _Decoded()
+        self.args = _Decoded()
         self.made: dict[tuple[Any, ...], ActionDecision] = {}
+        self.known: dict[tuple[Any, ...], tuple[ActionDecision, Verdict, Verdict]] = {}
 
     # -- one run after another, or all of them on one clock
 
     def walk(self, walk: _Walk) -> ReplayResult:
         """Walk one run from its top-level call to where it ends or stops."""
-        if not self.begin(walk):
-            step = self.step
-            for action in walk.actions:
-                if step(walk, action):
-                    break
+        while not self.advance(walk, math.inf):
+            pass
         return self.finish(walk)
 
-    def on_one_clock(self, log: RunLog, runs: Sequence[RunRecord]) -> list[ReplayResult]:
-        """Walk ``runs`` together in the order of their recorded times, for ``cost_today``."""
-        walks = [_Walk(run, actions) for run, actions in _grouped(log, runs)]
+    def on_one_clock(self, log: RunLog, walks: Iterable[_Walk]) -> list[ReplayResult]:
+        """Walk ``walks`` together in the order of their recorded times, for ``cost_today``."""
+        # The clock holds each walk until it is over: a finished one and its actions are let go.
+        clock = [(walk.run.started, index, walk) for index, walk in enumerate(walks)]
         daily = self.daily = _DailySpend(self.zone)
-        _charge_others(log, walks, daily)
+        _charge_others(log, [walk for _, _, walk in clock], daily)
         finished: dict[int, ReplayResult] = {}
-        clock = [(walk.run.started, index) for index, walk in enumerate(walks)]
+        count = len(clock)
         heapq.heapify(clock)
         while clock:
-            _, index = heapq.heappop(clock)
-            walk = walks[index]
-            actions = walk.actions
+            _, index, walk = heapq.heappop(clock)
             # Go on with this run while its next action begins before any other run's.
-            other = clock[0][0] if clock else math.inf
-            while True:
-                position = walk.position
-                stopped = self.begin(walk) if position == 0 else self.step(walk, actions[position - 1])
-                walk.position = position + 1
-                if stopped or position == len(actions):
-                    finished[index] = self.finish(walk)
-                    break
-                following = actions[position].started
-                if following >= other:
-                    heapq.heappush(clock, (following, index))
-                    break
-        return [finished[index] for index in range(len(walks))]
+            if self.advance(walk, clock[0][0] if clock else math.inf):
+                finished[index] = self.finish(walk)
+            else:
+                heapq.heappush(clock, (walk.actions[walk.position - 1][_STARTED], index, walk))
+        return [finished[index] for index in range(count)]
 
     # -- the top-level call, before its actions and after them
 
     def begin(self, walk: _Walk) -> bool:
         """Evaluate the top-level call before it runs; True when that stops the run."""
         run = walk.run
+        walk.decisions = []
+        walk.ended = []
         needs = self.needs_of(run.tool)
-        if self.uses_input:
+        if self.uses_input or needs.args:  # the run's input is its top-level call's arguments
             walk.input = _decode(run.input)
-        facts = Facts(
-            agent=run.agent,
-            service=run.service,
-            tool=run.tool,
-            args=walk.input,
-            input=walk.input,
-            cost=run.estimated_cost or 0.0,
-            cost_run=0.0,
-            tool_calls_in_run=0,
-            same_call_in_run=0,
-        )
+        facts = Facts() if needs.after else self.facts  # kept for the rules on the output
+        facts.agent = run.agent
+        facts.service = run.service
+        facts.tool = run.tool
+        facts.args = facts.input = walk.input
+        facts.cost = run.estimated_cost or 0.0
+        facts.cost_run = 0.0
+        facts.tool_calls_in_run = facts.same_call_in_run = 0
         if needs.labels:
-            facts.labels = self.labels_of(run.labels)
+            facts.labels = self.labels[run.labels]
         if needs.time:
             facts.now = datetime.fromtimestamp(run.started, self.zone)
         if needs.cost_today and self.daily is not None:
-            facts.cost_today = self.daily.spent((run.service, run.agent), run.started)
+            facts.cost_today = self.daily[run.service, run.agent].today(run.started)
         verdict = self.rules.evaluate(facts)
         walk.top = verdict
         if verdict.action is _DENY or verdict.action is _TERMINATE:
@@ -318,7 +380,7 @@ class _Evaluator:
                 elif late.action is _LOG and verdict.action is _ALLOW:
                     decided = late
             if self.daily is not None and run.actual_cost and run.ended is not None:
-                self.daily.charge((run.service, run.agent), run.ended, run.actual_cost)
+                self.daily[run.service, run.agent].charge(run.ended, run.actual_cost)
         top = self.decision(0, run.tool, decided, verdict, recorded)
         return ReplayResult(
             run_id=run.run_id,
@@ -332,69 +394,105 @@ class _Evaluator:
 
     # -- the actions
 
-    def step(self, walk: _Walk, action: ActionRecord) -> bool:
-        """Evaluate ``action``, the next one of ``walk``; True when it stops the run."""
-        tool = action.tool
-        needs = self.needs.get(tool) or self.needs_of(tool)
-        index = walk.calls
-        walk.calls = index + 1
-        started = action.started
-        daily = self.daily
+    def advance(self, walk: _Walk, until: float) -> bool:
+        """Go on with ``walk`` until its next action begins at ``until`` or later; True when it is over.
+
+        The top-level call, or the action a walk resumes with, is evaluated whatever ``until``.
+        """
+        actions = walk.actions
+        count = len(actions)
+        index = walk.position - 1  # of the next action
+        if index < 0:
+            if self.begin(walk) or not count:
+                return True
+            index = 0
+            if actions[0][_STARTED] >= until:
+                walk.position = 1
+                return False
         facts = self.facts
-        verdict = needs.fixed
-        if verdict is None:
-            facts.tool = tool
-            facts.agent = action.agent
-            facts.service = action.service
-            facts.input = walk.input
-            facts.cost = action.estimated_cost or 0.0
-            facts.tool_calls_in_run = index
-            if needs.text:
-                text = action.requested_args or action.args
-                if needs.args:
-                    facts.args = _decode(text)
-                if needs.same:
-                    same = walk.same
-                    if same is None:
-                        same = walk.same = {}
-                    key = (tool, text)
-                    seen = same.get(key, 0)
-                    same[key] = seen + 1
-                    facts.same_call_in_run = seen
-            if needs.labels:
-                facts.labels = self.labels_of(action.labels)
-            if needs.time:
-                facts.now = datetime.fromtimestamp(started, self.zone)
-            if needs.cost_run:
-                facts.cost_run = walk.spent_by(started)
-            if needs.cost_today and daily is not None:
-                facts.cost_today = daily.spent((action.service, action.agent), started)
-            verdict = self.rules.evaluate(facts)
-        before = verdict.action
-        text = action.decisions
-        recorded = self.recorded.get(text) or self.recorded_of(text)
-        if before is _DENY or before is _TERMINATE:
-            walk.decisions.append(self.decision(action.seq, tool, verdict, verdict, recorded[0]))
-            return self.stopped(walk, index, started, before)
-        end = started + (action.duration or 0.0)
-        cost = action.actual_cost
-        if cost:  # the call runs: what it cost counts from its end
-            if self.track_run:
-                walk.ended.append((end, cost))
-            if daily is not None:
-                daily.charge((action.service, action.agent), end, cost, walk)
-        decided = verdict
+        evaluate = self.rules.evaluate
         after = self.after
-        if needs.after and after is not None and (action.status == "succeeded" or recorded[1]):
-            facts.output = _decode(action.result)
-            late = after.evaluate(facts)
-            if late.action is _DENY or late.action is _TERMINATE:
-                walk.decisions.append(self.decision(action.seq, tool, late, verdict, recorded[0]))
-                return self.stopped(walk, index + 1, end, late.action)
-            if late.action is _LOG and before is _ALLOW:
-                decided = late
-        walk.decisions.append(self.decision(action.seq, tool, decided, verdict, recorded[0]))
-        return False
+        needs_of = self.needs.get
+        recorded_of = self.recorded.get
+        decision = self.decision
+        append = walk.decisions.append
+        daily = self.daily
+        track_run = self.track_run
+        args = self.args
+        status_at = self.status_at
+        account: _Account | None = None
+        service = agent = None  # of ``account``
+        while True:
+            action = actions[index]
+            tool = action[_TOOL]
+            needs = needs_of(tool) or self.needs_of(tool)
+            started = action[_STARTED]
+            if daily is not None and (action[_SERVICE] != service or action[_AGENT] != agent):
+                service, agent = action[_SERVICE], action[_AGENT]
+                account = daily[service, agent]
+            verdict = needs.fixed
+            if verdict is None:
+                facts.tool = tool
+                if needs.context:
+                    facts.agent = action[_AGENT]
+                    facts.service = action[_SERVICE]
+                    facts.input = walk.input
+                facts.cost = action[_ESTIMATED] or 0.0
+                facts.tool_calls_in_run = index
+                if needs.text:
+                    text = action[_REQUESTED] or action[_ARGS]
+                    if needs.args:
+                        facts.args = args[text]
+                    if needs.same:
+                        same = walk.same
+                        if same is None:
+                            same = walk.same = {}
+                        call = (tool, text)
+                        seen = same.get(call, 0)
+                        same[call] = seen + 1
+                        facts.same_call_in_run = seen
+                if needs.labels:
+                    facts.labels = self.labels[action[self.labels_at]]
+                if needs.time:
+                    facts.now = datetime.fromtimestamp(started, self.zone)
+                if needs.cost_run:
+                    facts.cost_run = walk.spent_by(started) if walk.ended else walk.spent
+                if needs.cost_today and account is not None:
+                    facts.cost_today = account.today(started)
+                verdict = evaluate(facts)
+            before = verdict.action
+            text = action[_DECISIONS]
+            recorded = recorded_of(text) or self.recorded_of(text)
+            if before is _DENY or before is _TERMINATE:
+                append(decision(action[_SEQ], tool, verdict, verdict, recorded[0]))
+                return self.stopped(walk, index, started, before)
+            end = started + (action[_DURATION] or 0.0)
+            cost = action[_ACTUAL]
+            if cost:  # the call runs: what it cost counts from its end
+                if track_run:
+                    walk.ended.append((end, cost))
+                if account is not None:
+                    due = account.due
+                    if due and end < due[-1][0]:
+                        account.charge(end, cost, walk)
+                    else:
+                        due.append((end, cost, walk))
+            decided = verdict
+            if needs.after and after is not None and (action[status_at] == "succeeded" or recorded[1]):
+                facts.output = _decode(action[status_at + 1])
+                late = after.evaluate(facts)
+                if late.action is _DENY or late.action is _TERMINATE:
+                    append(decision(action[_SEQ], tool, late, verdict, recorded[0]))
+                    return self.stopped(walk, index + 1, end, late.action)
+                if late.action is _LOG and before is _ALLOW:
+                    decided = late
+            append(decision(action[_SEQ], tool, decided, verdict, recorded[0]))
+            index += 1
+            if index == count:
+                return True
+            if actions[index][_STARTED] >= until:
+                walk.position = index + 1
+                return False
 
     def stopped(self, walk: _Walk, charged: int, at: float, action: Action) -> bool:
         """Stop ``walk`` at ``at``: it spent what its first ``charged`` actions spent by then."""
@@ -416,15 +514,6 @@ class _Evaluator:
             needs = self.needs[tool] = _Needs(uses, bool(later), fixed)
         return needs
 
-    def labels_of(self, text: str | None) -> Any:
-        """Decoded labels, kept by their text."""
-        labels = self.labels.get(text, _UNKNOWN)
-        if labels is _UNKNOWN:
-            labels = _decode(text)
-            if len(self.labels) < _LABELS_KEPT:
-                self.labels[text] = labels
-        return labels
-
     def recorded_of(self, text: str | None) -> tuple[str, bool]:
         """The effective recorded action, and whether a rule on the output stopped the call."""
         known = self.recorded.get(text)
@@ -432,9 +521,7 @@ class _Evaluator:
             decisions = json.loads(text) if text else []
             action = effective_action(decisions)[0]
             after = any(
-                item.get("decided")
-                and item.get("phase") == "after"
-                and item.get("action") in _STATUS.values()
+                item.get("decided") and item.get("phase") == "after" and item.get("action") in _STOPS
                 for item in decisions
             )
             known = self.recorded[text] = (action, after)
@@ -444,9 +531,13 @@ class _Evaluator:
         self, seq: int, tool: str, decided: Verdict, verdict: Verdict, recorded: str
     ) -> ActionDecision:
         """The decision on one action: ``decided`` took effect; ``verdict``, before the call, patched."""
+        key = (seq, tool, id(decided), id(verdict), recorded)
+        known = self.known.get(key)
+        if known is not None:
+            return known[0]
         rule = decided.rule
         patches = verdict.patches
-        key = (
+        made_key = (
             seq,
             tool,
             str(decided.action),
@@ -454,22 +545,12 @@ class _Evaluator:
             recorded,
             tuple(patch.id for patch in patches) if patches else (),
         )
-        made = self.made.get(key)
+        made = self.made.get(made_key)
         if made is None:
-            made = self.made[key] = ActionDecision(*key)
+            made = self.made[made_key] = ActionDecision(*made_key)
+        if len(decided.matched) < 2 and len(verdict.matched) < 2:  # the rule set's own, not made per call
+            self.known[key] = (made, decided, verdict)  # kept alive: their ids stay theirs
         return made
-
-
-def _grouped(log: RunLog, runs: Sequence[RunRecord]) -> Iterator[tuple[RunRecord, list[ActionRecord]]]:
-    """Each run with its recorded actions, in order."""
-    groups = itertools.groupby(log.actions_of([run.run_id for run in runs]), _RUN_ID)
-    group = next(groups, None)
-    for run in runs:
-        if group is not None and group[0] == run.run_id:
-            yield run, list(group[1])
-            group = next(groups, None)
-        else:
-            yield run, []
 
 
 def _charge_others(log: RunLog, walks: list[_Walk], daily: _DailySpend) -> None:
@@ -477,18 +558,17 @@ def _charge_others(log: RunLog, walks: list[_Walk], daily: _DailySpend) -> None:
     if not walks:
         return
     first = min(walk.run.started for walk in walks)
-    last = max(max(walk.run.started, walk.actions[-1].started if walk.actions else 0.0) for walk in walks)
+    last = max(max(walk.run.started, walk.actions[-1][_STARTED] if walk.actions else 0.0) for walk in walks)
     walked = {walk.run.run_id for walk in walks}
     # A run that began more than a day before the first midnight is taken to have ended by then.
-    others = [
-        run
-        for run in log.runs(since=daily.day_of(first)[0] - _DAY, until=last, limit=None, oldest_first=True)
-        if run.run_id not in walked
-    ]
-    for run in others:
-        if run.actual_cost and run.ended is not None:
-            daily.charge((run.service, run.agent), run.ended, run.actual_cost)
-    for action in log.actions_of([run.run_id for run in others]):
-        if action.actual_cost:
-            end = action.started + (action.duration or 0.0)
-            daily.charge((action.service, action.agent), end, action.actual_cost)
+    since = _day_of(first, daily.zone)[0] - _DAY
+    columns = ("run_id", "service", "agent", "ended", "actual_cost")
+    others = [run for run in log.run_rows(columns, since=since, until=last) if run[0] not in walked]
+    for _, service, agent, ended, cost in others:
+        if cost and ended is not None:
+            daily[service, agent].charge(ended, cost)
+    columns = ("service", "agent", "started", "duration", "actual_cost")
+    for actions in log.action_rows([run[0] for run in others], columns):
+        for _, service, agent, started, duration, cost in actions:
+            if cost:
+                daily[service, agent].charge(started + (duration or 0.0), cost)
