@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +19,18 @@ from rich.table import Table
 
 import proctor
 
-__all__ = ["Target", "fmt", "git_revision", "machine_lines", "positive", "ratio", "status", "targets_table"]
+__all__ = [
+    "Target",
+    "fmt",
+    "git_revision",
+    "machine_lines",
+    "percentile_us",
+    "positive",
+    "ratio",
+    "status",
+    "targets_table",
+    "time_empty",
+]
 
 
 @dataclass(slots=True)
@@ -117,3 +130,19 @@ def status(console: Console, message: str) -> Iterator[Callable[[str], None]]:
     """A spinner with ``message``; the yielded function adds what is running now."""
     with console.status(message) as spinner:
         yield lambda text: spinner.update(f"{message}: {text}")
+
+
+def time_empty(count: int) -> list[int]:
+    """Nanoseconds of an empty timed region: what the two clock reads add to each sample."""
+    clock = time.perf_counter_ns
+    samples = [0] * count
+    for i in range(count):
+        start = clock()
+        samples[i] = clock() - start
+    return samples
+
+
+def percentile_us(samples: Sequence[int], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of nanosecond samples, in microseconds."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] / 1000.0

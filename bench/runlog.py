@@ -79,7 +79,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import math
 import random
 import shutil
 import sqlite3
@@ -99,7 +98,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from _report import Target, fmt, machine_lines, positive, ratio, status, targets_table
+from _report import (
+    Target,
+    fmt,
+    machine_lines,
+    percentile_us,
+    positive,
+    ratio,
+    status,
+    targets_table,
+    time_empty,
+)
 from proctor import runlog
 from proctor.errors import RuleViolationError
 from proctor.rules import RuleSet, parse_policies
@@ -160,22 +169,6 @@ def time_batch(function: Callable[[], object], count: int) -> float:
     for _ in range(count):
         function()
     return (clock() - start) / count
-
-
-def time_empty(count: int) -> list[int]:
-    """Nanoseconds of an empty timed region: what the two clock reads add to each sample."""
-    clock = time.perf_counter_ns
-    samples = [0] * count
-    for i in range(count):
-        start = clock()
-        samples[i] = clock() - start
-    return samples
-
-
-def percentile_us(samples: Sequence[int], q: float) -> float:
-    """The ``q`` quantile (nearest rank) of nanosecond samples, in microseconds."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] / 1000.0
 
 
 def median(values: Sequence[float]) -> float | None:
