@@ -211,6 +211,7 @@ def test_composing_and_runtime_changes(caplog: pytest.LogCaptureFixture) -> None
     assert rate.remaining("new-agent") == pytest.approx(5.0)
     assert isinstance(enforcer.get_policy("budget"), BudgetPolicy)
     assert enforcer.get_policy("nope") is None
+    assert enforcer.remove_policy("nope") is None  # as the published loco-agent does
 
 
 def test_summary_has_the_documented_shape() -> None:

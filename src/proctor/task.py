@@ -23,8 +23,11 @@ class Task:
         task_id: unique identifier; generated when not given.
         weight: relative size, at least 1.0 (1 cheap, 3 expensive). It counts
             in the agent's queue depth ``Qi`` while the task waits.
-        arrival_tick: when the task was created, in the scheduler's clock.
-        age: how long the task has waited, in the scheduler's clock.
+        arrival_tick: when the task arrived, in the scheduler's clock
+            (``time.monotonic()`` seconds); ``submit_task`` sets it.
+        age: how long a queued task waited, in seconds: set when a grant
+            or ``serve_oldest_task()`` takes it off the queue (while it
+            waits, ``Agent.dmax`` gives the oldest one's wait).
         task_type: a category chosen by the caller, such as ``"llm_call"``.
         labels: sensitivity of the task's data by role, such as
             ``{"input": SecurityLabel.CONFIDENTIAL}``.

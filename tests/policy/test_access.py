@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from proctor import AccessPolicy, ConfigurationError, PolicyViolationError, SecurityLabel, Task
@@ -33,12 +35,26 @@ def test_an_empty_list_allows_only_unlabelled_tasks() -> None:
     ("rules", "message"),
     [
         ([("a", ["public"])], "rules must be a mapping"),
-        ({"a": ["public"]}, "must be a mapping with a 'labels' list"),
-        ({"a": {"label": ["public"]}}, "must be a mapping with a 'labels' list"),
-        ({"a": {"labels": ["public"], "resources": []}}, "unknown keys"),
+        ({"a": ["public"]}, "must be a mapping such as"),
+        ({"a": {"label": ["public"]}}, r"unknown keys \['label'\]; use 'labels'"),
         ({"a": {"labels": "public"}}, "must be a list"),
     ],
 )
 def test_malformed_rules_fail_at_construction(rules: object, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         AccessPolicy(rules=rules)  # type: ignore[arg-type]
+
+
+def test_a_rule_without_labels_restricts_no_label(caplog: pytest.LogCaptureFixture) -> None:
+    secret = Task(labels={"input": SecurityLabel.CONFIDENTIAL})
+    with caplog.at_level(logging.WARNING, logger="proctor.policy"):
+        policy = AccessPolicy(
+            rules={"a": {}, "b": {"labels": None}, "c": {"resources": ["db"]}, "d": {"labels": ["public"]}}
+        )
+    for agent in ("a", "b", "c"):
+        assert policy.allowed_labels(agent) is None
+        assert policy.check(agent, secret)
+    # LOCO reserves "resources" and does not enforce them; proctor says so rather than fail.
+    assert "the 'resources' of agent 'c' are not enforced" in caplog.text
+    with pytest.raises(PolicyViolationError):
+        policy.check("d", secret)

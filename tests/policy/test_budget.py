@@ -200,3 +200,32 @@ def test_calendar_periods_follow_the_time_zone(period: str, before: datetime, af
     assert policy.spent("a") == 1.0
     clock.now = after.replace(tzinfo=zone).timestamp()
     assert policy.spent("a") == 0.0
+
+
+def test_rejections_are_alerts_too() -> None:
+    policy = BudgetPolicy(default_limit=1.0)
+    with pytest.raises(BudgetExceededError):
+        policy.admit("a", Task(weight=2.0))
+    with pytest.raises(BudgetExceededError):
+        policy.check("a", task_cost=3.0)
+    assert policy.alerts == [
+        {"agent_id": "a", "current": 0.0, "task_cost": 2.0, "limit": 1.0, "action": "reject"},
+        {"agent_id": "a", "current": 0.0, "task_cost": 3.0, "limit": 1.0, "action": "reject"},
+    ]
+
+
+def test_check_takes_task_cost_by_keyword_as_in_loco() -> None:
+    policy = BudgetPolicy(default_limit=10.0, on_exceeded="alert")
+    assert policy.check("a", task_cost=10.0) is True
+    assert policy.check("a", task_cost=Task(weight=11.0)) is False
+    assert policy.alerts[-1]["task_cost"] == 11.0
+    with pytest.raises(ConfigurationError, match="task_cost must be a finite number"):
+        policy.check("a", task_cost=-1.0)
+
+
+def test_record_adds_the_estimate_to_spend() -> None:
+    policy = BudgetPolicy(default_limit=10.0)
+    policy.record("a", Task(weight=2.0))
+    policy.record("a", Task(weight=2.0, cost=0.5))
+    assert policy.spent("a") == 2.5
+    assert policy.reserved("a") == 0.0

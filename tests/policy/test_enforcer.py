@@ -125,9 +125,9 @@ def test_add_remove_get() -> None:
     assert enforcer.policies == [budget]
     enforcer.policies.clear()  # a copy
     assert len(enforcer) == 1
-    with pytest.raises(KeyError, match="no policy named 'rate'"):
-        enforcer.remove_policy("rate")
+    assert enforcer.remove_policy("rate") is None  # as in LOCO: an unknown name is not an error
     assert enforcer.remove_policy("budget") is budget
+    assert enforcer.remove_policy("budget") is None
     with pytest.raises(TypeError, match="expected a proctor Policy"):
         enforcer.add_policy(object())  # type: ignore[arg-type]
 
@@ -135,3 +135,43 @@ def test_add_remove_get() -> None:
 def test_summary_uses_each_policy_summary() -> None:
     enforcer = PolicyEnforcer([RatePolicy(limits={"a": 1.0}), BudgetPolicy(default_limit=3.0)])
     assert enforcer.summary() == {"rate": {"type": "RatePolicy"}, "budget": {}}
+
+
+def test_check_all_reserves_and_record_all_settles() -> None:
+    budget = BudgetPolicy(default_limit=5.0)
+    rate = RatePolicy(limits={"a": 10.0})
+    enforcer = PolicyEnforcer([rate, budget])
+    task = Task(weight=2.0)
+    assert enforcer.check_all("a", task) == ["rate", "budget"]
+    assert budget.reserved("a") == 2.0  # held while the work runs, like a grant's
+    assert rate.remaining("a") == pytest.approx(9.0, abs=0.01)
+    enforcer.record_all("a", task)
+    assert (budget.reserved("a"), budget.spent("a")) == (0.0, 2.0)
+    enforcer.record_all("a", task)  # nothing checked is pending now: each policy's record()
+    assert budget.spent("a") == 4.0
+    assert not enforcer._checked
+
+
+def test_check_all_rolls_back_and_raises_the_first_rejection() -> None:
+    log: list[str] = []
+    budget = BudgetPolicy(default_limit=5.0)
+    enforcer = PolicyEnforcer([budget, Recorder("no", log, allow=False), Recorder("never", log)])
+    with pytest.raises(PolicyViolationError) as info:
+        enforcer.check_all("a", Task(weight=2.0))
+    assert info.value.policy_name == "no"
+    assert log == ["check no"]
+    assert budget.reserved("a") == 0.0
+    assert not enforcer._checked
+
+
+def test_record_all_settles_each_check_of_the_same_task_once() -> None:
+    log: list[str] = []
+    enforcer = PolicyEnforcer([Recorder("r", log)])
+    task = Task()
+    enforcer.check_all("a", task)
+    enforcer.check_all("a", task)
+    enforcer.check_all("b", task)
+    for agent in ("a", "b", "a"):
+        enforcer.record_all(agent, task)
+    assert log == ["check r"] * 3 + ["record r"] * 3
+    assert not enforcer._checked

@@ -1,12 +1,15 @@
 """AsyncLOCOScheduler keeps its invariants under random interleavings of every way a task can end.
 
 Each hypothesis example drives one scheduler through a script of steps: tasks
-acquire (with or without a timeout), are cancelled while they wait, are
-cancelled just as their slot is granted, time out just as their slot is
-granted, raise inside the body, are rejected by a policy, release, and the
-scheduler shuts down. The event loop runs on a virtual clock that moves only
-when the script says so, and the scheduler's own clock is that virtual clock,
-so an example replays exactly.
+acquire (with or without a timeout; with their own task, or serving their
+agent's queue; with ``async with`` or with ``acquire_start`` and
+``release_handle``), are cancelled while they wait, are cancelled just as their
+slot is granted, time out just as their slot is granted, raise inside the
+body, are rejected by a policy, release, and the scheduler shuts down; tasks
+are queued with ``submit_task``, and ``serve_oldest_task`` takes them. The
+event loop runs on a virtual clock that moves only when the script says so,
+and the scheduler's own clock is that virtual clock, so an example replays
+exactly.
 
 The loop is stepped one ``asyncio.sleep(0)`` at a time, and after every step:
 
@@ -18,8 +21,18 @@ The loop is stepped one ``asyncio.sleep(0)`` at a time, and after every step:
 - ``waiter_count`` covers every task that waits;
 - nobody is queued while a slot is free.
 
-Once the loop is idle after a step, no granted-but-not-resumed task is left
-and ``waiter_count`` is exactly the number of waiting tasks. At the end
+The task queues hold at every step too:
+
+- each agent's Qi in the waiter queue is its callers' weights plus its queued
+  tasks' weights (a caller serving the queue weighs nothing itself);
+- every submitted task is in exactly one place: queued, being run by a job
+  inside its body, completed, or dropped by a policy's rejection;
+- a queued task is checked by a policy at most once, and each agent's grants
+  take its queued tasks in the order they were submitted.
+
+Once the loop is idle after a step, no granted-but-not-resumed task is left,
+``waiter_count`` is exactly the number of waiting tasks, and each agent's
+promised tasks (``_claims``) are its waiting callers that serve the queue. At the end
 every task has finished with the outcome its script implies,
 ``holder_count == 0``, ``waiter_count == 0``, each admitted task was settled
 exactly once with its status, and the agents' counters add up.
@@ -29,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,9 +109,10 @@ class Job:
 
     number: int
     agent: str
-    task: Task
+    task: Task | None  # None: it serves its agent's queue, and learns its task at the policy check
     timeout: float | None
     verdict: str  # what the policy says: "allow", "false", "raise" or "bug"
+    split: bool = False  # acquire_start() and release_handle() instead of `async with`
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     fail: bool = False  # raise Boom when the gate opens
     runner: asyncio.Task[None] | None = None
@@ -120,7 +135,15 @@ class Gate(Policy):
 
     def check(self, agent_id: str, task: Task) -> bool:
         world = self.world
-        job = world.by_task[task.task_id]
+        job = world.by_runner[asyncio.current_task()]  # type: ignore[index]
+        if job.task is None:
+            # A caller serving the queue: its task is the oldest queued one, or a default one.
+            job.task = task
+            job.verdict = world.submitted.get(task.task_id, "allow")
+            if task.task_id in world.submitted:
+                world.claimed[agent_id].append(world.order[task.task_id])
+        assert task is job.task
+        world.checks[task.task_id] += 1
         job.checked += 1
         # The check runs after the grant and before the body: this job holds a slot already.
         assert not job.entered
@@ -158,8 +181,14 @@ class World:
             enforcer=PolicyEnforcer([self.gate]),
         )
         self.jobs: list[Job] = []
-        self.by_task: dict[str, Job] = {}
+        self.by_runner: dict[asyncio.Task[None], Job] = {}
         self.shutdowns: list[asyncio.Task[dict[str, int]]] = []
+        # The task queues: every submitted task, its verdict and number, and what happened to it.
+        self.submitted: dict[str, str] = {}
+        self.order: dict[str, int] = {}
+        self.queued_tasks: list[Task] = []
+        self.checks: Counter[str] = Counter()
+        self.claimed: dict[str, list[int]] = {agent: [] for agent in AGENTS}
 
     # What the test can see of each job.
 
@@ -210,6 +239,33 @@ class World:
         assert waiting <= resource.waiter_count <= waiting + len(self.leaving()), self.describe()
         if resource.waiter_count:  # nobody is queued while a slot is free
             assert holders == resource.capacity, self.describe()
+        self.check_queues(holding.task if holding is not None else None)
+
+    def check_queues(self, checking: Task | None) -> None:
+        """The task queues' invariants, between any two steps; ``checking``: the task a policy checks now."""
+        scheduler = self.scheduler
+        inside_tasks = {id(job.task) for job in self.inside()}
+        places: Counter[str] = Counter()
+        for agent_id, agent in scheduler.agents.items():
+            lane = scheduler._queue._lanes.get(agent_id)
+            callers = [entry.weight for entry in lane.entries] if lane is not None else []
+            expected = math.fsum(callers + [task.weight for task in agent._queued])
+            assert scheduler._queue.depth(agent_id) == expected, (agent_id, self.describe())
+            assert agent.queue_depth_weighted == math.fsum(task.weight for task in agent._queued)
+            assert agent._claims >= 0
+            # A task being run belongs to a job inside its body.
+            assert all(id(task) in inside_tasks for task in agent._serving), self.describe()
+            for task in (*agent._queued, *agent._serving, *agent._completed):
+                places[task.task_id] += 1
+        for task_id, verdict in self.submitted.items():
+            assert self.checks[task_id] <= 1
+            if checking is not None and task_id == checking.task_id:
+                assert places[task_id] == 0  # taken off the queue, not yet running
+                continue
+            dropped = self.checks[task_id] == 1 and verdict != "allow"
+            assert places[task_id] + dropped == 1, (task_id, places[task_id], dropped)
+        for numbers in self.claimed.values():
+            assert numbers == sorted(numbers)  # oldest first
 
     def check_idle(self) -> None:
         """Invariants once every job has run as far as it can."""
@@ -220,6 +276,11 @@ class World:
         assert resource.waiter_count == len(self.waiting())
         if self.scheduler._closed:
             assert resource.waiter_count == 0
+        # Each waiting caller that serves the queue is promised one queued task, and only those.
+        for agent_id, agent in self.scheduler.agents.items():
+            lane = self.scheduler._queue._lanes.get(agent_id)
+            callers = sum(entry.weight == 0.0 for entry in lane.entries) if lane is not None else 0
+            assert agent._claims == callers, (agent_id, agent._claims, callers)
 
     def describe(self) -> str:
         return (
@@ -245,27 +306,58 @@ class World:
     def advance(self, seconds: float) -> None:
         self.loop.now += seconds
 
-    def spawn(self, agent: str, weight: float, timeout: float | None, verdict: str) -> Job:
-        task = Task(weight=weight)
-        job = Job(len(self.jobs), agent, task, timeout, verdict)
+    def spawn(
+        self,
+        agent: str,
+        weight: float,
+        timeout: float | None,
+        verdict: str,
+        from_queue: bool = False,
+        split: bool = False,
+    ) -> Job:
+        task = None if from_queue else Task(weight=weight)
+        job = Job(len(self.jobs), agent, task, timeout, verdict, split)
         self.jobs.append(job)
-        self.by_task[task.task_id] = job
         job.runner = asyncio.get_running_loop().create_task(self.work(job))
+        self.by_runner[job.runner] = job
         return job
 
-    async def work(self, job: Job) -> None:
+    async def submit(self, agent: str, weight: float, verdict: str) -> None:
+        task = Task(weight=weight)
         try:
-            async with self.scheduler.acquire(job.agent, job.task, timeout=job.timeout):
-                job.entered = job.inside = True
+            await self.scheduler.submit_task(agent, task)
+        except ShutdownError:
+            return
+        self.submitted[task.task_id] = verdict
+        self.order[task.task_id] = len(self.order)
+        self.queued_tasks.append(task)
+
+    async def body(self, job: Job) -> None:
+        job.entered = job.inside = True
+        try:
+            await job.gate.wait()
+            if job.fail:
+                raise Boom(job.number)
+        except asyncio.CancelledError:
+            job.cancelled_in_body = True
+            raise
+        finally:
+            job.inside = False
+
+    async def work(self, job: Job) -> None:
+        scheduler = self.scheduler
+        try:
+            if job.split:
+                grant = await scheduler.acquire_start(job.agent, job.task, timeout=job.timeout)
                 try:
-                    await job.gate.wait()
-                    if job.fail:
-                        raise Boom(job.number)
-                except asyncio.CancelledError:
-                    job.cancelled_in_body = True
-                    raise
+                    await self.body(job)
                 finally:
-                    job.inside = False
+                    await scheduler.release_handle(grant)
+                    assert grant.released
+                    await scheduler.release_handle(grant)  # a second release does nothing
+            else:
+                async with scheduler.acquire(job.agent, job.task, timeout=job.timeout):
+                    await self.body(job)
             job.outcome = "ok"
         except Boom:
             job.outcome = "raised"
@@ -292,7 +384,10 @@ verdicts = st.sampled_from(["allow"] * 5 + ["false", "raise", "bug"])
 index = st.integers(0, 63)
 
 STEP_ARGS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
-    "acquire": st.tuples(st.sampled_from(AGENTS), weights, timeouts, verdicts),
+    # agent, weight, timeout, verdict, serves the agent's queue, split API
+    "acquire": st.tuples(st.sampled_from(AGENTS), weights, timeouts, verdicts, st.booleans(), st.booleans()),
+    "submit": st.tuples(st.sampled_from(AGENTS), weights, verdicts),
+    "serve": st.tuples(st.sampled_from(AGENTS)),
     "release": st.tuples(index, st.booleans()),
     "cancel_waiting": st.tuples(index),
     "cancel_inside": st.tuples(index),
@@ -306,6 +401,8 @@ STEP_ARGS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
 # half of the scripts have none.
 STEP_WEIGHTS = {
     "acquire": 16,
+    "submit": 6,
+    "serve": 2,
     "release": 8,
     "cancel_waiting": 4,
     "cancel_inside": 2,
@@ -328,6 +425,12 @@ async def run_step(world: World, step: tuple[Any, ...]) -> None:
     kind = step[0]
     if kind == "acquire":
         world.spawn(*step[1:])
+    elif kind == "submit":
+        await world.submit(*step[1:])
+    elif kind == "serve":
+        # Inside a body, this takes that body's task; elsewhere, the oldest waiting one.
+        if step[1] in world.scheduler.agents:
+            world.scheduler.get_agent(step[1]).serve_oldest_task()
     elif kind == "release":
         job = pick(world.inside(), step[1])
         if job is not None:
@@ -383,7 +486,7 @@ async def drain(world: World) -> None:
     assert all(job.runner is not None and job.runner.done() for job in world.jobs), world.describe()
     for shutdown in world.shutdowns:
         assert shutdown.done(), "shutdown() did not return after the last holder left"
-        assert shutdown.result()["holders_remaining"] == 0
+        assert shutdown.result()["active_holders"] == 0
 
 
 def check_end(world: World, capacity: int) -> None:
@@ -396,6 +499,10 @@ def check_end(world: World, capacity: int) -> None:
     settled = Counter(task_id for task_id, _, _ in world.gate.settled)
     statuses = {task_id: status for task_id, status, _ in world.gate.settled}
     assert not world.gate.errors, world.gate.errors
+    for agent in world.scheduler.agents.values():
+        assert agent._claims == 0
+        assert not agent._serving  # every grant completed its task
+        assert world.scheduler._queue.depth(agent.agent_id) == agent.queue_depth_weighted
     for job in world.jobs:
         runner = job.runner
         assert runner is not None
@@ -411,13 +518,18 @@ def check_end(world: World, capacity: int) -> None:
         if job.checked and job.verdict != "allow":
             assert job.outcome == ("policy-bug" if job.verdict == "bug" else "rejected")
         if job.entered:
+            assert job.task is not None
             assert job.outcome in ("ok", "raised", "cancelled")
             assert settled[job.task.task_id] == 1
             expected = {"ok": Status.SUCCESS, "raised": Status.ERROR, "cancelled": Status.CANCELLED}
-            assert statuses[job.task.task_id] == expected[job.outcome]
+            # release_handle() is not told how the work ended: it settles a success.
+            status = Status.SUCCESS if job.split else expected[job.outcome]
+            assert statuses[job.task.task_id] == status
             assert job.cancelled_in_body == (job.outcome == "cancelled")
+            if job.task.task_id in world.submitted:
+                assert job.task in world.scheduler.get_agent(job.agent).completed_tasks
         else:
-            assert settled[job.task.task_id] == 0
+            assert job.task is None or settled[job.task.task_id] == 0
             assert job.outcome not in ("ok", "raised")
         if job.outcome == "timeout":
             assert job.timeout is not None
@@ -431,6 +543,11 @@ def check_end(world: World, capacity: int) -> None:
     assert sum(s.cancelled for s in stats) == sum(job.outcome == "cancelled" for job in queued)
 
     # What this example exercised (pytest --hypothesis-show-statistics lists it).
+    for job in world.jobs:
+        if job.task is not None and job.task.task_id in world.submitted:
+            event(f"queued task {'run' if job.entered else 'rejected'}{' (split)' if job.split else ''}")
+    if any(world.checks[task_id] == 0 for task_id in world.submitted):
+        event("queued task left at the end")
     for job in queued:
         future = world.loop.latest_future[job.runner]
         handed_over = not future.cancelled() and future.exception() is None
@@ -580,6 +697,6 @@ def test_concurrent_shutdowns_all_return() -> None:
         await asyncio.sleep(0)
         release.set()
         results = await finish(first, second, held)
-        assert [r["holders_remaining"] for r in results[:2]] == [0, 0]
+        assert [r["active_holders"] for r in results[:2]] == [0, 0]
 
     asyncio.run(scenario())

@@ -185,7 +185,7 @@ def test_shutdown_turns_waiters_away_and_refuses_new_work() -> None:
         await asyncio.sleep(0)
         asyncio.get_running_loop().call_later(0.01, gate.set)
         report = await scheduler.shutdown(timeout=5.0)
-        assert report == {"waiters_turned_away": 1, "holders_remaining": 0}
+        assert report == {"cancelled_waiters": 1, "active_holders": 0}
         with pytest.raises(ShutdownError):
             await waiter
         await holder
@@ -203,7 +203,7 @@ def test_shutdown_reports_holders_that_outlast_the_timeout() -> None:
         gate = asyncio.Event()
         holder = asyncio.create_task(_hold(scheduler, "holder", gate))
         await asyncio.sleep(0)
-        assert await scheduler.shutdown(timeout=0.01) == {"waiters_turned_away": 0, "holders_remaining": 1}
+        assert await scheduler.shutdown(timeout=0.01) == {"cancelled_waiters": 0, "active_holders": 1}
         gate.set()
         await holder
         assert scheduler.resource.holder_count == 0

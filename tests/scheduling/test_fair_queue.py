@@ -1,4 +1,8 @@
-"""FairQueue.pop against a brute-force computation of L(i), over random push / remove / pop sequences."""
+"""FairQueue.pop against a brute-force computation of L(i), over random push / remove / pop sequences.
+
+The sequences also queue and unqueue backlog tasks (``submit_task()``'s queue),
+which count in Qi and Dmax_i, and push callers of weight 0 that serve them.
+"""
 
 from __future__ import annotations
 
@@ -25,13 +29,26 @@ steps = st.one_of(st.just(0.0), st.sampled_from([0.5, 1.0, 3.0]), st.floats(0.0,
 
 OP_ARGS: dict[str, st.SearchStrategy[tuple]] = {
     "push": st.tuples(st.sampled_from(AGENTS), weights),
+    "push_caller": st.tuples(st.sampled_from(AGENTS)),  # weight 0: it serves the backlog
+    "submit": st.tuples(st.sampled_from(AGENTS), weights),
+    "unqueue": st.tuples(st.sampled_from(AGENTS)),
     "pop": st.tuples(),
     "remove": st.tuples(st.integers(0, 1000)),
     "remove_gone": st.tuples(st.integers(0, 1000)),
     "tick": st.tuples(steps),
     "forget": st.tuples(st.sampled_from(AGENTS)),
 }
-OP_WEIGHTS = {"push": 6, "pop": 4, "remove": 2, "remove_gone": 1, "tick": 3, "forget": 1}
+OP_WEIGHTS = {
+    "push": 6,
+    "push_caller": 2,
+    "submit": 3,
+    "unqueue": 2,
+    "pop": 4,
+    "remove": 2,
+    "remove_gone": 1,
+    "tick": 3,
+    "forget": 1,
+}
 ops = st.sampled_from([kind for kind, n in OP_WEIGHTS.items() for _ in range(n)]).flatmap(
     lambda kind: OP_ARGS[kind].map(lambda args: (kind, *args))
 )
@@ -39,10 +56,12 @@ ops = st.sampled_from([kind for kind, n in OP_WEIGHTS.items() for _ in range(n)]
 
 @dataclass
 class Model:
-    """What the queue should hold: the waiting entries in arrival order."""
+    """What the queue should hold: the waiting entries in arrival order, and each agent's backlog."""
 
     alpha: float
     waiting: list[Entry] = field(default_factory=list)
+    # Each agent's queued tasks as (arrived, weight), oldest first.
+    backlog: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     order: dict[int, int] = field(default_factory=dict)  # id(entry) -> push number
     pushes: int = 0
 
@@ -60,17 +79,27 @@ class Model:
             lanes.setdefault(entry.agent_id, []).append(entry)
         return lanes
 
+    def depth(self, agent: str) -> float:
+        """Qi: the callers' weights and the backlog's."""
+        entries = self.by_agent().get(agent, [])
+        return math.fsum([e.weight for e in entries] + [w for _, w in self.backlog.get(agent, [])])
+
+    def oldest(self, agent: str) -> float:
+        """Where Dmax_i starts: the oldest caller or backlog task."""
+        entries = self.by_agent().get(agent, [])
+        return min([e.arrived for e in entries[:1]] + [t for t, _ in self.backlog.get(agent, [])[:1]])
+
     def expected_pop(self, now: float) -> Entry:
-        """The spec, computed the slow way: the oldest request of the agent with the highest L(i)."""
-        lanes = self.by_agent()
-        q = {agent: math.fsum(e.weight for e in entries) for agent, entries in lanes.items()}
-        d = {agent: now - entries[0].arrived for agent, entries in lanes.items()}
+        """The spec, computed the slow way: the oldest caller of the agent with the highest L(i)."""
+        lanes = self.by_agent()  # only agents with a caller compete
+        q = {agent: self.depth(agent) for agent in lanes}
+        d = {agent: now - self.oldest(agent) for agent in lanes}
         max_q = max(q.values())
         max_d = max(d.values())
 
         def load(agent: str) -> float:
             wait_term = (1 - self.alpha) * d[agent] / max_d if max_d > 0 else 0.0
-            return self.alpha * q[agent] / max_q + wait_term
+            return (self.alpha * q[agent] / max_q if max_q > 0 else 0.0) + wait_term
 
         # Highest L(i); ties to the longest wait, then to the earliest arrival.
         best = max(lanes, key=lambda agent: (load(agent), d[agent], -self.order[id(lanes[agent][0])]))
@@ -84,8 +113,8 @@ def check_bookkeeping(queue: FairQueue[Entry], model: Model, gone: list[Entry]) 
     for agent in AGENTS:
         entries = lanes.get(agent, [])
         assert queue.waiting(agent) == len(entries)
-        assert queue.depth(agent) == math.fsum(e.weight for e in entries)
-        assert queue.oldest(agent) == (entries[0].arrived if entries else None)
+        assert queue.depth(agent) == model.depth(agent)
+        assert queue.oldest(agent) == (model.oldest(agent) if entries else None)
     assert all(entry.queued for entry in model.waiting)
     assert not any(entry.queued for entry in gone)
     # The lazily deleted heap items are counted right, so compaction keeps memory bounded.
@@ -109,10 +138,19 @@ def test_pop_follows_the_load_function(alpha: float, script: list[tuple]) -> Non
     now = 0.0
     for op in script:
         kind = op[0]
-        if kind == "push":
-            entry = Entry(op[1], op[2], now)
+        if kind in ("push", "push_caller"):
+            entry = Entry(op[1], op[2] if kind == "push" else 0.0, now)
             queue.push(entry)
             model.push(entry)
+        elif kind == "submit":
+            backlog = model.backlog.setdefault(op[1], [])
+            backlog.append((now, op[2]))
+            queue.add_backlog(op[1], op[2], backlog[0][0])
+        elif kind == "unqueue":
+            backlog = model.backlog.get(op[1], [])
+            if backlog:
+                _, weight = backlog.pop(0)
+                queue.remove_backlog(op[1], weight, backlog[0][0] if backlog else math.inf)
         elif kind == "pop":
             if model.waiting:
                 expected = model.expected_pop(now)
@@ -134,8 +172,9 @@ def test_pop_follows_the_load_function(alpha: float, script: list[tuple]) -> Non
                 assert queue.remove(gone[op[1] % len(gone)]) is False
         elif kind == "tick":
             now += op[1]
-        elif kind == "forget":
+        elif kind == "forget" and not model.by_agent().get(op[1]):  # only agents without callers
             queue.forget(op[1])
+            model.backlog.pop(op[1], None)
         check_bookkeeping(queue, model, gone)
 
     # Draining serves everything in L(i) order and leaves the queue empty.
@@ -158,3 +197,29 @@ def test_equal_depths_reached_by_different_histories_tie() -> None:
     assert queue.pop(2.0) is first  # Qa = 4.4 > Qb = 3.3
     assert queue.depth("a") == queue.depth("b") == 3.3
     assert queue.pop(2.0).agent_id == "b"  # equal Qi: b has waited longer
+
+
+def test_the_backlog_counts_in_qi_and_dmax_but_only_callers_compete() -> None:
+    queue: FairQueue[Entry] = FairQueue(alpha=1.0)
+    queue.add_backlog("deep", 1.0, 0.0)
+    queue.add_backlog("deep", 1.0, 0.0)
+    queue.add_backlog("deep", 1.0, 0.0)
+    assert queue.depth("deep") == 3.0
+    assert not queue  # a backlog without a caller waits for nobody
+    shallow = Entry("shallow", 2.0, 1.0)
+    queue.push(shallow)
+    caller = Entry("deep", 0.0, 2.0)
+    queue.push(caller)
+    assert queue.scores(3.0) == {"shallow": 2.0 / 3.0, "deep": 1.0}
+    assert queue.pop(3.0) is caller  # Qi 3 against 2, though its caller came later
+    queue.remove_backlog("deep", 1.0, 0.0)
+    assert queue.depth("deep") == 2.0
+    assert queue.pop(3.0) is shallow
+    # With alpha 0, the backlog's oldest task is where Dmax starts.
+    queue = FairQueue(alpha=0.0)
+    queue.push(Entry("early", 1.0, 1.0))
+    queue.add_backlog("late", 1.0, 0.0)
+    late = Entry("late", 0.0, 2.0)
+    queue.push(late)
+    assert queue.oldest("late") == 0.0
+    assert queue.pop(3.0) is late

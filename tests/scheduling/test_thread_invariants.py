@@ -4,7 +4,9 @@ The scripted test (hypothesis) starts one thread per acquire and moves each
 one on with a ``threading.Event``: threads wait with and without (short,
 real) timeouts, some of which expire around a release, raise inside the
 body, are rejected or crashed by a policy, release, and the scheduler shuts
-down, once or twice at the same time. Each thread reports where it is under
+down, once or twice at the same time. Tasks are queued with ``submit_task``
+between the steps, and some threads acquire without a task, serving their
+agent's queue. Each thread reports where it is under
 one condition lock; while it holds that lock the test reads the scheduler's
 counters under the scheduler's own lock, so every observation is a
 consistent snapshot. At every observation:
@@ -13,13 +15,17 @@ consistent snapshot. At every observation:
 - every thread inside its body holds a slot, and every other slot is held
   by a thread on its way in or out (none has leaked);
 - every queued thread is one that called acquire() and has not come back;
-- nobody is queued while a slot is free.
+- nobody is queued while a slot is free;
+- each agent's Qi is its callers' weights plus its queued tasks' weights,
+  and no submitted task is in two places (queued, being run, completed,
+  dropped by a rejection).
 
 After each step the test waits until every thread has run as far as it can
 (each one inside its body, queued, or finished: ``holder_count == inside``
 and ``waiter_count ==`` the threads still in acquire()). At the end every thread has finished with the outcome
-its script implies, nothing is held or queued, and each admitted task was
-settled once with its status.
+its script implies, nothing is held or queued, each admitted task was
+settled once with its status, and every submitted task is in exactly one
+place.
 
 Real timeouts only sometimes expire just as the slot is handed over, so
 three tests make that race happen every time, with a stand-in for the
@@ -28,11 +34,14 @@ keeps it), while a shutdown fails it, or with nothing crossing it.
 
 The stress test runs 32 threads through a few thousand random acquire /
 release / timeout / raise / reject operations while a monitor thread samples
-``holder_count``, and counts the bodies running at once under a lock.
+``holder_count``, and counts the bodies running at once under a lock; a
+second one mixes in ``submit_task``, ``acquire()`` serving the queue,
+``serve_oldest_task`` and the split API.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 import threading
@@ -76,7 +85,7 @@ class Job:
 
     number: int
     agent: str
-    task: Task
+    task: Task | None  # None: it serves its agent's queue, and learns its task at the policy check
     timeout: float | None
     verdict: str  # what the policy says: "allow", "false", "raise" or "bug"
     gate: threading.Event = field(default_factory=threading.Event)
@@ -100,8 +109,13 @@ class Gate(Policy):
 
     def check(self, agent_id: str, task: Task) -> bool:
         world = self.world
-        job = world.by_task[task.task_id]
         with world.cond:
+            job = world.by_thread[threading.current_thread()]
+            if job.task is None:  # serving the queue: the oldest queued task, or a default one
+                job.task = task
+                job.verdict = world.submitted.get(task.task_id, "allow")
+            world.expect(task is job.task, f"job {job.number} checked another job's task")
+            world.checks[task.task_id] += 1
             job.checked += 1
             # After the grant, before the body: every thread inside holds a slot, and so does this one.
             world.expect(job.state == "acquiring", f"job {job.number} checked in state {job.state}")
@@ -131,7 +145,9 @@ class World:
         )
         self.cond = threading.Condition()
         self.jobs: list[Job] = []
-        self.by_task: dict[str, Job] = {}
+        self.by_thread: dict[threading.Thread, Job] = {}
+        self.submitted: dict[str, str] = {}  # queued task -> its verdict
+        self.checks: Counter[str] = Counter()
         self.shutdowns: list[threading.Thread] = []
         self.shutdown_results: list[dict[str, int]] = []
         self.errors: list[str] = []  # broken invariants seen from other threads
@@ -169,10 +185,28 @@ class World:
             if waiters:  # nobody waits while a slot is free
                 assert holders == self.resource.capacity, self.describe()
             assert not self.errors, self.errors
+            self.check_queues(exact=False)
             settled = not self.in_state("new", "leaving") and holders == inside and waiters == acquiring
             if settled and self.scheduler._closed:
                 assert waiters == 0, self.describe()
             return settled
+
+    def check_queues(self, exact: bool) -> None:
+        """Qi, and where each submitted task is; ``exact``: no thread is between claiming and running one."""
+        scheduler = self.scheduler
+        places: Counter[str] = Counter()
+        for agent_id, agent in scheduler._agents.items():
+            lane = scheduler._queue._lanes.get(agent_id)
+            callers = [entry.weight for entry in lane.entries] if lane is not None else []
+            expected = math.fsum(callers + [task.weight for task in agent._queued])
+            assert scheduler._queue.depth(agent_id) == expected, agent_id
+            for task in (*agent._queued, *agent._serving, *agent._completed):
+                places[task.task_id] += 1
+        for task_id, verdict in self.submitted.items():
+            assert self.checks[task_id] <= 1
+            dropped = self.checks[task_id] == 1 and verdict != "allow"
+            found = places[task_id] + dropped
+            assert found == 1 if exact else found <= 1, (task_id, places[task_id], dropped)
 
     def settle(self) -> None:
         deadline = time.monotonic() + SETTLE_LIMIT
@@ -193,15 +227,23 @@ class World:
             job.state = state
             self.cond.notify_all()
 
-    def spawn(self, agent: str, weight: float, timeout: float | None, verdict: str) -> Job:
-        task = Task(weight=weight)
-        job = Job(len(self.jobs), agent, task, timeout, verdict)
+    def spawn(self, agent: str, weight: float, timeout: float | None, verdict: str, from_queue: bool) -> Job:
+        job = Job(len(self.jobs), agent, None if from_queue else Task(weight=weight), timeout, verdict)
+        job.thread = threading.Thread(target=self.work, args=(job,), daemon=True)
         with self.cond:
             self.jobs.append(job)
-            self.by_task[task.task_id] = job
-        job.thread = threading.Thread(target=self.work, args=(job,), daemon=True)
+            self.by_thread[job.thread] = job
         job.thread.start()
         return job
+
+    def submit(self, agent: str, weight: float, verdict: str) -> None:
+        task = Task(weight=weight)
+        with self.cond:  # recorded before any thread can check it
+            self.submitted[task.task_id] = verdict
+            try:
+                self.scheduler.submit_task(agent, task)
+            except ShutdownError:
+                del self.submitted[task.task_id]
 
     def work(self, job: Job) -> None:
         self.move(job, "acquiring")
@@ -261,7 +303,9 @@ verdicts = st.sampled_from(["allow"] * 5 + ["false", "raise", "bug"])
 index = st.integers(0, 63)
 
 STEP_ARGS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
-    "acquire": st.tuples(st.sampled_from(AGENTS), weights, timeouts, verdicts),
+    # agent, weight, timeout, verdict, serves the agent's queue
+    "acquire": st.tuples(st.sampled_from(AGENTS), weights, timeouts, verdicts, st.booleans()),
+    "submit": st.tuples(st.sampled_from(AGENTS), weights, verdicts),
     "release": st.tuples(index, st.booleans()),
     # Sleep about as long as a short timeout, then release: the slot and the timeout may cross.
     "release_late": st.tuples(index, st.sampled_from([0.0005, 0.001, 0.003])),
@@ -269,7 +313,7 @@ STEP_ARGS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "shutdown": st.tuples(st.integers(1, 2)),
 }
 # Weighted: a shutdown ends the admission of new work, so about half of the scripts have none.
-STEP_WEIGHTS = {"acquire": 20, "release": 10, "release_late": 8, "pause": 4, "shutdown": 1}
+STEP_WEIGHTS = {"acquire": 20, "submit": 6, "release": 10, "release_late": 8, "pause": 4, "shutdown": 1}
 steps = st.sampled_from([kind for kind, n in STEP_WEIGHTS.items() for _ in range(n)]).flatmap(
     lambda kind: STEP_ARGS[kind].map(lambda args: (kind, *args))
 )
@@ -283,6 +327,8 @@ def run_step(world: World, step: tuple[Any, ...]) -> None:
     kind = step[0]
     if kind == "acquire":
         world.spawn(*step[1:])
+    elif kind == "submit":
+        world.submit(*step[1:])
     elif kind in ("release", "release_late"):
         with world.cond:
             job = pick(world.inside(), step[1])
@@ -320,7 +366,7 @@ def drain(world: World) -> None:
     for thread in world.shutdowns:
         thread.join(SETTLE_LIMIT)
         assert not thread.is_alive(), "shutdown() did not return after the last holder left"
-    assert all(result["holders_remaining"] == 0 for result in world.shutdown_results)
+    assert all(result["active_holders"] == 0 for result in world.shutdown_results)
 
 
 def check_end(world: World, capacity: int) -> None:
@@ -330,6 +376,12 @@ def check_end(world: World, capacity: int) -> None:
     assert resource.available_slots == capacity
     assert len(world.scheduler._queue) == 0
     assert not world.errors, world.errors
+
+    with world.snapshot():
+        world.check_queues(exact=True)
+    for agent in world.scheduler.agents.values():
+        assert agent._claims == 0
+        assert not agent._serving
 
     settled = Counter(task_id for task_id, _ in world.gate.settled)
     statuses = dict(world.gate.settled)
@@ -342,11 +394,14 @@ def check_end(world: World, capacity: int) -> None:
         if job.checked and job.verdict != "allow":
             assert job.outcome == ("policy-bug" if job.verdict == "bug" else "rejected")
         if job.entered:
+            assert job.task is not None
             assert job.outcome in ("ok", "raised")
             assert settled[job.task.task_id] == 1
             assert statuses[job.task.task_id] == (Status.SUCCESS if job.outcome == "ok" else Status.ERROR)
+            if job.task.task_id in world.submitted:
+                assert job.task in world.scheduler.get_agent(job.agent).completed_tasks
         else:
-            assert settled[job.task.task_id] == 0
+            assert job.task is None or settled[job.task.task_id] == 0
         if job.outcome == "timeout":
             assert job.timeout is not None
         event(f"outcome {job.outcome}")
@@ -447,7 +502,7 @@ def test_timeout_that_crosses_a_shutdown_leaves_nothing_behind() -> None:
         scheduler.acquire("b", timeout=1.0),
     ):
         pass
-    assert reports == [{"waiters_turned_away": 1, "holders_remaining": 1}]
+    assert reports == [{"cancelled_waiters": 1, "active_holders": 1}]
     assert (resource.holder_count, resource.waiter_count) == (1, 0)
     holder.__exit__(None, None, None)
     assert (resource.holder_count, resource.waiter_count) == (0, 0)
@@ -587,7 +642,7 @@ def test_stress_many_threads(capacity: int, shutdown_midway: bool) -> None:
                         break
                 time.sleep(0.001)
             report = scheduler.shutdown(timeout=SETTLE_LIMIT)
-            assert report["holders_remaining"] == 0
+            assert report["active_holders"] == 0
         for thread in workers:
             thread.join(60)
         stop.set()
@@ -612,3 +667,100 @@ def test_stress_many_threads(capacity: int, shutdown_midway: bool) -> None:
     assert sum(s.timed_out for s in stats) == outcomes["timeout"]
     if shutdown_midway:
         assert outcomes["shutdown"] > 0
+
+
+class Checked(Policy):
+    """Records every task it checks, then rejects (by returning False or raising) or crashes as chosen."""
+
+    name = "checked"
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.checks: Counter[str] = Counter()
+
+    def check(self, agent_id: str, task: Task) -> bool:
+        with self.lock:
+            self.checks[task.task_id] += 1
+        return RandomVerdict().check(agent_id, task)
+
+
+def test_stress_task_queues() -> None:
+    """Threads queue tasks, serve them with and without ``acquire()``, and use the split API, all at once."""
+    threads_n, ops_per_thread, capacity = 24, 120, 2
+    resource = SharedResource("llm_api", capacity=capacity)
+    checked = Checked()
+    scheduler = LOCOScheduler(None, resource, alpha=0.5, enforcer=PolicyEnforcer([checked]))
+    lock = threading.Lock()
+    submitted: dict[str, str] = {}  # task id -> task type
+    problems: list[str] = []
+    outcomes: Counter[str] = Counter()
+    served_ids: Counter[str] = Counter()  # what serve_oldest_task() returned
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(ops_per_thread):
+            agent_id = rng.choice(AGENTS)
+            op = rng.choices(["submit", "acquire", "split", "serve"], [5, 6, 2, 1])[0]
+            try:
+                if op == "submit":
+                    task = Task(task_type=rng.choices(["ok", "reject", "raise", "bug"], [14, 2, 2, 1])[0])
+                    with lock:
+                        submitted[task.task_id] = task.task_type
+                    scheduler.submit_task(agent_id, task)
+                elif op == "serve":
+                    served = scheduler.get_agent(agent_id).serve_oldest_task()
+                    if served is not None:
+                        with lock:
+                            served_ids[served.task_id] += 1
+                elif op == "split":
+                    grant = scheduler.acquire_start(agent_id, timeout=rng.choice([None, 0.001]))
+                    time.sleep(0)
+                    scheduler.release_handle(grant)
+                    scheduler.release_handle(grant)
+                else:
+                    with scheduler.acquire(agent_id, timeout=rng.choice([None, None, 0.0, 0.001])) as grant:
+                        if rng.random() < 0.3:
+                            served = scheduler.get_agent(agent_id).serve_oldest_task()
+                            if served is not None:
+                                with lock:
+                                    served_ids[served.task_id] += 1
+                        time.sleep(rng.choice([0.0, 0.0, 0.0002]))
+                        if rng.random() < 0.1:
+                            raise Boom
+                outcome = op
+            except (Boom, PolicyViolationError, PolicyBug, TimeoutError, KeyError) as exc:
+                outcome = type(exc).__name__
+            except BaseException as exc:
+                outcome = "unexpected"
+                problems.append(repr(exc))
+            with lock:
+                outcomes[outcome] += 1
+
+    workers = [threading.Thread(target=worker, args=(seed,), daemon=True) for seed in range(threads_n)]
+    with fast_thread_switches():
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join(60)
+    assert not any(thread.is_alive() for thread in workers), "a worker never came back: a stranded waiter"
+    assert not problems, problems[:5]
+    assert sum(outcomes.values()) == threads_n * ops_per_thread
+    assert (resource.holder_count, resource.waiter_count, len(scheduler._queue)) == (0, 0, 0)
+
+    # Every submitted task is in exactly one place; none was checked twice.
+    places: Counter[str] = Counter()
+    for agent_id, agent in scheduler.agents.items():
+        assert agent._claims == 0
+        assert not agent._serving
+        assert scheduler._queue.depth(agent_id) == agent.queue_depth_weighted
+        for task in (*agent._queued, *agent._completed):
+            places[task.task_id] += 1
+    served_from_queue = 0
+    for task_id, task_type in submitted.items():
+        assert checked.checks[task_id] <= 1
+        dropped = checked.checks[task_id] == 1 and task_type != "ok"
+        assert places[task_id] + dropped == 1, (task_id, task_type)
+        served_from_queue += checked.checks[task_id]
+    assert served_from_queue > 0
+    assert outcomes["serve"] > 0
+    assert max(served_ids.values()) == 1  # no task is handed out twice

@@ -104,7 +104,7 @@ def test_timeout_and_shutdown() -> None:
     waiter = start(wait_forever)
     wait_until(lambda: scheduler.resource.waiter_count == 1)
     threading.Timer(0.05, gate.set).start()
-    assert scheduler.shutdown(timeout=5.0) == {"waiters_turned_away": 1, "holders_remaining": 0}
+    assert scheduler.shutdown(timeout=5.0) == {"cancelled_waiters": 1, "active_holders": 0}
     holder.join(5)
     waiter.join(5)
     assert outcomes == ["shutdown"]

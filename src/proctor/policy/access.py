@@ -25,17 +25,21 @@ class AccessPolicy(Policy):
     """Allows an agent a task only if it may see every label on the task's data.
 
     Open by default: agents without a rule may handle anything, and tasks
-    without labels pass. For an agent with a rule, every label value on the
-    task (under ``input``, ``output`` or any other key) must be in its list.
+    without labels pass. For an agent whose rule has ``labels``, every label
+    value on the task (under ``input``, ``output`` or any other key) must be
+    in that list: set membership, with no order between labels.
 
     Parameters:
         rules: by agent, ``{"labels": [allowed label values]}``; labels are
-            ``SecurityLabel`` members or their string values.
+            ``SecurityLabel`` members or their string values. A rule without
+            ``labels`` (or with ``None``) restricts nothing. ``"resources"``
+            is accepted, as LOCO reserves it, but not enforced: a warning
+            says so.
     """
 
     name = "access"
 
-    def __init__(self, rules: Mapping[str, Mapping[str, Iterable[Any]]]) -> None:
+    def __init__(self, rules: Mapping[str, Mapping[str, Iterable[Any] | None]]) -> None:
         if isinstance(rules, set) and rules == {...}:
             # The seed's docs write ``AccessPolicy(rules={...})`` as a placeholder; that is a
             # set holding Ellipsis. Take it as "no rules yet" rather than fail the example.
@@ -45,22 +49,28 @@ class AccessPolicy(Policy):
             raise ConfigurationError(f"rules must be a mapping of agent to rule, got {type(rules).__name__}")
         self._allowed: dict[str, frozenset[str]] = {}
         for agent, rule in rules.items():
-            if not isinstance(rule, Mapping) or "labels" not in rule:
+            if not isinstance(rule, Mapping):
                 raise ConfigurationError(
-                    f"rule for agent {agent!r} must be a mapping with a 'labels' list, got {rule!r}"
+                    f"rule for agent {agent!r} must be a mapping such as {{'labels': [...]}}, got {rule!r}"
                 )
-            unknown = set(rule) - {"labels"}
+            unknown = set(rule) - {"labels", "resources"}
             if unknown:
                 raise ConfigurationError(
-                    f"rule for agent {agent!r} has unknown keys {sorted(unknown)}; the only key is 'labels'"
+                    f"rule for agent {agent!r} has unknown keys {sorted(unknown)}; use 'labels'"
                 )
-            labels = rule["labels"]
+            if "resources" in rule:
+                logger.warning(
+                    "AccessPolicy: the 'resources' of agent %r are not enforced; only 'labels' are", agent
+                )
+            labels = rule.get("labels")
+            if labels is None:
+                continue
             if isinstance(labels, (str, bytes)) or not isinstance(labels, Iterable):
                 raise ConfigurationError(f"labels of agent {agent!r} must be a list, got {labels!r}")
             self._allowed[agent] = frozenset(_label_value(label) for label in labels)
 
     def allowed_labels(self, agent_id: str) -> frozenset[str] | None:
-        """The label values ``agent_id`` may handle; None when it has no rule (anything goes)."""
+        """The label values ``agent_id`` may handle; None when no rule limits its labels (anything goes)."""
         return self._allowed.get(agent_id)
 
     def admit(self, agent_id: str, task: Task) -> Decision:

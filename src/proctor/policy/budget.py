@@ -61,7 +61,7 @@ class BudgetPolicy(Policy):
             ``"reject"`` raises ``BudgetExceededError``; ``"alert"`` lets it run
             and logs a warning; ``"downgrade"`` lets it run with
             ``grant.downgraded = True`` so the caller can switch to a cheaper
-            model. Both of the last two keep an entry in ``alerts``.
+            model. Every mode keeps an entry in ``alerts``.
         period: when spend starts over: ``"hour"``, ``"day"`` or ``"month"``
             (calendar boundaries in ``timezone``) or a number of seconds
             (fixed windows counted from the Unix epoch); None never.
@@ -150,25 +150,42 @@ class BudgetPolicy(Policy):
 
     @property
     def alerts(self) -> list[dict[str, Any]]:
-        """The latest over-limit events (at most 100), oldest first."""
+        """The latest over-limit events in every mode (at most 100), oldest first.
+
+        Each is ``{"agent_id", "current", "task_cost", "limit", "action"}``,
+        ``action`` being the mode: ``"reject"``, ``"alert"`` or ``"downgrade"``.
+        """
         return list(self._alerts)
 
-    def check(self, agent_id: str, task: Task | float = 0.0) -> bool:
+    def check(self, agent_id: str, task_cost: Task | float = 0.0) -> bool:
         """Whether a task (or a bare cost) fits in ``agent_id``'s budget now; reserves nothing.
 
-        In ``"reject"`` mode a task that does not fit raises
-        ``BudgetExceededError``; in the other modes the answer is False.
+        A task that does not fit is recorded in ``alerts``; in ``"reject"``
+        mode it raises ``BudgetExceededError``, in the other modes the answer
+        is False.
         """
-        cost = task.estimated_cost if isinstance(task, Task) else _check_amount("cost", task)
+        if isinstance(task_cost, Task):
+            cost = task_cost.estimated_cost
+        else:
+            cost = _check_amount("task_cost", task_cost)
         limit = self.get_limit(agent_id)
         if limit is None:
             return True
         spent, reserved = self._store.get(self._prefix + agent_id, self._current())
         if spent + reserved + _to_units(cost) <= _to_units(limit):
             return True
+        current = _from_units(spent + reserved)
+        self._exceeded(agent_id, current, cost, limit)
         if self.on_exceeded == "reject":
-            raise BudgetExceededError(agent_id, _from_units(spent + reserved), limit, cost, self.name)
+            raise BudgetExceededError(agent_id, current, limit, cost, self.name)
         return False
+
+    def record(self, agent_id: str, task: Task) -> None:
+        """Add ``task``'s estimated cost to the spend, for callers that check and record by hand.
+
+        The schedulers settle the reservation of their own check instead.
+        """
+        self.record_spend(agent_id, task.estimated_cost)
 
     def admit(self, agent_id: str, task: Task) -> Decision:
         cost = task.cost
@@ -185,13 +202,22 @@ class BudgetPolicy(Policy):
         if self.on_exceeded == "reject":
             ok, spent, reserved = self._store.reserve(key, units, limit_units, window)
             if not ok:
-                raise BudgetExceededError(agent_id, _from_units(spent + reserved), limit, cost, self.name)
+                current = _from_units(spent + reserved)
+                self._exceeded(agent_id, current, cost, limit)
+                raise BudgetExceededError(agent_id, current, limit, cost, self.name)
             return self._allowed.get(units) or self._allow(units)
         _, spent, reserved = self._store.reserve(key, units, None, window)
         if spent + reserved + units <= limit_units:
             return self._allow(units)
         current = _from_units(spent + reserved)
         detail = f"cost {cost:g} brings spend to {current + cost:g}, over the limit of {limit:g}"
+        self._exceeded(agent_id, current, cost, limit)
+        if self.on_exceeded == "alert":
+            logger.warning("budget alert for agent %r: %s", agent_id, detail)
+            return Decision(Action.LOG, self.name, detail, reservation=units)
+        return Decision(_ALLOW, self.name, detail, downgrade=True, reservation=units)
+
+    def _exceeded(self, agent_id: str, current: float, cost: float, limit: float) -> None:
         self._alerts.append(
             {
                 "agent_id": agent_id,
@@ -201,10 +227,6 @@ class BudgetPolicy(Policy):
                 "action": self.on_exceeded,
             }
         )
-        if self.on_exceeded == "alert":
-            logger.warning("budget alert for agent %r: %s", agent_id, detail)
-            return Decision(Action.LOG, self.name, detail, reservation=units)
-        return Decision(_ALLOW, self.name, detail, downgrade=True, reservation=units)
 
     def _allow(self, units: int) -> Decision:
         decision = Decision(_ALLOW, self.name, reservation=units)
@@ -224,9 +246,15 @@ class BudgetPolicy(Policy):
         self._store.settle(self._prefix + agent_id, reserved, actual, self._current())
 
     def summary(self) -> dict[str, Any]:
-        """``{agent: {"limit", "spent", "remaining"}}`` for agents with a limit or with spend."""
+        """``{agent: {"limit", "spent", "remaining"}}`` for agents with a limit of their own or with spend.
+
+        Spend here is this period's, committed or reserved.
+        """
         agents = set(self._limits)
-        agents.update(key[len(self._prefix) :] for key in self._store.keys(self._prefix))
+        window = self._current()
+        for key in self._store.keys(self._prefix):
+            if any(self._store.get(key, window)):
+                agents.add(key[len(self._prefix) :])
         return {
             agent: {
                 "limit": self.get_limit(agent),

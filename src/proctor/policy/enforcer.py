@@ -9,7 +9,7 @@ from typing import Any
 
 from proctor.decision import Decision
 from proctor.errors import PolicyViolationError
-from proctor.outcome import Outcome
+from proctor.outcome import SUCCEEDED, Outcome
 from proctor.policy.base import Policy
 from proctor.task import Task
 
@@ -55,6 +55,7 @@ class PolicyEnforcer:
         self._lock = threading.Lock()
         self._policies: tuple[Policy, ...] = ()
         self._base: PolicyEnforcer | None = None
+        self._checked: dict[tuple[str, Task], list[Admission]] = {}  # check_all() awaiting record_all()
         for policy in policies or ():
             self.add_policy(policy)
 
@@ -84,8 +85,8 @@ class PolicyEnforcer:
         with self._lock:
             self._policies = (*self._policies, policy)
 
-    def remove_policy(self, name: str) -> Policy:
-        """Remove and return the first policy called ``name``; ``KeyError`` if there is none."""
+    def remove_policy(self, name: str) -> Policy | None:
+        """Remove and return the first policy called ``name``; None if there is none."""
         if self._base is not None and self._base.get_policy(name) is not None:
             return self._base.remove_policy(name)
         with self._lock:
@@ -93,7 +94,7 @@ class PolicyEnforcer:
                 if policy.name == name:
                     self._policies = self._policies[:index] + self._policies[index + 1 :]
                     return policy
-        raise KeyError(f"no policy named {name!r}; the enforcer has {self._names()}")
+        return None
 
     def get_policy(self, name: str) -> Policy | None:
         """The first policy called ``name``, or None."""
@@ -120,6 +121,36 @@ class PolicyEnforcer:
             if decision.downgrade:
                 downgraded = True
         return Admission(agent_id, task, policies, decisions, downgraded)
+
+    def check_all(self, agent_id: str, task: Task) -> list[str]:
+        """Check ``task`` as a scheduler does after a grant; return the names of the policies, all passed.
+
+        Raises the first rejection, after rolling back what earlier policies
+        reserved. What the policies reserve (a budget's estimate, a rate
+        token) stays reserved until ``record_all(agent_id, task)``.
+        """
+        admission = self.admit(agent_id, task)
+        with self._lock:
+            self._checked.setdefault((agent_id, task), []).append(admission)
+        return [policy.name for policy in admission.policies]
+
+    def record_all(self, agent_id: str, task: Task) -> None:
+        """Tell every policy that ``task`` has completed.
+
+        After ``check_all(agent_id, task)``, this settles what that check
+        reserved, as a scheduler does after work that succeeded. Without
+        one, it calls each policy's ``record``.
+        """
+        with self._lock:
+            pending = self._checked.get((agent_id, task))
+            admission = pending.pop(0) if pending else None
+            if pending == []:
+                del self._checked[(agent_id, task)]
+        if admission is not None:
+            self.settle(admission, SUCCEEDED)
+            return
+        for policy in self._current():
+            policy.record(agent_id, task)
 
     def settle(self, admission: Admission, outcome: Outcome) -> None:
         """Tell every policy that admitted the task how it ended; each policy settles once."""

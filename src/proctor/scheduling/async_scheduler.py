@@ -36,6 +36,10 @@ class AsyncLOCOScheduler(SchedulerBase):
     ``acquire()`` never leaks a slot or leaves a waiter behind. Use the
     scheduler from one event loop.
 
+    Work may also be queued first: ``await scheduler.submit_task(agent_id, task)``
+    puts the task on the agent's queue, where its weight counts in the agent's
+    ``Qi``, and ``acquire(agent_id)`` without a task serves the oldest one.
+
     Parameters:
         agents: the agents known from the start; others register on first use.
         resource: the resource whose slots are granted.
@@ -50,14 +54,60 @@ class AsyncLOCOScheduler(SchedulerBase):
     """
 
     def acquire(self, agent_id: str, task: Task | None = None, *, timeout: float | None = None) -> _Acquire:
-        """Wait for a slot for ``agent_id``'s ``task`` (a default ``Task`` when None).
+        """Wait for a slot for ``agent_id``'s ``task``.
 
-        Raises ``PolicyViolationError`` when a policy rejects the task,
-        ``TimeoutError`` after ``timeout`` seconds without a slot,
-        ``BackpressureError`` when too many callers wait and
-        ``ShutdownError`` once ``shutdown()`` has begun.
+        Without a task, the grant serves the agent's oldest queued task (see
+        ``submit_task``); when every queued task is already promised to an
+        earlier caller, or none is queued, it serves a default ``Task``.
+
+        Raises ``PolicyViolationError`` when a policy rejects the task (a
+        rejected queued task leaves the queue), ``TimeoutError`` after
+        ``timeout`` seconds without a slot, ``BackpressureError`` when too
+        many callers wait and ``ShutdownError`` once ``shutdown()`` has begun.
         """
         return _Acquire(self, agent_id, task, check_timeout(timeout))
+
+    async def acquire_start(
+        self, agent_id: str, task: Task | None = None, *, timeout: float | None = None
+    ) -> Grant:
+        """Wait for a slot as ``acquire()`` does, and return its ``Grant`` for ``release_handle()``.
+
+        For callers whose work starts and ends in different callbacks. The
+        slot stays held until the grant is passed to ``release_handle()``.
+        """
+        return await _Acquire(self, agent_id, task, check_timeout(timeout)).__aenter__()
+
+    async def release_handle(self, handle: Grant) -> None:
+        """Give back the slot of a grant from ``acquire_start()``; a second call does nothing.
+
+        The policies settle as after work that succeeded, on ``handle.cost``
+        when it was set.
+        """
+        self._check_handle(handle)
+        if handle._scheduler is not None:
+            self._finish(handle, None)
+
+    async def submit_task(self, agent_id: str, task: Task) -> None:
+        """Queue ``task`` for ``agent_id`` (registered if unknown); ``acquire(agent_id)`` serves it.
+
+        Sets ``task.arrival_tick`` to now, in ``time.monotonic()`` seconds.
+        Raises ``ShutdownError`` once ``shutdown()`` has begun.
+        """
+        self._submit(agent_id, task, _monotonic())
+
+    def _finish(self, grant: Grant, exc: BaseException | None) -> None:
+        """The work under ``grant`` has ended: pass the slot on, complete its task, settle the policies.
+
+        Leaving ``acquire()``'s block does the same, inline.
+        """
+        grant._scheduler = None
+        agent = grant.agent
+        agent.stats.granted += 1
+        self._release()
+        if agent._serving:
+            agent._finish(grant.task)
+        if grant.admission is not None:
+            self._settle(grant, exc)
 
     def _release(self) -> None:
         """Hand a held slot to the best live waiter, or free it."""
@@ -83,8 +133,9 @@ class AsyncLOCOScheduler(SchedulerBase):
     async def shutdown(self, timeout: float = 30.0) -> dict[str, int]:
         """Refuse new work, fail every waiter with ``ShutdownError``, and wait for holders to finish.
 
-        Returns how many waiters were turned away and how many slots were
-        still held when ``timeout`` seconds ran out.
+        Returns ``{"cancelled_waiters": n, "active_holders": m}``: how many
+        waiters were turned away, and how many slots were still held when
+        ``timeout`` seconds ran out. Queued tasks stay on their agents.
         """
         self._closed = True
         turned_away = 0
@@ -100,7 +151,7 @@ class AsyncLOCOScheduler(SchedulerBase):
                 self._idle = asyncio.get_running_loop().create_future()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._idle), timeout)
-        return {"waiters_turned_away": turned_away, "holders_remaining": self._resource._holders}
+        return {"cancelled_waiters": turned_away, "active_holders": self._resource._holders}
 
     _idle: asyncio.Future[None] | None = None
 
@@ -131,8 +182,14 @@ class _Acquire:
             agent_id = self._agent_id
             agent = scheduler._agents.get(agent_id) or scheduler._agent(agent_id)
             task = self._task
+            # A caller without a task serves the queue when a queued task is left for it.
+            serves_queue = False
             if task is None:
-                task = Task()
+                queued = agent._queued
+                if queued and agent._owner is scheduler and len(queued) > agent._claims:
+                    serves_queue = True
+                else:
+                    task = Task()
             elif not isinstance(task, Task):
                 raise TypeError(f"task must be a proctor Task, got {type(task).__name__}")
             resource = scheduler._resource
@@ -142,7 +199,10 @@ class _Acquire:
                 waited = 0.0
             else:
                 # Waiting is inline rather than in a helper coroutine: one coroutine less per wait.
-                waiter = self._enqueue(scheduler, agent, task, arrived)
+                # A caller serving the queue weighs nothing here: its task counts in the backlog.
+                waiter = self._enqueue(scheduler, agent, 0.0 if task is None else task.weight, arrived)
+                if serves_queue:
+                    agent._claims += 1
                 try:
                     if self._timeout is None:
                         await waiter.future
@@ -150,9 +210,17 @@ class _Acquire:
                         async with asyncio.timeout(self._timeout):
                             await waiter.future
                 except BaseException as exc:
+                    if serves_queue:
+                        agent._claims -= 1
                     self._abandon(scheduler, agent, waiter, exc)
                     raise
+                if serves_queue:
+                    agent._claims -= 1
                 waited = _monotonic() - arrived
+            claimed = None
+            if task is None:
+                claimed = scheduler._claim(agent, _monotonic())
+                task = claimed if claimed is not None else Task()
             admission = None
             enforcer = scheduler._enforcer
             if enforcer is not None:
@@ -162,14 +230,16 @@ class _Acquire:
                     agent.stats.rejected += 1
                     scheduler._release()
                     raise
-            grant = self._grant = Grant(agent, task, waited, admission)
+            if claimed is not None:
+                agent._serving.append(claimed)
+            grant = self._grant = Grant(agent, task, waited, admission, scheduler)
             return grant
         except BaseException:
             self._entered = False
             raise
 
     @staticmethod
-    def _enqueue(scheduler: AsyncLOCOScheduler, agent: Agent, task: Task, arrived: float) -> _AsyncWaiter:
+    def _enqueue(scheduler: AsyncLOCOScheduler, agent: Agent, weight: float, arrived: float) -> _AsyncWaiter:
         resource = scheduler._resource
         if resource._waiters >= scheduler._max_waiters:
             raise BackpressureError(
@@ -177,7 +247,7 @@ class _Acquire:
                 f"(max_waiters={scheduler._max_waiters}); retry later or raise max_waiters"
             )
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = _AsyncWaiter(agent.agent_id, task.weight, arrived, future)
+        waiter = _AsyncWaiter(agent.agent_id, weight, arrived, future)
         scheduler._queue.push(waiter)
         resource._waiters += 1
         return waiter
@@ -208,8 +278,15 @@ class _Acquire:
         if grant is None:
             return
         self._grant = None
-        grant.agent.stats.granted += 1
+        if grant._scheduler is None:  # given back already, with release_handle()
+            return
+        # What _finish() does, inline: this runs once per grant, and a call costs.
+        grant._scheduler = None
+        agent = grant.agent
+        agent.stats.granted += 1
         scheduler = self._scheduler
         scheduler._release()
+        if agent._serving:
+            agent._finish(grant.task)
         if grant.admission is not None:
             scheduler._settle(grant, exc)

@@ -1,4 +1,4 @@
-"""What the asyncio and the threaded scheduler share: agents, alpha, policies, settling."""
+"""What the asyncio and the threaded scheduler share: agents and their task queues, alpha, policies."""
 
 from __future__ import annotations
 
@@ -6,18 +6,20 @@ import asyncio
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from proctor._numbers import is_amount
 from proctor.agent import Agent
-from proctor.errors import ConfigurationError
+from proctor.errors import ConfigurationError, ShutdownError
 from proctor.outcome import SUCCEEDED, Outcome, Status
 from proctor.policy.base import Policy
 from proctor.policy.enforcer import PolicyEnforcer
 from proctor.resource import SharedResource
 from proctor.scheduling.fair import Entry, FairQueue
 from proctor.scheduling.grant import Grant
+from proctor.task import Task
 
 __all__ = ["DEFAULT_MAX_WAITERS", "OPTIMIZE_FOR_ALPHA", "SchedulerBase", "check_timeout", "status_of"]
 
@@ -53,6 +55,11 @@ def check_timeout(timeout: float | None) -> float | None:
     return None if timeout >= threading.TIMEOUT_MAX else float(timeout)
 
 
+def _since(queued: deque[Task]) -> float:
+    """When the oldest of ``queued`` arrived; infinity when it is empty."""
+    return queued[0].arrival_tick if queued else math.inf
+
+
 def status_of(exc: BaseException | None) -> Status:
     """How work that ended with ``exc`` (None: no exception) ended."""
     if exc is None:
@@ -63,7 +70,7 @@ def status_of(exc: BaseException | None) -> Status:
 
 
 class SchedulerBase:
-    """Construction, the agent registry, and policy settling, common to both schedulers."""
+    """Construction, the agent registry, the task queues and policy settling, common to both schedulers."""
 
     def __init__(
         self,
@@ -92,6 +99,8 @@ class SchedulerBase:
         self._capacity = resource.capacity
         self._max_waiters = max_waiters
         self._agents: dict[str, Agent] = {}
+        self._queue: FairQueue[Any] = FairQueue(self._alpha)
+        self._closed = False
         for agent in agents or ():
             self.register_agent(agent)
         self._budget = budget
@@ -104,8 +113,6 @@ class SchedulerBase:
             self._enforcer = PolicyEnforcer([budget])
         else:
             self._enforcer = None
-        self._queue: FairQueue[Any] = FairQueue(self._alpha)
-        self._closed = False
 
     @property
     def alpha(self) -> float:
@@ -145,22 +152,34 @@ class SchedulerBase:
             raise KeyError(f"unknown agent {agent_id!r}; it is registered on its first acquire()") from None
 
     def register_agent(self, agent: Agent) -> None:
-        """Add an agent; ``ValueError`` if one with the same id is known."""
+        """Add an agent; ``ValueError`` if one with the same id is known. Its queued tasks come with it."""
         if not isinstance(agent, Agent):
             raise ConfigurationError(
                 f"expected an Agent, got {type(agent).__name__}; use Agent(agent_id=...)"
             )
         if agent.agent_id in self._agents:
             raise ConfigurationError(f"agent {agent.agent_id!r} is already registered")
+        owner = agent._owner
+        if agent._queued and owner is not None and owner is not self:
+            raise ConfigurationError(
+                f"agent {agent.agent_id!r} has tasks queued in another scheduler; "
+                "unregister it there first, or register a new Agent"
+            )
         self._agents[agent.agent_id] = agent
+        # The scheduler that registered an agent last keeps its queue (agents may be shared).
+        agent._owner = self
+        for task in agent._queued:
+            self._queue.add_backlog(agent.agent_id, task.weight, _since(agent._queued))
 
     def unregister_agent(self, agent_id: str) -> Agent:
-        """Forget an agent that has nothing waiting; returns it."""
+        """Forget an agent that has no caller waiting; returns it, with the tasks it still has queued."""
         agent = self.get_agent(agent_id)
         if self._queue.waiting(agent_id):
             raise ValueError(f"agent {agent_id!r} has requests waiting; let them finish first")
         del self._agents[agent_id]
         self._queue.forget(agent_id)
+        if agent._owner is self:
+            agent._owner = None
         return agent
 
     def scores(self) -> dict[str, float]:
@@ -171,8 +190,55 @@ class SchedulerBase:
         agent = self._agents.get(agent_id)
         if agent is None:
             agent = Agent(agent_id)  # validates the id
+            agent._owner = self
             self._agents[agent_id] = agent
         return agent
+
+    # The task queue. The thread scheduler calls these with its lock held.
+
+    def _submit(self, agent_id: str, task: Task, now: float) -> None:
+        """Queue ``task`` for ``agent_id``: it counts in the agent's Qi from ``now`` until it is served."""
+        if self._closed:
+            raise ShutdownError("the scheduler is shutting down")
+        if not isinstance(task, Task):
+            raise TypeError(f"task must be a proctor Task, got {type(task).__name__}")
+        agent = self._agents.get(agent_id) or self._agent(agent_id)
+        if agent._owner is not self:
+            raise ValueError(
+                f"agent {agent_id!r} was registered with another scheduler after this one, which "
+                "keeps its queue now; give each scheduler its own Agent objects"
+            )
+        task.arrival_tick = now
+        task.age = 0.0
+        queued = agent._queued
+        queued.append(task)
+        self._queue.add_backlog(agent_id, task.weight, _since(queued))
+
+    def _claim(self, agent: Agent, now: float) -> Task | None:
+        """Take ``agent``'s oldest queued task for a grant that serves the queue; None if none is left."""
+        queued = agent._queued
+        if not queued or agent._owner is not self:
+            return None
+        task = queued.popleft()
+        task.age = now - task.arrival_tick
+        self._queue.remove_backlog(agent.agent_id, task.weight, _since(queued))
+        return task
+
+    def _serve_oldest(self, agent: Agent) -> Task | None:
+        """``agent.serve_oldest_task()`` for an agent whose queue this scheduler keeps."""
+        served = agent._pop_oldest(time.monotonic())
+        if served is None:
+            return None
+        task, waiting = served
+        if waiting:
+            self._queue.remove_backlog(agent.agent_id, task.weight, _since(agent._queued))
+        return task
+
+    def _check_handle(self, handle: Grant) -> None:
+        if not isinstance(handle, Grant):
+            raise TypeError(f"expected the Grant that acquire_start() returned, got {type(handle).__name__}")
+        if handle._scheduler is not None and handle._scheduler is not self:
+            raise ValueError("this grant holds a slot of another scheduler; release it there")
 
     def _settle(self, grant: Grant, exc: BaseException | None) -> None:
         admission = grant.admission

@@ -9,6 +9,12 @@ long its oldest waiting request has waited. The highest score is served
 first, its oldest request first; ties go to the longest wait, then to the
 earliest arrival.
 
+An agent's waiting requests are its callers in ``acquire()`` (entries) and
+its *backlog*: tasks queued with ``submit_task()`` that no caller has taken
+yet. The backlog counts in ``Qi`` and its oldest task in ``Dmax_i``, but
+only an agent with an entry competes for a slot: a task needs a caller to
+run it.
+
 Scanning every waiting agent costs O(agents) per grant. Two agents with the
 same ``Qi`` share the first term, and the one that has waited longer wins the
 second, so only the longest-waiting agent of each distinct ``Qi`` can win.
@@ -36,7 +42,10 @@ __all__ = ["Entry", "FairQueue"]
 
 
 class Entry:
-    """One waiting request: whose, how heavy, since when."""
+    """One waiting caller: whose, how heavy, since when.
+
+    A caller that will serve its agent's backlog weighs 0: its task counts there.
+    """
 
     __slots__ = ("agent_id", "arrived", "queued", "seq", "units", "weight")
 
@@ -76,16 +85,22 @@ def _depth(units: int) -> float:
 
 
 class _Lane(Generic[E]):
-    """One agent's waiting requests, oldest first."""
+    """One agent's waiting requests: its callers, oldest first, and its backlog."""
 
-    __slots__ = ("depth", "entries", "group", "units", "version")
+    __slots__ = ("depth", "entries", "group", "since", "units", "version")
 
     def __init__(self) -> None:
         self.entries: deque[E] = deque()
-        self.units = 0  # Qi, exactly, in 2**-52ths
+        self.units = 0  # Qi, exactly, in 2**-52ths: the entries' units plus the backlog's
         self.depth = 0.0  # Qi as a float: _depth(units)
-        self.group: float | None = None  # the depth it is filed under, None when empty
+        self.since = math.inf  # when the oldest queued task arrived
+        self.group: float | None = None  # the depth it is filed under, None without entries
         self.version = 0  # bumped on every move; heap items of older versions are stale
+
+
+def _oldest(lane: _Lane[E]) -> float:
+    """Where Dmax_i of a lane with callers starts: its head caller, or its oldest queued task."""
+    return min(lane.entries[0].arrived, lane.since)
 
 
 class FairQueue(Generic[E]):
@@ -119,9 +134,28 @@ class FairQueue(Generic[E]):
         return len(lane.entries) if lane is not None else 0
 
     def oldest(self, agent_id: str) -> float | None:
-        """When ``agent_id``'s oldest waiting request arrived, or None."""
+        """When ``agent_id``'s oldest waiting request (entry or backlog) arrived; None without entries."""
         lane = self._lanes.get(agent_id)
-        return lane.entries[0].arrived if lane is not None and lane.entries else None
+        return _oldest(lane) if lane is not None and lane.entries else None
+
+    def add_backlog(self, agent_id: str, weight: float, since: float) -> None:
+        """Count a queued task of ``weight`` in ``agent_id``'s Qi.
+
+        ``since``: when the agent's oldest queued task arrived, after the change.
+        """
+        units = _units(weight)
+        lane = self._lanes.get(agent_id)
+        if lane is None:
+            lane = self._lanes[agent_id] = _Lane()
+        lane.since = since
+        self._refile(lane, lane.units + units)
+
+    def remove_backlog(self, agent_id: str, weight: float, since: float) -> None:
+        """Stop counting a queued task of ``weight``; ``since`` as for ``add_backlog`` (inf: none left)."""
+        units = _units(weight)
+        lane = self._lanes[agent_id]
+        lane.since = since
+        self._refile(lane, lane.units - units)
 
     def push(self, entry: E) -> None:
         """Add a waiting request; its ``arrived`` must not precede its agent's earlier ones."""
@@ -160,7 +194,7 @@ class FairQueue(Generic[E]):
         return entry
 
     def forget(self, agent_id: str) -> None:
-        """Drop the bookkeeping of an agent that has no waiting requests."""
+        """Drop the bookkeeping of an agent that has no waiting callers, its backlog with it."""
         lane = self._lanes.get(agent_id)
         if lane is not None and not lane.entries:
             del self._lanes[agent_id]
@@ -171,26 +205,26 @@ class FairQueue(Generic[E]):
         if not waiting:
             return {}
         max_depth = max(lane.depth for _, lane in waiting)
-        max_wait = max(now - lane.entries[0].arrived for _, lane in waiting)
+        max_wait = max(now - _oldest(lane) for _, lane in waiting)
         alpha = self.alpha
         return {
-            agent: alpha * lane.depth / max_depth
-            + ((1.0 - alpha) * (now - lane.entries[0].arrived) / max_wait if max_wait > 0 else 0.0)
+            agent: (alpha * lane.depth / max_depth if max_depth > 0 else 0.0)
+            + ((1.0 - alpha) * (now - _oldest(lane)) / max_wait if max_wait > 0 else 0.0)
             for agent, lane in waiting
         }
 
     def _best(self, now: float) -> _Lane[E]:
+        # Two or more groups: depths differ, so the largest is > 0.
         candidates = [(depth, self._top(heap)) for depth, heap in self._groups.items()]
         max_depth = max(depth for depth, _ in candidates)
-        max_wait = max(now - lane.entries[0].arrived for _, lane in candidates)
+        max_wait = max(now - _oldest(lane) for _, lane in candidates)
         alpha = self.alpha
         best: _Lane[E] | None = None
         best_key: tuple[float, float, int] = (-1.0, 0.0, 0)
         for depth, lane in candidates:
-            head = lane.entries[0]
-            wait = now - head.arrived
+            wait = now - _oldest(lane)
             score = alpha * depth / max_depth + ((1.0 - alpha) * wait / max_wait if max_wait > 0 else 0.0)
-            key = (score, wait, -head.seq)
+            key = (score, wait, -lane.entries[0].seq)
             if key > best_key:
                 best, best_key = lane, key
         assert best is not None
@@ -217,22 +251,23 @@ class FairQueue(Generic[E]):
                 del self._members[old]
                 self._stale -= len(self._groups.pop(old))
         lane.version += 1
+        lane.units = units
         if not lane.entries:
-            lane.units = 0
-            lane.depth = 0.0
+            lane.depth = _depth(units) if units else 0.0
             lane.group = None
             return
-        lane.units = units
-        depth = lane.depth = _depth(units)
-        lane.group = depth
+        depth = lane.group = lane.depth = _depth(units)
         head = lane.entries[0]
+        oldest = head.arrived  # where Dmax_i starts: the head caller, or the oldest queued task
+        if lane.since < oldest:
+            oldest = lane.since
         heap = self._groups.get(depth)
         if heap is None:
             heap = self._groups[depth] = []
             self._members[depth] = 1
         else:
             self._members[depth] += 1
-        heapq.heappush(heap, (head.arrived, head.seq, lane.version, lane))
+        heapq.heappush(heap, (oldest, head.seq, lane.version, lane))
         if self._stale > 64 and self._stale > 2 * self._size:
             self._compact()
 

@@ -12,7 +12,7 @@ __all__ = ["Grant"]
 
 
 class Grant:
-    """What ``acquire()`` yields while the slot is held.
+    """What ``acquire()`` yields while the slot is held, and what ``acquire_start()`` returns.
 
     Attributes:
         agent: the agent holding the slot.
@@ -24,14 +24,22 @@ class Grant:
             decisions; None when the scheduler has no policies.
     """
 
-    __slots__ = ("_cost", "admission", "agent", "task", "waited")
+    __slots__ = ("_cost", "_scheduler", "admission", "agent", "task", "waited")
 
-    def __init__(self, agent: Agent, task: Task, waited: float, admission: Admission | None) -> None:
+    def __init__(
+        self, agent: Agent, task: Task, waited: float, admission: Admission | None, scheduler: object
+    ) -> None:
         self.agent = agent
         self.task = task
         self.waited = waited
         self._cost: float | None = None
         self.admission = admission
+        self._scheduler: object | None = scheduler  # None once the slot is released
+
+    @property
+    def released(self) -> bool:
+        """True once the slot has been given back."""
+        return self._scheduler is None
 
     @property
     def cost(self) -> float | None:

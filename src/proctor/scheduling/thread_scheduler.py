@@ -28,7 +28,7 @@ class _ThreadWaiter(Waiter):
 
 
 class LOCOScheduler(SchedulerBase):
-    """The same fair scheduler and policies as ``AsyncLOCOScheduler``, for threads.
+    """The same fair scheduler, task queues and policies as ``AsyncLOCOScheduler``, for threads.
 
     ``with scheduler.acquire(agent_id, task) as grant:`` blocks the calling
     thread until it gets a slot; any number of threads may call it at once.
@@ -41,14 +41,46 @@ class LOCOScheduler(SchedulerBase):
         super().__init__(*args, **kwargs)
 
     def acquire(self, agent_id: str, task: Task | None = None, *, timeout: float | None = None) -> _Acquire:
-        """Block until ``agent_id``'s ``task`` (a default ``Task`` when None) gets a slot.
+        """Block until ``agent_id``'s ``task`` gets a slot.
 
-        Raises ``PolicyViolationError`` when a policy rejects the task,
-        ``TimeoutError`` after ``timeout`` seconds without a slot,
-        ``BackpressureError`` when too many callers wait and
-        ``ShutdownError`` once ``shutdown()`` has begun.
+        Without a task, the grant serves the agent's oldest queued task (see
+        ``submit_task``); when every queued task is already promised to an
+        earlier caller, or none is queued, it serves a default ``Task``.
+
+        Raises ``PolicyViolationError`` when a policy rejects the task (a
+        rejected queued task leaves the queue), ``TimeoutError`` after
+        ``timeout`` seconds without a slot, ``BackpressureError`` when too
+        many callers wait and ``ShutdownError`` once ``shutdown()`` has begun.
         """
         return _Acquire(self, agent_id, task, check_timeout(timeout))
+
+    def acquire_start(
+        self, agent_id: str, task: Task | None = None, *, timeout: float | None = None
+    ) -> Grant:
+        """Block for a slot as ``acquire()`` does, and return its ``Grant`` for ``release_handle()``.
+
+        For callers whose work starts and ends in different callbacks. The
+        slot stays held until the grant is passed to ``release_handle()``.
+        """
+        return _Acquire(self, agent_id, task, check_timeout(timeout)).__enter__()
+
+    def release_handle(self, handle: Grant) -> None:
+        """Give back the slot of a grant from ``acquire_start()``; a second call does nothing.
+
+        The policies settle as after work that succeeded, on ``handle.cost``
+        when it was set.
+        """
+        self._check_handle(handle)
+        self._finish(handle, None)
+
+    def submit_task(self, agent_id: str, task: Task) -> None:
+        """Queue ``task`` for ``agent_id`` (registered if unknown); ``acquire(agent_id)`` serves it.
+
+        Sets ``task.arrival_tick`` to now, in ``time.monotonic()`` seconds.
+        Raises ``ShutdownError`` once ``shutdown()`` has begun.
+        """
+        with self._lock:
+            self._submit(agent_id, task, _monotonic())
 
     def register_agent(self, agent: Agent) -> None:
         with self._lock:
@@ -61,6 +93,23 @@ class LOCOScheduler(SchedulerBase):
     def scores(self) -> dict[str, float]:
         with self._lock:
             return super().scores()
+
+    def _serve_oldest(self, agent: Agent) -> Task | None:
+        with self._lock:
+            return super()._serve_oldest(agent)
+
+    def _finish(self, grant: Grant, exc: BaseException | None) -> None:
+        """The work under ``grant`` has ended: pass the slot on, complete its task, settle the policies."""
+        agent = grant.agent
+        with self._lock:
+            if grant._scheduler is None:  # given back already
+                return
+            grant._scheduler = None
+            agent.stats.granted += 1
+            self._release_locked()
+            if agent._serving:
+                agent._finish(grant.task)
+        self._settle(grant, exc)
 
     def _release_locked(self) -> None:
         """Hand a held slot to the best waiter, or free it. Call with ``_lock`` held."""
@@ -85,8 +134,9 @@ class LOCOScheduler(SchedulerBase):
     def shutdown(self, timeout: float = 30.0) -> dict[str, int]:
         """Refuse new work, fail every waiter with ``ShutdownError``, and wait for holders to finish.
 
-        Returns how many waiters were turned away and how many slots were
-        still held when ``timeout`` seconds ran out.
+        Returns ``{"cancelled_waiters": n, "active_holders": m}``: how many
+        waiters were turned away, and how many slots were still held when
+        ``timeout`` seconds ran out. Queued tasks stay on their agents.
         """
         with self._lock:
             self._closed = True
@@ -98,7 +148,7 @@ class LOCOScheduler(SchedulerBase):
                 waiter.wakeup.release()
                 turned_away += 1
             self._idle.wait_for(lambda: not self._resource._holders, timeout)
-            return {"waiters_turned_away": turned_away, "holders_remaining": self._resource._holders}
+            return {"cancelled_waiters": turned_away, "active_holders": self._resource._holders}
 
 
 class _Acquire:
@@ -124,33 +174,57 @@ class _Acquire:
             scheduler = self._scheduler
             agent_id = self._agent_id
             task = self._task
+            may_serve_queue = task is None
             if task is None:
-                task = Task()
+                task = Task()  # unless the caller serves the agent's queue
             elif not isinstance(task, Task):
                 raise TypeError(f"task must be a proctor Task, got {type(task).__name__}")
             resource = scheduler._resource
             waiter = None
+            serves_queue = False
+            claimed = None
             with scheduler._lock:
                 if scheduler._closed:
                     raise ShutdownError("the scheduler is shutting down")
                 agent = scheduler._agents.get(agent_id) or scheduler._agent(agent_id)
+                if may_serve_queue:
+                    queued = agent._queued
+                    if queued and agent._owner is scheduler and len(queued) > agent._claims:
+                        serves_queue = True
                 arrived = _monotonic()
                 if resource._holders < scheduler._capacity and not scheduler._queue._size:
                     resource._holders += 1
+                    if serves_queue:
+                        claimed = scheduler._claim(agent, arrived)
                 else:
                     if resource._waiters >= scheduler._max_waiters:
                         raise BackpressureError(
                             f"{resource._waiters} callers already wait for {resource.name!r} "
                             f"(max_waiters={scheduler._max_waiters}); retry later or raise max_waiters"
                         )
-                    waiter = _ThreadWaiter(agent_id, task.weight, arrived)
+                    # A caller serving the queue weighs nothing here: its task counts in the backlog.
+                    waiter = _ThreadWaiter(agent_id, 0.0 if serves_queue else task.weight, arrived)
                     scheduler._queue.push(waiter)
                     resource._waiters += 1
+                    if serves_queue:
+                        agent._claims += 1
             if waiter is not None:
-                self._wait(scheduler, agent, waiter)
+                try:
+                    self._wait(scheduler, agent, waiter)
+                except BaseException:
+                    if serves_queue:
+                        with scheduler._lock:
+                            agent._claims -= 1
+                    raise
                 waited = _monotonic() - arrived
+                if serves_queue:
+                    with scheduler._lock:
+                        agent._claims -= 1
+                        claimed = scheduler._claim(agent, _monotonic())
             else:
                 waited = 0.0
+            if claimed is not None:
+                task = claimed
             admission = None
             enforcer = scheduler._enforcer
             if enforcer is not None:
@@ -161,7 +235,10 @@ class _Acquire:
                         agent.stats.rejected += 1
                         scheduler._release_locked()
                     raise
-            grant = self._grant = Grant(agent, task, waited, admission)
+            if claimed is not None:
+                with scheduler._lock:
+                    agent._serving.append(claimed)
+            grant = self._grant = Grant(agent, task, waited, admission, scheduler)
             return grant
         except BaseException:
             self._entered = False
@@ -202,8 +279,4 @@ class _Acquire:
         if grant is None:
             return
         self._grant = None
-        scheduler = self._scheduler
-        with scheduler._lock:
-            grant.agent.stats.granted += 1
-            scheduler._release_locked()
-        scheduler._settle(grant, exc)
+        self._scheduler._finish(grant, exc)
