@@ -10,6 +10,7 @@ approvals, approval, runs, run and policies pages. Needs the dev extra.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import socket
 import sys
@@ -165,7 +166,10 @@ def record_runs(store: ApprovalStore, approvers: Approvers, rules: str) -> list[
     attempt(handle_ticket, 4415, 31, 1500.0)  # denied: above 1000
 
     def in_background(function: Callable[..., Any], *args: Any) -> threading.Thread:
-        thread = threading.Thread(target=attempt, args=(function, *args), daemon=True)
+        # With this context, so that its run is recorded in the log of the enclosing recording_into().
+        thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(attempt, function, *args), daemon=True
+        )
         thread.start()
         return thread
 

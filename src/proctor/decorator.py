@@ -349,9 +349,9 @@ class _Guard:
         """The call, in a new run (recorded in ``log``, or replaying) or in its parent's."""
         bound = self.bind(args, kwargs)
         if parent is None:
-            if replay is not None:  # a replay is not recorded; a resume is, as a new run
+            if replay is not None:  # a replay is not recorded; a resume is, as a new run in its log
                 run: Run = WatchedRun(
-                    self.service, self.agent, bound, log if replay.resuming else None, replay
+                    self.service, self.agent, bound, replay.log if replay.resuming else None, replay
                 )
             elif log is not None:
                 run = WatchedRun(self.service, self.agent, bound, log, None)
@@ -477,6 +477,7 @@ class _Guard:
             rule_name=rule.name,
             quorum=rule.quorum,
             seq=call.seq,
+            resuming=call.run.replay is not None and call.run.replay.resuming,
         )
         return self.approvals or _channel or _durable_channel(), request
 

@@ -70,18 +70,33 @@ def test_a_cancelled_request_is_a_refusal(store: ApprovalStore) -> None:
 def test_a_resumed_run_takes_the_decision_given_meanwhile(store: ApprovalStore) -> None:
     earlier = store.create(REQUEST)  # the first attempt's request; its process is gone
     store.decide(earlier.id, "alice", True, "done while you were away")
-    decision = DurableChannel(store).request(REQUEST)
+    decision = DurableChannel(store).request(request(resuming=True))
     assert decision == ApprovalDecision(True, "alice", "done while you were away")
     assert store.list() == [store.get(earlier.id)]  # nobody was asked again
 
 
 def test_a_resumed_run_waits_on_the_pending_request_with_a_new_deadline(store: ApprovalStore) -> None:
     earlier = store.create(request(timeout=0))
-    waiting = in_thread(lambda: DurableChannel(store).request(request(timeout=600)))
+    waiting = in_thread(lambda: DurableChannel(store).request(request(timeout=600, resuming=True)))
     until(lambda: store.get(earlier.id).deadline > earlier.deadline)
     store.decide(earlier.id, "alice", False)
     assert waiting() == ApprovalDecision(False, "alice", None)
     assert len(store.list()) == 1
+
+
+def test_only_a_resumed_call_with_the_same_arguments_takes_an_earlier_decision(store: ApprovalStore) -> None:
+    earlier = store.create(REQUEST)
+    store.decide(earlier.id, "alice", True)
+    # The same run, action number, tool and rule, but not a resume: people are asked again.
+    waiting = in_thread(lambda: DurableChannel(store).request(REQUEST))
+    store.decide(until(lambda: store.list(status="pending"))[0].id, "bob", False)
+    assert waiting() == ApprovalDecision(False, "bob", None)
+    # A resume with other arguments (a refund of a million, not 250) is asked about too.
+    bigger = request(args={"amount": 1_000_000}, resuming=True)
+    waiting = in_thread(lambda: DurableChannel(store).request(bigger))
+    store.decide(until(lambda: store.list(status="pending"))[0].id, "bob", False)
+    assert waiting() == ApprovalDecision(False, "bob", None)
+    assert len(store.list()) == 3
 
 
 def test_an_expired_request_is_asked_again(store: ApprovalStore) -> None:
@@ -222,7 +237,9 @@ def test_a_killed_waiter_leaves_its_request_decidable(store: ApprovalStore, db: 
     assert waiter.returncode == -signal.SIGKILL
     assert store.list(status="pending") == [record]
     # The run resumes and asks again: it waits on the same request, which people can still decide.
-    resumed = in_thread(lambda: DurableChannel(store).request(request(args={"amount": 250}, timeout=600)))
+    resumed = in_thread(
+        lambda: DurableChannel(store).request(request(args={"amount": 250}, timeout=600, resuming=True))
+    )
     decided = subprocess.run(
         [str(PROCTOR), "approvals", "deny", record.id, "--as", "erin"],
         cwd=tmp_path,

@@ -721,13 +721,42 @@ def test_record_false_and_no_run_log_record_nothing(log: RunLog, tmp_path: Path)
     run = only_run(log)  # agent's run alone
     assert run.tool == "agent"
     assert [(a.tool, decode(a.result)) for a in actions_of(log, run)] == [("tool", 5)]
-    default.set_run_log(None)
-    assert default.run_log() is None
-    assert default.flush() is True
-    assert agent() == 5
-    default.set_run_log(log)
+    with default.recording_into(None):
+        assert default.run_log() is None
+        assert agent() == 5
+    assert default.run_log() is log
     assert log.flush(timeout=10)
     assert len(log.runs()) == 1
+
+
+def test_recording_into_holds_for_its_own_thread_only(tmp_path: Path) -> None:
+    first, second = RunLog(tmp_path / "a.db", pii=False), RunLog(tmp_path / "b.db", pii=False)
+
+    @runlog(service="s", name="agent")
+    def agent(who: str) -> str:
+        return who
+
+    inside, go_on = threading.Event(), threading.Event()
+
+    def in_a() -> None:
+        with default.recording_into(first):
+            inside.set()
+            go_on.wait(10)
+            agent("a")
+
+    thread = threading.Thread(target=in_a)
+    thread.start()
+    inside.wait(10)
+    with default.recording_into(second):  # overlaps the other thread's block
+        go_on.set()
+        agent("b")
+    thread.join(10)
+    assert first.flush(timeout=10)
+    assert second.flush(timeout=10)
+    assert [decode(r.input) for r in first.runs()] == [{"who": "a"}]
+    assert [decode(r.input) for r in second.runs()] == [{"who": "b"}]
+    first.close()
+    second.close()
 
 
 def test_effects_are_recorded_as_the_run_drew_them(log: RunLog) -> None:

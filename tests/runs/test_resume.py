@@ -63,8 +63,9 @@ def test_a_killed_run_resumes_without_running_its_finished_calls_again(log: RunL
     assert [(a.seq, a.status) for a in log.actions(run_id)] == [(1, "succeeded"), (2, "succeeded")]
     notes.write_text("")
 
-    assert proctor.resume(run_id, function=resumable.job) == [10, 20, 30, 40, 50]
-    proctor.flush()
+    with recording_into(None):  # the continuation goes to the resumed run's log, whatever the default
+        assert proctor.resume(run_id, function=resumable.job, log=log) == [10, 20, 30, 40, 50]
+    log.flush()
 
     # The top-level code ran again and drew the same ticket (uuid4); steps 1 and 2 came from the log.
     assert notes.read_text().splitlines() == [ticket, "step 3", "step 4", "step 5"]
@@ -92,3 +93,21 @@ def test_a_run_that_ended_or_is_unknown_is_not_resumed(log: RunLog, notes: Path)
         proctor.resume(run.run_id, function=resumable.job)
     with pytest.raises(ConfigurationError, match="no run 'nope'"):
         proctor.resume("nope")
+
+
+def test_a_run_log_that_cannot_be_opened_leaves_the_calls_working(tmp_path: Path) -> None:
+    broken = tmp_path / "not-a-database.db"
+    broken.write_text("this is not SQLite")
+    script = (
+        "from proctor import runlog\n"
+        "@runlog(service='s')\n"
+        "def agent(x):\n"
+        "    return x * 2\n"
+        "print(agent(21), agent(1))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PROCTOR_DB": str(broken)}
+    env.pop("PROCTOR_RECORD", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["42", "2"]
+    assert done.stderr.count("runs are not recorded") == 1  # said once, not at every call

@@ -6,6 +6,7 @@ by uvicorn on a free loopback port; the decorated calls wait in threads of the t
 
 from __future__ import annotations
 
+import contextvars
 import re
 import socket
 import threading
@@ -99,7 +100,8 @@ def test_a_person_approves_a_waiting_call_in_the_browser_and_denies_another(
             outcomes[table] = exc
 
     with RunLog(db, pii=False) as log, recording_into(log):
-        first = threading.Thread(target=call, args=("orders_2019",))
+        # The calls record into the block's log: their threads start with this context.
+        first = threading.Thread(target=contextvars.copy_context().run, args=(call, "orders_2019"))
         first.start()
         wait_until(lambda: store.list(status="pending"), "the first request")
         with sync_playwright() as playwright:
@@ -127,7 +129,7 @@ def test_a_person_approves_a_waiting_call_in_the_browser_and_denies_another(
             first.join(10)
             assert outcomes["orders_2019"] == "dropped orders_2019"
 
-            second = threading.Thread(target=call, args=("customers",))
+            second = threading.Thread(target=contextvars.copy_context().run, args=(call, "customers"))
             second.start()
             # No reload by hand: the page's live refresh brings the new request in.
             expect(page.locator(".request")).to_contain_text("customers")

@@ -16,7 +16,8 @@ class ApprovalRequest:
 
     ``approvers`` are the groups whose members may decide (empty: anyone who may
     approve at all); ``quorum`` how many distinct people must approve. ``seq``
-    is the action's number in run ``run_id`` (0: the run's own call).
+    is the action's number in run ``run_id`` (0: the run's own call) when the run
+    is recorded; ``resuming`` says the call is made again by ``proctor.resume``.
     """
 
     rule_id: str
@@ -31,6 +32,7 @@ class ApprovalRequest:
     rule_name: str | None = None
     quorum: int = 1
     seq: int = 0
+    resuming: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,10 @@ class DurableChannel(ApprovalChannel):
     People decide from any process that shares the database: ``proctor
     approvals approve ID``, the web console, or ``ApprovalStore.decide``. The
     request is written before anyone is notified, so it outlives a failed
-    webhook and a waiter that dies; a resumed run (same run id, action
-    number, tool and rule) waits on the request its first attempt made, or
-    takes the decision people gave it meanwhile, instead of asking again.
+    webhook and a waiter that dies; a resumed run (``request.resuming``: same
+    run id, action number, tool, rule and arguments) waits on the request its
+    first attempt made, or takes the decision people gave it meanwhile,
+    instead of asking again. Any other call asks anew.
     When the timeout passes the request is marked expired and ``request``
     returns None.
 
@@ -55,7 +56,11 @@ class DurableChannel(ApprovalChannel):
 
     def request(self, request: ApprovalRequest) -> ApprovalDecision | None:
         store = self.store()
-        record = store.find(request.run_id, request.seq, request.tool, request.rule_id)
+        record = None
+        if request.resuming:  # the request the run's first attempt made, for the very same call
+            record = store.find(request.run_id, request.seq, request.tool, request.rule_id)
+            if record is not None and record.args != store.stored_args(request):
+                record = None
         if record is None or record.status in ("expired", "cancelled"):
             record = store.create(request)
             self._notify(record)

@@ -140,15 +140,18 @@ class ApprovalStore:
 
     # -- requests
 
+    def stored_args(self, request: ApprovalRequest) -> Any:
+        """``request``'s arguments as a record keeps them: plain JSON values, personal data redacted."""
+        args = snapshot(dict(request.args))
+        return self._detector.redact(args)[0] if self._detector is not None else args
+
     def create(self, request: ApprovalRequest) -> ApprovalRecord:
         """Store ``request`` as a new pending request, due ``request.timeout`` seconds from now."""
         if request.quorum < 1:
             raise ApprovalError(f"quorum must be 1 or more, got {request.quorum}")
         if not request.timeout >= 0:
             raise ApprovalError(f"timeout must be 0 or more seconds, got {request.timeout!r}")
-        args = snapshot(dict(request.args))
-        if self._detector is not None:
-            args = self._detector.redact(args)[0]
+        args = self.stored_args(request)
         created = time.time()
         record = ApprovalRecord(
             id=uuid.uuid4().hex,

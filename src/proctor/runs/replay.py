@@ -100,7 +100,8 @@ class Replayer:
         """A resume: calls past the recording run for real, in their slots, asking for approvals."""
         self.continued_as: str | None = None
         """The id of the run this replay is (a resume's new run is recorded)."""
-        self._log = log
+        self.log = log
+        """The run log the replay reads (and a resume records its new run in)."""
         # A resume answers only the calls that finished; the others run again.
         self._pending = (
             [action for action in actions if action.duration is not None] if resuming else list(actions)
@@ -217,7 +218,7 @@ class Replayer:
             midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
             if tz is None:
                 midnight = midnight.astimezone()
-            baseline = self._log.spent(service, agent, midnight.timestamp(), self.record.started)
+            baseline = self.log.spent(service, agent, midnight.timestamp(), self.record.started)
             self._baseline[key] = baseline
         return baseline + self._charged.get(key[0], 0.0)
 
