@@ -24,6 +24,16 @@ _ids = itertools.count(1)
 _PREFIX = f"{os.getpid():x}-{int(time.time()):x}"
 
 
+def _new_process() -> None:
+    """In a forked child: run ids of its own (the parent's prefix and counter would repeat)."""
+    global _ids, _PREFIX
+    _ids = itertools.count(1)
+    _PREFIX = f"{os.getpid():x}-{int(time.time()):x}"
+
+
+os.register_at_fork(after_in_child=_new_process)
+
+
 class RunTerminated(ProctorError):
     """A ``terminate`` rule stopped the run; every later call in it is refused without running.
 

@@ -566,3 +566,20 @@ def test_sigkill_keeps_every_acknowledged_action(tmp_path: Path) -> None:
         assert run.status == "running"
     finally:
         reopened.close()
+
+
+def test_a_record_the_database_refuses_is_lost_alone_and_the_writer_goes_on(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    run_log = RunLog(tmp_path / "runs.db", pii=False)
+    try:
+        for seq in range(1, 5):  # record 3's cost is a Decimal, which sqlite3 cannot bind
+            cost: Any = Decimal("1.5") if seq == 3 else 0.1
+            run_log.action("r", seq, "t", "s", "a", 1.0, 0.1, "succeeded", {}, estimated_cost=cost)
+        run_log.action("r", 5, "t", "s", "a", 1.0, 0.1, "succeeded", {}, actual_cost=10**20)  # too big
+        run_log.action("r", 6, "t", "s", "a", 1.0, 0.1, "succeeded", {})
+        assert run_log.flush(timeout=10)
+        assert [action.seq for action in run_log.actions("r")] == [1, 2, 4, 6]
+        assert run_log.failed == 2
+    finally:
+        run_log.close()

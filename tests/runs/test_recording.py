@@ -914,3 +914,32 @@ def test_recorded_values_are_json(log: RunLog) -> None:
     run = only_run(log)
     assert json.loads(run.input or "") == {"data": {"__proctor_bytes__": "AQI="}, "items": [1, 3]}
     assert json.loads(run.output or "") == [1, 2]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # 3.12+
+def test_a_forked_child_records_its_own_runs_under_ids_of_its_own(log: RunLog) -> None:
+    @runlog(service="s", name="agent")
+    def agent(who: str) -> str:
+        return who
+
+    agent("before")
+    assert log.flush(timeout=10)
+    child = os.fork()
+    if child == 0:  # the child: the parent's writer thread is not here; records must still land
+        try:
+            agent("child")
+            os._exit(0 if log.flush(timeout=10) else 1)
+        finally:
+            os._exit(2)
+    agent("parent")
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert log.flush(timeout=10)
+    runs = log.runs()
+    assert sorted((decode(run.input)["who"], decode(run.output)) for run in runs) == [
+        ("before", "before"),
+        ("child", "child"),
+        ("parent", "parent"),
+    ]
+    assert len({run.run_id for run in runs}) == 3

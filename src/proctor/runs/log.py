@@ -17,6 +17,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -106,6 +107,17 @@ class ActionRecord(NamedTuple):
 _RUN_COLUMNS = ", ".join(RunRecord._fields)
 _ACTION_COLUMNS = ", ".join(ActionRecord._fields)
 
+_instances: weakref.WeakSet[RunLog] = weakref.WeakSet()
+"""The logs of this process, for the fork handler."""
+
+
+def _after_fork_in_child() -> None:
+    for log in list(_instances):
+        log._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 _START_RUN = (
     "INSERT OR IGNORE INTO runs (run_id, service, agent, tool, function, started, status, input, labels,"
     " redacted) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)"
@@ -177,12 +189,29 @@ class RunLog:
         self._wake = threading.Event()
         self._room = threading.Condition()
         self._closed = False
+        self._forked = False
         self._migrate()
+        self._start_writer()
+        _instances.add(self)
+
+    def _start_writer(self) -> None:
+        self._forked = False
+        self._closed = False
         self._writer = threading.Thread(
             target=self._write_loop, name=f"proctor-runlog:{self.path}", daemon=True
         )
         self._writer.start()
         atexit.register(self.close)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's writer thread is not there, and its queue is the parent's
+        to write. Start empty; the child's first record starts a writer of its own."""
+        self._pending = deque()
+        self._idle = False
+        self._wake = threading.Event()
+        self._room = threading.Condition()
+        if not self._closed:
+            self._closed = self._forked = True
 
     # -- the caller's side
 
@@ -292,7 +321,8 @@ class RunLog:
         )
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything recorded so far is committed; False if ``timeout`` ran out."""
+        """Wait until everything recorded so far is committed (or counted in ``failed``); False if
+        ``timeout`` ran out."""
         if not self._writer.is_alive():
             return not self._pending
         done = threading.Event()
@@ -318,7 +348,10 @@ class RunLog:
     def _put(self, record: tuple[Any, ...]) -> None:
         pending = self._pending
         if len(pending) >= self._capacity or self._closed:
-            if self._drop or self._closed or not self._writer.is_alive():
+            if self._forked:  # the first record of a forked child: it gets a writer of its own
+                self._start_writer()
+                pending = self._pending
+            elif self._drop or self._closed or not self._writer.is_alive():
                 self._dropped()
                 return
             with self._room:
@@ -346,8 +379,17 @@ class RunLog:
         migrate(self.path)
 
     def _write_loop(self) -> None:
-        connection = self._connect()
         pending = self._pending
+        try:
+            connection = self._connect()
+        except (
+            sqlite3.Error
+        ) as exc:  # nothing can be written: count what comes as failed, never block callers
+            logger.error("the run log %s cannot be opened for writing: %s", self.path, exc)
+            self._closed = True
+            self.failed += len(pending)
+            pending.clear()
+            return
         try:
             while True:
                 if not pending:
@@ -391,27 +433,37 @@ class RunLog:
                 if rows is None:
                     rows = groups[statement] = []
                 rows.append(values)
-        count = sum(len(rows) for rows in groups.values())
+        ordered = [(statement, groups[statement]) for statement in sorted(groups, key=_ORDER.__getitem__)]
         for attempt in range(3):
-            if not count:
+            if not ordered or self._transaction(connection, ordered):
                 break
-            try:
-                connection.execute("BEGIN")
-                for statement in sorted(groups, key=_ORDER.__getitem__):
-                    connection.executemany(statement, groups[statement])
-                connection.execute("COMMIT")
-                break
-            except sqlite3.Error as exc:
-                if connection.in_transaction:
-                    connection.rollback()
-                if attempt == 2:
-                    self.failed += count
-                    logger.error("the run log %s lost %d records: %s", self.path, count, exc)
-                else:
-                    time.sleep(0.05 * (attempt + 1))
+            if attempt == 2:  # the database refuses the batch: try its records one by one
+                for statement, rows in ordered:
+                    for row in rows:
+                        if not self._transaction(connection, [(statement, [row])]):
+                            self.failed += 1
+            else:
+                time.sleep(0.05 * (attempt + 1))
         for event in waiting:
             event.set()
         return stop
+
+    def _transaction(
+        self, connection: sqlite3.Connection, batches: list[tuple[str, list[tuple[Any, ...]]]]
+    ) -> bool:
+        """Write ``batches`` in one transaction; False (logged, rolled back) if the database refused."""
+        try:
+            connection.execute("BEGIN")
+            for statement, rows in batches:
+                connection.executemany(statement, rows)
+            connection.execute("COMMIT")
+        except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:  # a value SQLite cannot take too
+            if connection.in_transaction:
+                connection.rollback()
+            count = sum(len(rows) for _, rows in batches)
+            logger.error("the run log %s could not write %d record(s): %s", self.path, count, exc)
+            return False
+        return True
 
     def _row(self, record: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
         kind = record[0]
