@@ -937,7 +937,11 @@ class _Guard:
             else:
                 channel, request = self.approval_request(call)
                 # A person may take minutes: wait in a thread, never on the event loop.
-                decision = await asyncio.to_thread(channel.request, request)
+                try:
+                    decision = await asyncio.to_thread(channel.request, request)
+                except asyncio.CancelledError:  # nobody may approve a call that no longer waits
+                    await asyncio.to_thread(channel.withdraw, request)
+                    raise
             outcome = self.approved(call, decision)
             if isinstance(outcome, _Refusal):
                 return self.refusal(call.verdict, outcome.detail)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from proctor import (
     RuleViolationError,
     runlog,
 )
-from proctor.approvals import Person, WebhookNotifier
+from proctor.approvals import ApprovalError, Person, WebhookNotifier
 from proctor.runs import recording_into
 from tests.approvals.helpers import REQUEST, WebhookReceiver, in_thread, pending_one, request, until
 
@@ -176,6 +177,22 @@ def test_a_decorated_call_waits_for_people(store: ApprovalStore) -> None:
     store.decide(pending_one(store).id, "bob", False, "too much")
     with pytest.raises(RuleViolationError, match="approval refused by bob: too much"):
         refused()
+
+
+def test_a_cancelled_async_call_withdraws_its_request(store: ApprovalStore) -> None:
+    @runlog(service="support", policies=POLICY, approvals=DurableChannel(store))
+    async def refund(amount: int) -> str:
+        return f"refunded {amount}"
+
+    async def give_up() -> None:
+        with pytest.raises(TimeoutError):  # the caller stops waiting: nobody may approve it now
+            await asyncio.wait_for(refund(250), 0.5)
+
+    asyncio.run(give_up())  # returns once the waiting thread sees the cancellation, not after 600 s
+    [record] = store.list()
+    assert record.status == "cancelled"
+    with pytest.raises(ApprovalError, match="already cancelled"):
+        store.decide(record.id, "alice", True)
 
 
 def test_a_decorated_call_applies_on_timeout(store: ApprovalStore) -> None:

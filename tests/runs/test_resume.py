@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,3 +113,29 @@ def test_a_run_log_that_cannot_be_opened_leaves_the_calls_working(tmp_path: Path
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["42", "2"]
     assert done.stderr.count("runs are not recorded") == 1  # said once, not at every call
+
+
+def test_a_run_is_resumed_once_even_when_two_callers_try(log: RunLog, notes: Path) -> None:
+    run_id = killed_during_step_3(log, notes)
+    notes.write_text("")
+    outcomes: list[object] = []
+
+    def attempt() -> None:
+        try:
+            outcomes.append(proctor.resume(run_id, function=resumable.job, log=log))
+        except ConfigurationError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(attempt,)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # One resumes it; the other finds it claimed (or, if it came late, ended).
+    assert [10, 20, 30, 40, 50] in outcomes
+    [refusal] = [outcome for outcome in outcomes if isinstance(outcome, str)]
+    assert refusal in (
+        f"run {run_id} is already being resumed, or has just ended",
+        f"run {run_id} already ended (cancelled): there is nothing to resume",
+    )
+    assert notes.read_text().splitlines()[1:] == ["step 3", "step 4", "step 5"]  # each ran once

@@ -47,6 +47,13 @@ class ApprovalDecision:
 class ApprovalChannel(ABC):
     """Delivers approval requests to people and returns their decisions."""
 
+    def withdraw(self, request: ApprovalRequest) -> None:  # noqa: B027 (a hook; doing nothing is right)
+        """The caller stopped waiting for ``request`` (it was cancelled); by default nothing happens.
+
+        A channel that keeps requests somewhere closes them, so that nobody decides a call
+        that no longer waits, and its ``request`` returns soon.
+        """
+
     @abstractmethod
     def request(self, request: ApprovalRequest) -> ApprovalDecision | None:
         """Ask for a decision, waiting at most ``request.timeout`` seconds.

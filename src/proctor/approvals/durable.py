@@ -71,6 +71,13 @@ class DurableChannel(ApprovalChannel):
             record = store.expire(record.id)  # a decision that came in meanwhile wins
         return _decision(store, record)
 
+    def withdraw(self, request: ApprovalRequest) -> None:
+        """Cancel the pending request made for ``request``: its waiter returns a refusal."""
+        store = self.store()
+        record = store.find(request.run_id, request.seq, request.tool, request.rule_id)
+        if record is not None and record.pending and record.args == store.stored_args(request):
+            store.cancel(record.id)
+
     def store(self) -> ApprovalStore:
         """The store requests go to now: the one given, else the run log's database."""
         if self._store is not None:

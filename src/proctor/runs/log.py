@@ -701,6 +701,23 @@ class RunLog:
             ).fetchone()
         return float(actions) + float(runs)
 
+    def claim(self, run_id: str, note: BaseException) -> bool:
+        """End a run that is still ``running`` as ``cancelled`` with ``note``, at once and only once.
+
+        True for the one caller that did it; False when the run had ended (or another
+        caller claimed it first). ``resume`` claims a run before it runs anything.
+        """
+        self.flush()
+        with self._reader() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            count = connection.execute(
+                "UPDATE runs SET status = 'cancelled', ended = ?, error = ?"
+                " WHERE run_id = ? AND status = 'running'",
+                (time.time(), to_json(error_value(note)), run_id),
+            ).rowcount
+            connection.execute("COMMIT")
+        return count == 1
+
     def prune(self, older_than: float) -> int:
         """Delete runs started before ``older_than`` (Unix seconds) and their actions; returns how many."""
         self.flush()

@@ -386,7 +386,9 @@ def resume(run_id: str, *, function: Callable[..., Any] | None = None, log: RunL
     budgets. A call that was waiting for an approval asks again and finds its request
     (decided meanwhile, or still pending) instead of making a new one. ``now()``,
     ``uuid4()`` and ``rng()`` give back the values the run had drawn. The continued run
-    is recorded as a new run. Raises ``ConfigurationError`` for a run that ended.
+    is recorded as a new run. Raises ``ConfigurationError`` for a run that ended or that
+    another caller is resuming (the run is claimed before anything runs). Whether the
+    run's own process is really gone is not checked: resume a run only once it is.
     """
     run_log_ = _log_or_default(log)
     record = run_log_.run(run_id)
@@ -397,6 +399,8 @@ def resume(run_id: str, *, function: Callable[..., Any] | None = None, log: RunL
         )
     if record.status != "running":
         raise ConfigurationError(f"run {run_id} already ended ({record.status}): there is nothing to resume")
+    if not run_log_.claim(run_id, RunResumed(run_id, "a run that is starting")):
+        raise ConfigurationError(f"run {run_id} is already being resumed, or has just ended")
     target = function if function is not None else _function_of(record)
     args, kwargs, guard = _call_of(record, target)
     replayer = Replayer(record, run_log_.actions(record.run_id), None, True, run_log_, resuming=True)
@@ -407,7 +411,7 @@ def resume(run_id: str, *, function: Callable[..., Any] | None = None, log: RunL
         return target(*args, **kwargs)
     finally:
         _replaying.reset(token)
-        if replayer.continued_as is not None:  # the dead run ends here, pointing to its continuation
+        if replayer.continued_as is not None:  # the claimed run now names its continuation
             run_log_.run_finished(
                 run_id,
                 status="cancelled",
