@@ -30,12 +30,11 @@ from proctor.cli.runs import (
     echo_json,
     format_option,
     iso_time,
-    local_time,
     make_console,
-    seconds,
     shorten,
 )
 from proctor.errors import ConfigurationError, StoreError
+from proctor.runs.describe import local_time, seconds
 
 __all__ = ["approvals", "approvers"]
 

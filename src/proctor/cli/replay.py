@@ -24,13 +24,13 @@ from proctor.cli.runs import (
     echo_json,
     format_option,
     make_console,
-    money,
     open_log,
     status_text,
 )
 from proctor.errors import ConfigurationError, PolicyConfigError
 from proctor.rules.ruleset import RuleSet
 from proctor.rules.source import PolicySource
+from proctor.runs.describe import money
 from proctor.runs.log import RunLog, RunRecord
 from proctor.runs.replay import replay as replay_run
 from proctor.runs.result import DEFAULT_RULE, ActionDecision, ImpactReport, ReplayResult

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from proctor.errors import ConfigurationError, StoreError
+from proctor.runs.describe import approval_text, error_text, local_time, marked_decisions, money, seconds
 from proctor.runs.log import DEFAULT_PATH, RUN_STATUSES, ActionRecord, RunLog, RunRecord, decode
 from proctor.runs.result import effective_action
 from proctor.runs.selection import parse_age
@@ -140,37 +141,11 @@ def make_console() -> Console:
     return console
 
 
-def local_time(timestamp: float | None) -> str:
-    """``2024-01-02 13:45:06`` in local time; ``-`` for None."""
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def iso_time(timestamp: float | None) -> str | None:
     """ISO 8601 with the local offset, for JSON; None for None."""
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="milliseconds")
-
-
-def money(amount: float | None) -> str:
-    """A cost with four decimals (``-`` for none), so a column of them lines up."""
-    return "-" if amount is None else f"{amount:.4f}"
-
-
-def seconds(duration: float | None) -> str:
-    """``12 ms``, ``3.40 s``, ``2 min 5 s``; ``-`` for None."""
-    if duration is None:
-        return "-"
-    if duration < 1:
-        return f"{duration * 1000:.0f} ms"
-    if duration < 60:
-        return f"{duration:.2f} s"
-    minutes, rest = divmod(duration, 60)
-    if minutes < 60:
-        return f"{minutes:.0f} min {rest:.0f} s"
-    return f"{minutes // 60:.0f} h {minutes % 60:.0f} min"
 
 
 def status_text(status: str) -> Text:
@@ -379,7 +354,7 @@ def run_header(record: RunRecord) -> Table:
     grid.add_row("status", status_text(record.status))
     grid.add_row("input", _value(record.input))
     if record.error is not None:
-        grid.add_row("error", Text(_error(record.error), style="red"))
+        grid.add_row("error", Text(error_text(record.error), style="red"))
     elif record.output is not None:
         grid.add_row("output", _value(record.output))
     grid.add_row(
@@ -391,7 +366,7 @@ def run_header(record: RunRecord) -> Table:
     if decisions:
         grid.add_row("decisions", decisions)
     approval = approval_text(record.approval)
-    if approval != "-":
+    if approval:
         grid.add_row("approval", approval)
     if record.redacted:
         note = "personal data found in this run was redacted before it was stored"
@@ -424,7 +399,7 @@ def timeline(record: RunRecord, actions: list[ActionRecord]) -> Table:
             action.tool,
             status_text(action.status),
             decisions_text(action.decisions) or "-",
-            approval_text(action.approval),
+            approval_text(action.approval) or "-",
             f"{money(action.estimated_cost)} / {money(action.actual_cost)}",
             seconds(action.duration) if action.duration is not None else "did not run",
             shown,
@@ -438,56 +413,20 @@ def timeline(record: RunRecord, actions: list[ActionRecord]) -> Table:
 
 def decisions_text(text: str | None) -> Text:
     """``rule:action`` per decision, the one that took effect marked ``*`` and in bold."""
-    decisions = decode(text) or []
-    action, rule = effective_action(decisions)
     parts = Text()
-    marked = False
-    for decision in decisions:
-        name = decision.get("rule") or "(default)"
-        label = f"{name}:{decision.get('action')}"
-        phase = decision.get("phase")
-        if phase == "after":
-            label += " (on output)"
-        elif phase == "policy":
-            label += " (code policy)"
-        deciding = (
-            not marked
-            and bool(decision.get("decided"))
-            and decision.get("action") == action
-            and decision.get("rule") == rule
-        )
+    for decision in marked_decisions(text):
         if parts:
             parts.append(", ")
-        if deciding:
-            marked = True
+        label = f"{decision.rule}:{decision.action}{decision.where}"
+        if decision.deciding:
             parts.append(label + "*", style="bold")
         else:
-            parts.append(label, style="dim" if not decision.get("decided") else "")
+            parts.append(label, style="" if decision.decided else "dim")
     return parts
-
-
-def approval_text(text: str | None) -> str:
-    """``approved by ops``, ``refused by ops``, ``timed out``; ``-`` when none was asked."""
-    approval = decode(text)
-    if not isinstance(approval, dict):
-        return "-"
-    answer = approval.get("approved")
-    verb = "approved" if answer else "refused"
-    said = "timed out" if answer is None else f"{verb} by {approval.get('approver') or 'someone'}"
-    comment = approval.get("comment")
-    return f"{said}: {comment}" if comment else said
 
 
 def _value(text: str | None) -> str:
     return "-" if text is None else shorten(text, VALUE_WIDTH)
-
-
-def _error(text: str) -> str:
-    error = decode(text)
-    if isinstance(error, dict):
-        kind = str(error.get("type", "error")).rpartition(":")[2]
-        return f"{kind}: {error.get('message', '')}"
-    return str(error)
 
 
 # -- runs prune
