@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import random
+import sqlite3
+import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
-from proctor.cli.demo import POLICIES, Demo, DemoResult, plan_workloads
+from proctor.cli.demo import POLICIES, Demo, DemoResult, SessionLog, plan_workloads, what_if_stricter
 from proctor.cli.main import cli
 from proctor.runs import RunLog
 
@@ -107,3 +112,33 @@ def test_help(args: list[str]) -> None:
     outcome = CliRunner().invoke(cli, args)
     assert outcome.exit_code == 0, outcome.output
     assert "demo" in outcome.output
+
+
+def what_if_figures(output: str) -> str:
+    """The tables of the demo's what-if report (the figures, without the paths), spaces normalised."""
+    report = output.partition("What if stricter rules had been in force?")[2]
+    section = report.partition("Look at the runs")[0]
+    assert "┏" in section, output
+    return " ".join(section[section.index("┏") :].split())
+
+
+def test_the_what_if_counts_only_this_demos_runs(tmp_path: Path) -> None:
+    # Two demos record into one log; the second's what-if must be what its own runs alone give
+    # (before, cost_today also counted the first demo's spend: 65.3% of runs succeeded, then 2.1%).
+    db = tmp_path / "runs.db"
+    args = ["demo", "--speed", "10", "--db", str(db)]
+    assert CliRunner().invoke(cli, args, env={"COLUMNS": "120"}).exit_code == 0
+    second_started = time.time()
+    second = CliRunner().invoke(cli, args, env={"COLUMNS": "120"})
+    assert second.exit_code == 0, second.output
+    # The same runs in a log of their own: a copy of the database without the first demo's runs.
+    alone = tmp_path / "alone" / "runs.db"
+    alone.parent.mkdir()
+    with closing(sqlite3.connect(db)) as source, closing(sqlite3.connect(alone)) as copy:
+        source.backup(copy)
+    output = io.StringIO()
+    with SessionLog(alone) as log:
+        assert log.prune(second_started) == 95
+        what_if_stricter(Console(file=output, width=120, highlight=False), log, since=second_started)
+    assert "batch-burst-guard" in what_if_figures(second.output)
+    assert what_if_figures(second.output) == what_if_figures(output.getvalue())

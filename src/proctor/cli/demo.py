@@ -14,8 +14,9 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -42,7 +43,7 @@ from proctor.rules import parse_policies
 from proctor.runs import ImpactReport, RunLog, recording_into
 from proctor.runs.whatif import what_if
 
-__all__ = ["POLICIES", "AgentResult", "Demo", "DemoResult", "plan_workloads", "run_demo"]
+__all__ = ["POLICIES", "AgentResult", "Demo", "DemoResult", "SessionLog", "plan_workloads", "run_demo"]
 
 CAPACITY = 3
 """Concurrent calls the simulated LLM API allows."""
@@ -67,6 +68,8 @@ SERVICE = "demo"
 STRICTER = """\
 # Stricter rules, tested against the demo's recorded runs before they are deployed:
 #   proctor replay --policies {path} --filter service=demo
+# (the demo's own what-if counts only its own runs in cost_today; replay over the whole log also
+# counts what earlier demos recorded in it spent today)
 version: 1
 policies:
   - id: confidential-needs-review
@@ -87,6 +90,22 @@ policies:
     message: a session of more than 20 calls is probably looping
 """
 """The stricter policy file the demo writes next to the run log and re-evaluates its runs against."""
+
+
+class SessionLog(RunLog):
+    """The demo's run log, whose what-if sees only the runs of this demo (``session``).
+
+    ``what_if`` charges ``cost_today`` with the recorded spend of the log's runs it does not
+    re-evaluate, read through ``run_rows``; here that reads only ``session``, so earlier demos
+    recorded in the same file do not change this demo's figures.
+    """
+
+    session: frozenset[str] = frozenset()
+
+    def run_rows(self, columns: Sequence[str], *, since: float, until: float) -> list[tuple[Any, ...]]:
+        """``RunLog.run_rows``, of the runs in ``session`` only."""
+        rows = super().run_rows(("run_id", *columns), since=since, until=until)
+        return [row[1:] for row in rows if row[0] in self.session]
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,7 +583,7 @@ def run_demo(*, seed: int, speed: float, db: str | None = None) -> int:
 
     Returns the exit status: 0.
     """
-    log = RunLog(db) if db is not None else RunLog()
+    log = SessionLog(db)
     try:
         with recording_into(log):
             return _run_demo(seed=seed, speed=speed, log=log)
@@ -572,7 +591,7 @@ def run_demo(*, seed: int, speed: float, db: str | None = None) -> int:
         log.close()
 
 
-def _run_demo(*, seed: int, speed: float, log: RunLog) -> int:
+def _run_demo(*, seed: int, speed: float, log: SessionLog) -> int:
     console = Console(highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = PLAIN_WIDTH
@@ -610,12 +629,16 @@ def _run_demo(*, seed: int, speed: float, log: RunLog) -> int:
     return 0
 
 
-def what_if_stricter(console: Console, log: RunLog, *, since: float) -> None:
-    """Re-evaluate the runs recorded since ``since`` against ``STRICTER``, written next to the log."""
+def what_if_stricter(console: Console, log: SessionLog, *, since: float) -> None:
+    """Re-evaluate the runs recorded since ``since`` against ``STRICTER``, written next to the log.
+
+    Only those runs count, ``cost_today`` included: earlier demos in the same log change nothing.
+    """
     from proctor.cli.replay import rules_table, summary_table
 
     log.flush()
     runs = log.runs(service=SERVICE, since=since, limit=None, oldest_first=True)
+    log.session = frozenset(run.run_id for run in runs)
     actions = sum(1 for _ in log.actions_of([run.run_id for run in runs]))
     path = log.path.parent / "demo-stricter.yaml"
     text = STRICTER.format(path=path)
@@ -626,8 +649,8 @@ def what_if_stricter(console: Console, log: RunLog, *, since: float) -> None:
         f"[bold]Recorded[/] {len(runs)} runs (one per agent session) with {actions} LLM calls in {log.path}."
     )
     console.print(
-        f"[bold]What if stricter rules had been in force?[/] {path} re-evaluated against the recording "
-        "(no code ran, nothing was called):"
+        f"[bold]What if stricter rules had been in force?[/] {path} re-evaluated against this demo's "
+        "runs (no code ran, nothing was called; cost_today counts what this demo spent, not earlier runs):"
     )
     console.print(summary_table(impact))
     console.print(rules_table(impact))
