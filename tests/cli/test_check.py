@@ -28,3 +28,34 @@ def test_check_exits_0_when_every_file_is_valid(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["check", str(good)])
     assert (result.exit_code, result.stdout) == (0, f"{good}: ok, 0 rules\n")
     assert CliRunner().invoke(cli, ["check"]).exit_code == 2  # a file is required
+
+
+def test_check_reports_every_unknown_fact_of_a_when(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "policies:\n"
+        "- id: a\n"
+        "  when: {toll: x, cost: {gt: 1}, agnet: bot}\n"
+        "  action: deny\n"
+        "- id: b\n"
+        "  when:\n"
+        "    any:\n"
+        "      - {sevice: web}\n"
+        "      - not: {cost_todya: {gt: 5, lt: 9}, args.x: {gtt: 1}}\n"
+        "  action: deny\n"
+    )
+    result = CliRunner().invoke(cli, ["check", str(bad)])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert [line.partition(": ")[0] for line in lines] == [
+        f"{bad}:3:10",
+        f"{bad}:3:34",
+        f"{bad}:8:10",
+        f"{bad}:9:15",
+        f"{bad}:9:52",
+    ]
+    assert "'toll'" in lines[0]
+    assert "'agnet'" in lines[1]
+    assert "'sevice'" in lines[2]
+    assert "'cost_todya'" in lines[3]
+    assert "unknown operator 'gtt'" in lines[4]

@@ -71,7 +71,9 @@ def parse_policies(
             try:
                 condition = compile_when(rule.when, pii=pii)
             except CompileError as exc:
-                problems.append((("policies", index, "when", *exc.path), exc.message, True))
+                where = ("policies", index, "when")
+                found = _when_problems(rule.when, where, pii) or [((*where, *exc.path), exc.message, True)]
+                problems.extend(found)
                 continue
             if rule.action in ("modify", "require_approval") and "output" in facts_used(rule.when):
                 problems.append(
@@ -92,14 +94,39 @@ def parse_policies(
         for index, raw in enumerate(data["policies"]):
             when = raw.get("when") if isinstance(raw, Mapping) else None
             if isinstance(when, Mapping):
-                try:
-                    compile_when(when, pii=pii)
-                except CompileError as exc:
-                    problems.append((("policies", index, "when", *exc.path), exc.message, True))
+                problems.extend(_when_problems(when, ("policies", index, "when"), pii))
     if problems:
         raise PolicyConfigError(_located(problems, source_map))
     assert parsed is not None
     return RuleSet(rules, parsed.defaults, source=file)
+
+
+def _when_problems(when: Any, path: Path, pii: PIIScan | None) -> list[tuple[Path, str, bool]]:
+    """Every problem of the ``when`` at ``path``, not only the first: each condition compiled on its own."""
+    if isinstance(when, Mapping) and when:
+        problems = []
+        for key, value in when.items():
+            if key in ("any", "all") and isinstance(value, list) and value:
+                for position, item in enumerate(value):
+                    problems += _when_problems(item, (*path, key, position), pii)
+            elif key == "not" and isinstance(value, Mapping):
+                problems += _when_problems(value, (*path, key), pii)
+            elif isinstance(value, Mapping) and len(value) > 1:  # each operator; an unknown fact once
+                found = [_first_problem({key: {op: operand}}, path, pii) for op, operand in value.items()]
+                problems += dict.fromkeys(problem for each in found for problem in each)
+            else:
+                problems += _first_problem({key: value}, path, pii)
+        return problems
+    return _first_problem(when, path, pii)
+
+
+def _first_problem(when: Any, path: Path, pii: PIIScan | None) -> list[tuple[Path, str, bool]]:
+    """The first problem ``compile_when`` finds in ``when``, placed at ``path``; none when it compiles."""
+    try:
+        compile_when(when, pii=pii)
+    except CompileError as exc:
+        return [((*path, *exc.path), exc.message, True)]
+    return []
 
 
 def builtin_pii_scan(settings: PIISettings) -> PIIScan:
