@@ -153,3 +153,35 @@ def test_approvers_add_prints_the_token_once_and_keeps_its_hash(tmp_path: Path) 
     assert Approvers.load(path).who(token) is None
     assert Approvers.load(path).who(again.output.splitlines()[-1]) == "alice"
     assert proctor("approvers", "add", "bob").exit_code == 2  # --group is required
+
+
+def test_an_id_may_be_given_by_a_unique_prefix(store: ApprovalStore, db: Path) -> None:
+    # 17 requests: by the pigeonhole principle, two ids share their first hex digit.
+    records = [store.create(request(seq=seq)) for seq in range(17)]
+    ids = [record.id for record in records]
+    shared = next(digit for digit in "0123456789abcdef" if sum(id.startswith(digit) for id in ids) > 1)
+    target = records[0]
+    prefix = next(
+        target.id[:length]
+        for length in range(1, len(target.id) + 1)
+        if sum(id.startswith(target.id[:length]) for id in ids) == 1
+    )
+    shown = proctor("approvals", "show", prefix, "--format", "json", "--db", str(db))
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["id"] == target.id
+    approved = proctor("approvals", "approve", prefix, "--as", "alice", "--db", str(db))
+    assert approved.exit_code == 0, approved.output
+    assert store.get(target.id).status == "approved"
+    denied = proctor("approvals", "deny", records[1].id[:12], "--as", "alice", "--db", str(db))
+    assert denied.exit_code == 0, denied.output
+    assert store.get(records[1].id).status == "denied"
+
+    ambiguous = proctor("approvals", "show", shared, "--db", str(db))
+    assert ambiguous.exit_code == 2
+    assert f"approval id prefix {shared!r} is ambiguous" in ambiguous.output
+    for id in ids:
+        if id.startswith(shared):
+            assert id in ambiguous.output  # the candidates, to pick from
+    unknown = proctor("approvals", "approve", "zz", "--as", "alice", "--db", str(db))
+    assert unknown.exit_code == 2
+    assert "unknown approval id 'zz'; `proctor approvals list` shows the ids" in unknown.output

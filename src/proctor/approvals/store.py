@@ -187,6 +187,33 @@ class ApprovalStore:
         with self._reading() as connection:
             return self._get(connection, id)
 
+    def resolve(self, prefix: str) -> str:
+        """The id of the one request whose id is ``prefix`` or starts with it (like git's short ids).
+
+        ``ApprovalError`` when none does, or when several do (it lists them, newest first).
+        """
+        prefix = prefix.strip()
+        with self._reading() as connection:
+            rows = connection.execute(
+                "SELECT id, status, tool, agent FROM approvals"
+                " WHERE id = ?1 OR (?1 != '' AND substr(id, 1, length(?1)) = ?1)"
+                " ORDER BY id = ?1 DESC, created DESC LIMIT 11",
+                (prefix,),
+            ).fetchall()
+        if not rows:
+            raise ApprovalError(
+                f"unknown approval id {prefix!r}; `proctor approvals list` shows the ids", prefix
+            )
+        if rows[0][0] == prefix or len(rows) == 1:
+            return str(rows[0][0])
+        shown = "".join(f"\n  {id}  {status:9} {tool} of {agent}" for id, status, tool, agent in rows[:10])
+        more = "\n  ..." if len(rows) > 10 else ""
+        raise ApprovalError(
+            f"approval id prefix {prefix!r} is ambiguous: it starts several ids (newest first); "
+            f"give more of the one you mean:{shown}{more}",
+            prefix,
+        )
+
     def list(self, status: str | None = None, limit: int | None = 100) -> builtins.list[ApprovalRecord]:
         """Requests, newest first: all, or those with ``status``; at most ``limit`` (None: no limit)."""
         if status is not None and status not in APPROVAL_STATUSES:

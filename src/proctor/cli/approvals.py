@@ -212,8 +212,12 @@ def list_approvals(status: str | None, limit: int, output_format: str, db: Path)
 @format_option
 @db_option
 def show_approval(approval_id: str, output_format: str, db: Path) -> None:
-    """Show approval request ID in full: the action, the rule, its arguments and every decision."""
+    """Show approval request ID in full: the action, the rule, its arguments and every decision.
+
+    ID may be shortened to any prefix that no other request's id starts with.
+    """
     with open_store(db) as store:
+        approval_id = store.resolve(approval_id)
         record = store.get(approval_id)
         decisions = store.decisions(approval_id)
     if output_format == "json":
@@ -278,6 +282,7 @@ def approve(
     """Approve request ID, as the person PROCTOR_TOKEN belongs to (or --as NAME).
 
     The request is approved once its quorum of distinct people have approved.
+    ID may be shortened to any prefix that no other request's id starts with.
     """
     decide(approval_id, True, comment, as_name, approvers_file, db)
 
@@ -288,7 +293,10 @@ def approve(
 def deny(
     approval_id: str, comment: str | None, as_name: str | None, approvers_file: Path | None, db: Path
 ) -> None:
-    """Deny request ID, as the person PROCTOR_TOKEN belongs to (or --as NAME): the waiting call is refused."""
+    """Deny request ID, as the person PROCTOR_TOKEN belongs to (or --as NAME): the waiting call is refused.
+
+    ID may be shortened to any prefix that no other request's id starts with.
+    """
     decide(approval_id, False, comment, as_name, approvers_file, db)
 
 
@@ -303,6 +311,7 @@ def decide(
     """Record the decision and say what became of the request."""
     name, approvers = identify(as_name, approvers_file)
     with open_store(db) as store:
+        approval_id = store.resolve(approval_id)
         record = store.decide(approval_id, name, approved, comment, approvers)
         decisions = store.decisions(approval_id)
     if record.status == "pending":
