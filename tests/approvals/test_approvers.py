@@ -123,3 +123,27 @@ def test_the_file_in_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert approvers_path() == Path("approvers.yaml")
     monkeypatch.setenv("PROCTOR_APPROVERS", str(tmp_path / "elsewhere.yaml"))
     assert approvers_path() == tmp_path / "elsewhere.yaml"  # named, so missing is an error, not open mode
+
+
+def test_remove_a_person_or_their_groups_keeping_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "approvers.yaml"
+    path.write_text(FILE % hash_token("alice-secret"))
+    approvers = Approvers.load(path)
+    carol = approvers.add("carol", ["dba", "sec"])
+    assert approvers.remove("carol", ["sec"]) == approvers.people["carol"]
+    reloaded = Approvers.load(path)
+    assert reloaded.people["carol"].groups == {"dba"}
+    assert reloaded.who(carol) == "carol"  # leaving a group keeps the token
+    assert approvers.remove("alice") is None
+    reloaded = Approvers.load(path)
+    assert sorted(reloaded.people) == ["bob", "carol"]
+    assert reloaded.who("alice-secret") is None
+    assert reloaded.webhook("dba") == "http://127.0.0.1:9000/hook"  # groups stay defined
+    assert sorted(approvers.people) == ["bob", "carol"]
+    with pytest.raises(
+        ConfigurationError, match=r"dave is not listed in .*approvers.yaml; listed: bob, carol"
+    ):
+        approvers.remove("dave")
+    with pytest.raises(ConfigurationError, match="bob is not in group dba; bob's groups: oncall"):
+        approvers.remove("bob", ["dba"])
+    assert Approvers.load(path).people == reloaded.people

@@ -185,3 +185,41 @@ def test_an_id_may_be_given_by_a_unique_prefix(store: ApprovalStore, db: Path) -
     unknown = proctor("approvals", "approve", "zz", "--as", "alice", "--db", str(db))
     assert unknown.exit_code == 2
     assert "unknown approval id 'zz'; `proctor approvals list` shows the ids" in unknown.output
+
+
+def test_approvers_list_shows_names_and_groups_never_tokens(tmp_path: Path) -> None:
+    missing = proctor("approvers", "list")
+    assert missing.exit_code == 2
+    assert "no approvers file at approvers.yaml; `proctor approvers add NAME --group GROUP`" in missing.output
+    proctor("approvers", "add", "alice", "--group", "dba", "--group", "oncall")
+    proctor("approvers", "add", "bob", "--group", "finance")
+    listed = proctor("approvers", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "sha256" not in listed.output
+    rows = [" ".join(line.strip("│ ").split()) for line in listed.output.splitlines() if "│" in line]
+    assert "alice │ dba, oncall │ yes" in rows
+    assert "bob │ finance │ yes" in rows
+    as_json = json.loads(proctor("approvers", "list", "--format", "json").output)
+    assert as_json["people"] == [
+        {"name": "alice", "groups": ["dba", "oncall"], "token": True},
+        {"name": "bob", "groups": ["finance"], "token": True},
+    ]
+    assert [group["name"] for group in as_json["groups"]] == ["dba", "finance", "oncall"]
+    assert "sha256" not in json.dumps(as_json)
+
+
+def test_approvers_remove_a_person_or_a_group_of_theirs(tmp_path: Path) -> None:
+    added = proctor("approvers", "add", "alice", "--group", "dba", "--group", "oncall")
+    token = added.output.splitlines()[-1]
+    proctor("approvers", "add", "bob", "--group", "finance")
+    left = proctor("approvers", "remove", "alice", "--group", "oncall")
+    assert left.exit_code == 0, left.output
+    assert left.output.startswith("removed alice from group oncall in approvers.yaml; alice's groups: dba")
+    assert Approvers.load("approvers.yaml").who(token) == "alice"
+    gone = proctor("approvers", "remove", "alice")
+    assert gone.exit_code == 0, gone.output
+    assert gone.output.startswith("removed alice from approvers.yaml; their token no longer works")
+    assert list(Approvers.load("approvers.yaml").people) == ["bob"]
+    unknown = proctor("approvers", "remove", "alice")
+    assert unknown.exit_code == 2
+    assert "alice is not listed in approvers.yaml; listed: bob" in unknown.output

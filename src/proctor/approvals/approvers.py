@@ -7,7 +7,8 @@ people:
   alice: {groups: [dba, oncall], token: "sha256:<hex of sha256(token)>"}
 ```
 
-Tokens are stored only as their SHA-256 hash; ``Approvers.add`` issues them.
+Tokens are stored only as their SHA-256 hash; ``Approvers.add`` issues them, ``Approvers.remove``
+takes a person out of groups or out of the file.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ DEFAULT_FILE = "approvers.yaml"
 _HASH = re.compile(r"sha256:[0-9a-f]{64}")
 _HEADER = (
     "# proctor approvers: who may decide approval requests. Tokens are kept only as hashes.\n"
-    "# `proctor approvers add NAME --group GROUP` rewrites this file (comments are not kept).\n"
+    "# `proctor approvers add NAME --group GROUP` and `proctor approvers remove NAME` rewrite this file\n"
+    "# (comments are not kept).\n"
 )
 
 
@@ -188,6 +190,48 @@ class Approvers:
             self._webhooks.setdefault(group, None)
         self._people[name] = person
         return token
+
+    def remove(self, name: str, groups: Iterable[str] = ()) -> Person | None:
+        """Take ``name`` out of ``groups`` (keeping their token), or out of the file when none are given.
+
+        Returns the person after the change; None when they were removed. ``ConfigurationError``
+        when ``name`` is not listed or not in one of ``groups``. With a ``path``, the file is
+        rewritten with every other entry kept, as ``add`` does; groups stay defined.
+        """
+        leaving = list(dict.fromkeys(groups))
+        data: Any = None
+        if self.path is not None:
+            # Re-read the file, so that entries changed since it was loaded are kept too.
+            data = _read(self.path) if self.path.exists() else None
+            current = Approvers.from_mapping(data, path=self.path)  # an invalid file is left alone
+            self._webhooks = dict(current._webhooks)
+            self._people = dict(current._people)
+        person = self._people.get(name)
+        if person is None:
+            where = f" in {self.path}" if self.path is not None else ""
+            listed = ", ".join(sorted(self._people)) or "nobody"
+            raise ConfigurationError(f"{name} is not listed{where}; listed: {listed}")
+        outside = [group for group in leaving if group not in person.groups]
+        if outside:
+            held = ", ".join(sorted(person.groups)) or "none"
+            raise ConfigurationError(f"{name} is not in group {outside[0]}; {name}'s groups: {held}")
+        changed = Person(name, person.groups.difference(leaving), person.token) if leaving else None
+        if self.path is not None:
+            data = dict(data or {})
+            people = dict(data.get("people") or {})
+            if changed is None:
+                del people[name]
+            else:
+                entry = dict(people[name] or {})
+                entry["groups"] = [group for group in entry.get("groups") or [] if group not in leaving]
+                people[name] = entry
+            data["people"] = people
+            _write(self.path, data)
+        if changed is None:
+            del self._people[name]
+        else:
+            self._people[name] = changed
+        return changed
 
     def __repr__(self) -> str:
         return f"Approvers(people={sorted(self._people)!r}, path={self.path!r})"

@@ -1,4 +1,4 @@
-"""``proctor approvals``: list, show and decide approval requests; ``proctor approvers add``."""
+"""``proctor approvals``: list, show and decide approval requests; ``proctor approvers add/list/remove``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 from rich.table import Table
@@ -369,7 +370,35 @@ def identify(as_name: str | None, approvers_file: Path | None) -> tuple[str, App
 
 @click.group(name="approvers")
 def approvers() -> None:
-    """Manage who may decide approval requests (approvers.yaml)."""
+    """Manage who may decide approval requests (approvers.yaml): add, list, remove.
+
+    The file is $PROCTOR_APPROVERS, else ./approvers.yaml. It keeps each
+    person's groups and only the hash of their token.
+    """
+
+
+def file_option(help: str) -> Callable[[F], F]:
+    """The ``--file`` option of ``proctor approvers``: ``$PROCTOR_APPROVERS``, else ./approvers.yaml."""
+    return click.option(
+        "--file",
+        "file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="PROCTOR_APPROVERS",
+        default=DEFAULT_FILE,
+        show_default=True,
+        show_envvar=True,
+        help=help,
+    )
+
+
+def load_approvers(file: Path) -> Approvers:
+    """The approvers in ``file``; a ``CommandError`` saying what to do when it is missing or invalid."""
+    if not file.exists():
+        raise CommandError(f"no approvers file at {file}; {SET_UP_APPROVERS}")
+    try:
+        return Approvers.load(file)
+    except ConfigurationError as exc:
+        raise CommandError(str(exc)) from None
 
 
 @approvers.command(name="add")
@@ -382,16 +411,7 @@ def approvers() -> None:
     metavar="GROUP",
     help="A group NAME decides for; repeat for several. Replaces NAME's groups.",
 )
-@click.option(
-    "--file",
-    "file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="PROCTOR_APPROVERS",
-    default=DEFAULT_FILE,
-    show_default=True,
-    show_envvar=True,
-    help="The approvers file, created when missing (readable by its owner only).",
-)
+@file_option("The approvers file, created when missing (readable by its owner only).")
 def add_approver(name: str, groups: tuple[str, ...], file: Path) -> None:
     """Add NAME to the approvers, in the groups given, and print their new token once.
 
@@ -413,3 +433,90 @@ def add_approver(name: str, groups: tuple[str, ...], file: Path) -> None:
         click.echo(f"updated {name} in {file}: groups {listed}; their previous token no longer works")
     click.echo(f"token of {name}, shown only now ({file} keeps its hash):")
     click.echo(token)
+
+
+@approvers.command(name="list")
+@format_option
+@file_option("The approvers file.")
+def list_approvers(output_format: str, file: Path) -> None:
+    """List the approvers: each person's groups and whether they have a token; then each group.
+
+    Tokens stay secret: the file keeps only their hashes, and neither is shown.
+    A group's webhook is shown by its host only (its path may hold a secret).
+    """
+    listed = load_approvers(file)
+    people = sorted(listed.people.values(), key=lambda person: person.name)
+    groups = [(group, listed.members(group), webhook_host(listed.webhook(group))) for group in listed.groups]
+    if output_format == "json":
+        echo_json(
+            {
+                "people": [
+                    {"name": person.name, "groups": sorted(person.groups), "token": person.token is not None}
+                    for person in people
+                ],
+                "groups": [
+                    {"name": group, "members": members, "webhook": webhook}
+                    for group, members, webhook in groups
+                ],
+            }
+        )
+        return
+    console = make_console()
+    if not people:
+        console.print(f"nobody is listed in {file}; {SET_UP_APPROVERS}")
+        return
+    console.print(f"{len(people)} approver{'s' if len(people) != 1 else ''} in {file}")
+    table = Table()
+    table.add_column("name", style="bold")
+    table.add_column("groups")
+    table.add_column("token", no_wrap=True)
+    for person in people:
+        has_token = "yes" if person.token is not None else Text("none: cannot sign in", style="yellow")
+        table.add_row(person.name, ", ".join(sorted(person.groups)) or "-", has_token)
+    console.print(table)
+    by_group = Table(title="Groups")
+    by_group.add_column("group", style="bold")
+    by_group.add_column("members")
+    by_group.add_column("webhook")
+    for group, members, webhook in groups:
+        who = ", ".join(members) or Text("nobody: no request for it can be approved", "yellow")
+        by_group.add_row(group, who, webhook or "-")
+    console.print(by_group)
+
+
+@approvers.command(name="remove")
+@click.argument("name")
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    metavar="GROUP",
+    help="Take NAME out of this group only, keeping their token; repeat for several.",
+)
+@file_option("The approvers file.")
+def remove_approver(name: str, groups: tuple[str, ...], file: Path) -> None:
+    """Remove NAME from the approvers (their token stops working), or with --group from those groups.
+
+    Decisions NAME already took stay in the audit trail. The groups stay
+    defined in the file, with their webhooks, even when nobody is left in them.
+    """
+    listed = load_approvers(file)
+    try:
+        person = listed.remove(name, groups)
+    except ConfigurationError as exc:
+        raise CommandError(str(exc)) from None
+    if person is None:
+        click.echo(f"removed {name} from {file}; their token no longer works")
+        return
+    left = ", ".join(sorted(person.groups)) or "none (they may decide only requests that name no group)"
+    named = ", ".join(dict.fromkeys(groups))
+    plural = "s" if len(set(groups)) > 1 else ""
+    click.echo(f"removed {name} from group{plural} {named} in {file}; {name}'s groups: {left}")
+
+
+def webhook_host(url: str | None) -> str | None:
+    """``https://hooks.example.com/...`` for a webhook URL: its path may hold a secret; None for None."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/..."
