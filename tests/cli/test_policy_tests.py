@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -81,5 +82,62 @@ def test_malformed_cases_are_reported_with_their_place(tmp_path: Path) -> None:
     code, out = run(tmp_path, POLICIES, cases)
     assert code == 1
     lines = out.splitlines()
-    assert lines[0].startswith(f"{tmp_path / 'cases.yaml'}:2:5: expect needs action (one of allow, log")
+    assert lines[0].startswith(
+        f"{tmp_path / 'cases.yaml'}:3:22: expect: unknown action 'explode'; one of allow, log"
+    )
     assert lines[1] == f"{tmp_path / 'cases.yaml'}:4:5: facts must be a mapping of known facts; not ['costs']"
+
+
+def test_expect_may_be_just_the_action(tmp_path: Path) -> None:
+    cases = (
+        "cases:\n"
+        "  - name: cheap calls are allowed\n"
+        "    facts: {tool: llm, cost: 0.5}\n"
+        "    expect: allow\n"
+        "  - name: dear calls are denied\n"
+        "    facts: {tool: llm, cost: 5}\n"
+        "    expect: deny\n"
+    )
+    code, out = run(tmp_path, POLICIES, cases)
+    assert code == 0, out
+    assert out.splitlines() == [
+        "PASS  cheap calls are allowed",
+        "PASS  dear calls are denied",
+        "2 passed, 0 failed",
+    ]
+
+
+def test_a_wrong_expect_lists_what_it_may_be(tmp_path: Path) -> None:
+    cases = (
+        "cases:\n"
+        "  - facts: {cost: 1}\n"
+        "    expect: allowed\n"
+        "  - facts: {cost: 1}\n"
+        "    expect: {action: approve}\n"
+        "  - facts: {cost: 1}\n"
+        "    expect: {action: deny, rules: cost_control}\n"
+        "  - facts: {cost: 1}\n"
+    )
+    code, out = run(tmp_path, POLICIES, cases)
+    assert code == 1
+    file = tmp_path / "cases.yaml"
+    valid = "allow, log, modify, require_approval, deny, terminate"
+    assert out.splitlines() == [
+        f"{file}:3:13: expect: unknown action 'allowed'; one of {valid}",
+        f"{file}:5:22: expect: unknown action 'approve'; one of {valid}",
+        f"{file}:7:28: expect: unknown key 'rules'; write `expect: ACTION` or `expect: {{action: ACTION, "
+        "rule: RULE_ID}`",
+        f"{file}:8:5: a case needs expect: the action ({valid}), as `expect: deny` or "
+        "`expect: {action: deny, rule: RULE_ID}`",
+    ]
+
+
+def test_the_readme_cases_pass_against_the_readme_policies(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    policies = re.search(r"```yaml\n# agent_policies.yaml\n(.*?)```", readme, flags=re.S)
+    cases = re.search(r"```yaml\n# cases.yaml\n(.*?)```", readme, flags=re.S)
+    assert policies is not None
+    assert cases is not None
+    code, out = run(tmp_path, policies.group(1), cases.group(1))
+    assert code == 0, out
+    assert out.endswith("3 passed, 0 failed\n")

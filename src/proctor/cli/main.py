@@ -82,14 +82,26 @@ def check(files: tuple[str, ...]) -> None:
     "cases_file",
     required=True,
     type=click.Path(dir_okay=False, path_type=str),
-    help="YAML file of cases: facts, and the action (and rule) expected.",
+    help="YAML file of cases (format above): facts, and the action (and rule) expected.",
 )
 def test_policies(policy_file: str, cases_file: str) -> None:
     """Run policy unit tests: each case's facts against POLICY_FILE.
 
     A case passes when the rules decide the expected action (and, if the case
     names one, by the expected rule). Exits 1 when a case fails or a file is
-    invalid, so rule changes can be tested in CI.
+    invalid, so rule changes can be tested in CI. A cases file:
+
+    \b
+    cases:
+      - name: expensive calls are denied
+        facts: {tool: llm.complete, cost: 2.5, args: {model: big}}
+        expect: {action: deny, rule: cost_control}
+      - name: small talk is fine
+        facts: {tool: llm.complete, cost: 0.01}
+        expect: allow
+
+    expect is one of allow, log, modify, require_approval, deny, terminate, or
+    {action: ..., rule: RULE_ID}. facts use the names rules use.
     """
     from proctor.errors import PolicyConfigError
     from proctor.rules import load_policies

@@ -8,7 +8,10 @@ A cases file is YAML::
         expect: {action: deny, rule: cost_control}
       - name: small talk is fine
         facts: {tool: llm.complete, cost: 0.01}
-        expect: {action: allow}
+        expect: allow
+
+``expect`` is the action (allow, log, modify, require_approval, deny, terminate),
+or ``{action: ..., rule: ...}`` to require that rule to be the one that decides.
 
 ``facts`` uses the names rules use (``args`` and ``input`` as mappings,
 ``time`` as ``{hour: 23, weekday: 4}``); with ``output`` given, the rules
@@ -24,7 +27,8 @@ from typing import Any
 
 from proctor.decision import Action
 from proctor.errors import PolicyConfigError
-from proctor.rules._yaml import YAMLProblem, load_yaml
+from proctor.rules._yaml import Path as Path_
+from proctor.rules._yaml import SourceMap, YAMLProblem, load_yaml
 from proctor.rules.facts import FACTS, Facts
 from proctor.rules.ruleset import RuleSet, Verdict
 
@@ -79,26 +83,61 @@ def load_cases(path: str | Path) -> list[Case]:
             problems.append((where, "a case is a mapping with name, facts and expect"))
             continue
         unknown = set(raw) - {"name", "facts", "expect"}
-        facts, expect = raw.get("facts", {}), raw.get("expect")
+        facts = raw.get("facts", {})
         if unknown:
             problems.append((where, f"unknown keys {sorted(unknown)}; a case has name, facts and expect"))
         elif not isinstance(facts, Mapping) or set(facts) - set(FACTS):
             bad = sorted(set(facts) - set(FACTS)) if isinstance(facts, Mapping) else facts
             problems.append((where, f"facts must be a mapping of known facts; not {bad!r}"))
-        elif (
-            not isinstance(expect, Mapping)
-            or expect.get("action") not in _ACTIONS
-            or set(expect) - {"action", "rule"}
-        ):
-            problems.append(
-                (where, f"expect needs action (one of {', '.join(_ACTIONS)}) and may name a rule")
-            )
         else:
-            name = str(raw.get("name") or f"case {index + 1}")
-            cases.append(Case(name, where, facts, Action(expect["action"]), expect.get("rule")))
+            expected = _expected(raw, ("cases", index), source)
+            if isinstance(expected, Problem):
+                problems.append(expected)
+            else:
+                name = str(raw.get("name") or f"case {index + 1}")
+                cases.append(Case(name, where, facts, *expected))
     if problems:
         raise PolicyConfigError(problems)
     return cases
+
+
+class Problem(tuple[str, str]):
+    """A malformed case: where, and what is wrong."""
+
+    __slots__ = ()
+
+
+def _expected(raw: Mapping[str, Any], path: Path_, source: SourceMap) -> tuple[Action, str | None] | Problem:
+    """A case's ``expect``: the action alone (``expect: deny``) or ``{action: deny, rule: RULE_ID}``."""
+    forms = "write `expect: ACTION` or `expect: {action: ACTION, rule: RULE_ID}`"
+    if "expect" not in raw:
+        return Problem(
+            (
+                str(source.value(path)),
+                f"a case needs expect: the action ({', '.join(_ACTIONS)}), as `expect: deny` or "
+                "`expect: {action: deny, rule: RULE_ID}`",
+            )
+        )
+    expect, at = raw["expect"], (*path, "expect")
+    rule = None
+    if isinstance(expect, Mapping):
+        unknown = [key for key in expect if key not in ("action", "rule")]
+        if unknown:
+            return Problem(
+                (str(source.key((*at, unknown[0]))), f"expect: unknown key {unknown[0]!r}; {forms}")
+            )
+        if "action" not in expect:
+            return Problem((str(source.value(at)), f"expect: the action is missing; {forms}"))
+        rule = expect.get("rule")
+        if rule is not None and not isinstance(rule, str):
+            return Problem((str(source.value((*at, "rule"))), f"expect: rule is a rule's id, not {rule!r}"))
+        expect, at = expect["action"], (*at, "action")
+    action = expect.strip().lower() if isinstance(expect, str) else expect
+    if action not in _ACTIONS:
+        return Problem(
+            (str(source.value(at)), f"expect: unknown action {expect!r}; one of {', '.join(_ACTIONS)}")
+        )
+    return Action(action), rule
 
 
 def run_cases(rules: RuleSet, cases: list[Case]) -> list[CaseResult]:
