@@ -20,6 +20,7 @@ from proctor.approvals import (
     AutoChannel,
     CallbackChannel,
     DurableChannel,
+    PollingChannel,
     TerminalChannel,
 )
 from proctor.decision import Action, Decision
@@ -103,6 +104,7 @@ __all__ = [
     "PolicyConfigError",
     "PolicyEnforcer",
     "PolicyViolationError",
+    "PollingChannel",
     "ProctorError",
     "RatePolicy",
     "ReplayBatch",

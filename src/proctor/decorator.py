@@ -9,7 +9,6 @@ modify, log and terminate act as the policy file says.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
@@ -846,7 +845,11 @@ class _Guard:
                 decision = call.run.replay.approval(call.seq)
             else:
                 channel, request = self.approval_request(call)
-                decision = channel.request(request)
+                try:
+                    decision = channel.request(request)
+                except BaseException:  # Ctrl-C, SystemExit, a failure: nobody may approve a call that stopped
+                    channel.withdraw(request)
+                    raise
             outcome = self.approved(call, decision)
             if isinstance(outcome, _Refusal):
                 return self.refusal(call.verdict, outcome.detail)
@@ -936,12 +939,8 @@ class _Guard:
                 decision = call.run.replay.approval(call.seq)
             else:
                 channel, request = self.approval_request(call)
-                # A person may take minutes: wait in a thread, never on the event loop.
-                try:
-                    decision = await asyncio.to_thread(channel.request, request)
-                except asyncio.CancelledError:  # nobody may approve a call that no longer waits
-                    await asyncio.to_thread(channel.withdraw, request)
-                    raise
+                # A person may take minutes: the channel waits as a coroutine (and withdraws when cancelled).
+                decision = await channel.arequest(request)
             outcome = self.approved(call, decision)
             if isinstance(outcome, _Refusal):
                 return self.refusal(call.verdict, outcome.detail)

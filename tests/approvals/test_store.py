@@ -11,7 +11,7 @@ import pytest
 from proctor import ApprovalError, ApprovalStore, Approvers, RunLog
 from proctor.approvals import Person
 from proctor.runs._schema import MIGRATIONS, SCHEMA_VERSION
-from tests.approvals.helpers import REQUEST, in_thread, request
+from tests.approvals.helpers import REQUEST, request
 
 APPROVERS = Approvers(
     {"finance": None, "dba": None},
@@ -156,12 +156,21 @@ def test_extend_moves_a_pending_deadline_later_only(store: ApprovalStore) -> Non
     assert store.extend(record.id, record.deadline + 100).deadline == record.deadline + 10
 
 
-def test_wait_returns_once_decided_or_when_the_time_is_up(store: ApprovalStore) -> None:
-    record = store.create(REQUEST)
-    assert store.wait(record.id, 0.05).pending
-    waiting = in_thread(lambda: store.wait(record.id, 60, poll=0.01))
-    store.decide(record.id, "alice", True)
-    assert waiting().status == "approved"
+def test_finished_reports_only_the_requests_no_longer_pending(store: ApprovalStore) -> None:
+    records = [store.create(REQUEST) for _ in range(3)]
+    ids = [record.id for record in records]
+    assert store.finished(ids) == []
+    store.decide(ids[0], "alice", True)
+    store.expire(ids[2])
+    assert {(record.id, record.status) for record in store.finished(ids)} == {
+        (ids[0], "approved"),
+        (ids[2], "expired"),
+    }
+    assert store.finished([]) == []
+    many = [store.create(REQUEST).id for _ in range(1200)]  # more ids than one query binds
+    for id in many:
+        store.expire(id)
+    assert len(store.finished(many + ids)) == 1202
 
 
 def test_concurrent_deciders_reach_exactly_one_outcome(db: Path) -> None:

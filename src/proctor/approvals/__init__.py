@@ -8,6 +8,7 @@ from proctor.approvals.base import ApprovalChannel, ApprovalDecision, ApprovalRe
 from proctor.approvals.callback import CallbackChannel
 from proctor.approvals.durable import DurableChannel
 from proctor.approvals.notify import WebhookNotifier
+from proctor.approvals.polling import PollingChannel
 from proctor.approvals.store import (
     APPROVAL_STATUSES,
     ApprovalError,
@@ -31,6 +32,7 @@ __all__ = [
     "DecisionRecord",
     "DurableChannel",
     "Person",
+    "PollingChannel",
     "TerminalChannel",
     "WebhookNotifier",
     "approvers_path",

@@ -32,3 +32,6 @@ class AutoChannel(ApprovalChannel):
         if isinstance(answer, bool):
             return ApprovalDecision(answer, approver="auto")
         return answer
+
+    async def arequest(self, request: ApprovalRequest) -> ApprovalDecision | None:
+        return self.request(request)  # a scripted answer is immediate: no thread needed

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from proctor.approvals.approvers import Approvers, approvers_path
-from proctor.approvals.base import ApprovalChannel, ApprovalDecision, ApprovalRequest
+from proctor.approvals.base import ApprovalDecision, ApprovalRequest
 from proctor.approvals.notify import WebhookNotifier
-from proctor.approvals.store import ApprovalRecord, ApprovalStore
+from proctor.approvals.polling import PollingChannel
+from proctor.approvals.store import ApprovalError, ApprovalRecord, ApprovalStore
 from proctor.errors import ConfigurationError
 from proctor.runs.default import run_log
 from proctor.runs.log import DEFAULT_PATH
@@ -21,7 +24,7 @@ __all__ = ["DurableChannel"]
 logger = logging.getLogger("proctor.approvals")
 
 
-class DurableChannel(ApprovalChannel):
+class DurableChannel(PollingChannel):
     """Writes each request to the database and waits there for people's decisions.
 
     People decide from any process that shares the database: ``proctor
@@ -54,7 +57,8 @@ class DurableChannel(ApprovalChannel):
         self._stores: dict[Path, ApprovalStore] = {}
         self._lock = threading.Lock()
 
-    def request(self, request: ApprovalRequest) -> ApprovalDecision | None:
+    def submit(self, request: ApprovalRequest) -> str:
+        """Write ``request`` (or find the one a resumed run's first attempt made); returns its id."""
         store = self.store()
         record = None
         if request.resuming:  # the request the run's first attempt made, for the very same call
@@ -66,17 +70,30 @@ class DurableChannel(ApprovalChannel):
             self._notify(record)
         elif record.pending:
             record = store.extend(record.id, time.time() + request.timeout)
-        record = store.wait(record.id, request.timeout)
         if record.pending:
-            record = store.expire(record.id)  # a decision that came in meanwhile wins
-        return _decision(store, record)
+            logger.warning(
+                "%s of %s waits up to %gs for approval %s (rule %s): decide with "
+                "`proctor approvals approve %s` (or `deny`), or in `proctor serve`",
+                request.tool,
+                request.agent,
+                request.timeout,
+                record.id,
+                request.rule_id,
+                record.id,
+            )
+        return record.id
 
-    def withdraw(self, request: ApprovalRequest) -> None:
-        """Cancel the pending request made for ``request``: its waiter returns a refusal."""
+    def poll(self, tickets: Collection[str]) -> dict[str, ApprovalDecision | None]:
         store = self.store()
-        record = store.find(request.run_id, request.seq, request.tool, request.rule_id)
-        if record is not None and record.pending and record.args == store.stored_args(request):
-            store.cancel(record.id)
+        return {record.id: _decision(store, record) for record in store.finished(tickets)}
+
+    def expire(self, ticket: str) -> ApprovalDecision | None:
+        store = self.store()
+        return _decision(store, store.expire(ticket))  # a decision that came in meanwhile wins
+
+    def cancel(self, ticket: str) -> None:
+        with contextlib.suppress(ApprovalError):  # decided just before: nothing is left to withdraw
+            self.store().cancel(ticket)
 
     def store(self) -> ApprovalStore:
         """The store requests go to now: the one given, else the run log's database."""

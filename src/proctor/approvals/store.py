@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,6 @@ from proctor.runs.log import DEFAULT_PATH
 
 __all__ = [
     "APPROVAL_STATUSES",
-    "POLL_INTERVAL",
     "ApprovalError",
     "ApprovalRecord",
     "ApprovalStore",
@@ -41,9 +40,6 @@ __all__ = [
 
 APPROVAL_STATUSES = ("pending", "approved", "denied", "expired", "cancelled")
 """Every status a request can have; only ``pending`` ones accept decisions."""
-
-POLL_INTERVAL = 0.2
-"""Seconds between two looks at the database while waiting for a decision."""
 
 _COLUMNS = (
     "id, run_id, seq, service, agent, tool, args, rule_id, rule_name, message, approvers, quorum,"
@@ -248,6 +244,23 @@ class ApprovalStore:
             ).fetchall()
         return [DecisionRecord(row[0], row[1], bool(row[2]), row[3], row[4]) for row in rows]
 
+    def finished(self, ids: Collection[str]) -> builtins.list[ApprovalRecord]:
+        """The requests among ``ids`` that are no longer pending, in one read (the waiters' poll)."""
+        ids = builtins.list(ids)
+        records: builtins.list[ApprovalRecord] = []
+        with self._reading() as connection:
+            for start in range(0, len(ids), 500):  # well under SQLite's limit on bound parameters
+                chunk = ids[start : start + 500]
+                records.extend(
+                    _record(row)
+                    for row in connection.execute(
+                        f"SELECT {_COLUMNS} FROM approvals WHERE status != 'pending'"
+                        f" AND id IN ({', '.join('?' * len(chunk))})",
+                        chunk,
+                    )
+                )
+        return records
+
     # -- changes
 
     def decide(
@@ -305,19 +318,6 @@ class ApprovalStore:
                     "UPDATE approvals SET status = ?, decided = ? WHERE id = ?", (status, now, id)
                 )
             return self._get(connection, id)
-
-    def wait(self, id: str, timeout: float, *, poll: float = POLL_INTERVAL) -> ApprovalRecord:
-        """Wait up to ``timeout`` seconds for request ``id`` to stop being pending; returns it as it is then.
-
-        Decisions made by any process sharing the database are seen within ``poll`` seconds.
-        """
-        end = time.monotonic() + timeout
-        while True:
-            record = self.get(id)
-            remaining = end - time.monotonic()
-            if not record.pending or remaining <= 0:
-                return record
-            time.sleep(min(poll, remaining))
 
     def expire(self, id: str) -> ApprovalRecord:
         """Mark request ``id`` expired if it is still pending (its waiter gave up); returns it after."""
