@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import functools
 import os
 import signal
 import subprocess
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import proctor
-from proctor import ConfigurationError, RunLog
+from proctor import ConfigurationError, RunLog, runlog
 from proctor.runs import decode, recording_into
 from tests.runs import resumable
 
@@ -139,3 +141,56 @@ def test_a_run_is_resumed_once_even_when_two_callers_try(log: RunLog, notes: Pat
         f"run {run_id} already ended (cancelled): there is nothing to resume",
     )
     assert notes.read_text().splitlines()[1:] == ["step 3", "step 4", "step 5"]  # each ran once
+
+
+def test_a_resume_that_cannot_start_leaves_the_run_resumable(log: RunLog, notes: Path) -> None:
+    run_id = killed_during_step_3(log, notes)
+    [before] = log.runs()
+    assert before.function == "__main__:job"  # run as a script: its function cannot be imported
+    notes.write_text("")
+    with pytest.raises(ConfigurationError, match="cannot import __main__:job"):
+        proctor.resume(run_id, log=log)
+    with pytest.raises(ConfigurationError, match="not decorated with @runlog"):
+        proctor.resume(run_id, function=lambda count: count, log=log)
+    [still] = log.runs()
+    assert (still.status, still.ended, still.error) == ("running", None, None)
+    assert notes.read_text() == ""  # nothing ran
+
+    assert proctor.resume(run_id, function=resumable.job, log=log) == [10, 20, 30, 40, 50]
+    log.flush()
+    resumed, original = log.runs()
+    assert original.status == "cancelled"
+    assert decode(original.error)["message"] == f"run {run_id} was resumed as run {resumed.run_id}"
+
+
+def test_a_continuation_that_never_opened_its_run_gives_the_claim_back(log: RunLog, notes: Path) -> None:
+    run_id = killed_during_step_3(log, notes)
+
+    @functools.wraps(resumable.job)  # carries the decorated function's guard along
+    def wrapper(count: int) -> list[int]:
+        raise OSError("the disk went away before the job started")
+
+    with pytest.raises(OSError, match="disk went away"):
+        proctor.resume(run_id, function=wrapper, log=log)
+    [still] = log.runs()
+    assert (still.status, still.ended, still.error) == ("running", None, None)
+    assert proctor.resume(run_id, function=resumable.job, log=log) == [10, 20, 30, 40, 50]
+
+
+@runlog(service="resumable")
+async def ajob(count: int) -> list[int]:
+    return list(range(count))
+
+
+def test_resuming_an_async_run_inside_an_event_loop_is_refused_before_the_claim(
+    log: RunLog, notes: Path
+) -> None:
+    run_id = killed_during_step_3(log, notes)
+
+    async def inside_a_loop() -> None:
+        proctor.resume(run_id, function=ajob, log=log)
+
+    with pytest.raises(ConfigurationError, match="running event loop"):
+        asyncio.run(inside_a_loop())
+    [still] = log.runs()
+    assert (still.status, still.error) == ("running", None)

@@ -718,6 +718,17 @@ class RunLog:
             connection.execute("COMMIT")
         return count == 1
 
+    def unclaim(self, run_id: str) -> None:
+        """Undo ``claim``: the run is ``running`` again (its continuation never started)."""
+        with self._reader() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute(
+                "UPDATE runs SET status = 'running', ended = NULL, error = NULL"
+                " WHERE run_id = ? AND status = 'cancelled'",
+                (run_id,),
+            )
+            connection.execute("COMMIT")
+
     def prune(self, older_than: float) -> int:
         """Delete runs started before ``older_than`` (Unix seconds) and their actions; returns how many."""
         self.flush()

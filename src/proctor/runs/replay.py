@@ -80,6 +80,17 @@ class RunResumed(ProctorError):
         return f"run {self.run_id} was resumed as run {self.continued_as}"
 
 
+class ResumeStarting(ProctorError):
+    """The note on a run while ``resume`` starts its continuation; replaced once it has started."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(run_id)
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} is being resumed"
+
+
 class Replayer:
     """One replay in progress: the recording it follows and what it found. Used by ``@runlog``."""
 
@@ -387,8 +398,10 @@ def resume(run_id: str, *, function: Callable[..., Any] | None = None, log: RunL
     (decided meanwhile, or still pending) instead of making a new one. ``now()``,
     ``uuid4()`` and ``rng()`` give back the values the run had drawn. The continued run
     is recorded as a new run. Raises ``ConfigurationError`` for a run that ended or that
-    another caller is resuming (the run is claimed before anything runs). Whether the
-    run's own process is really gone is not checked: resume a run only once it is.
+    another caller is resuming (the run is claimed before anything runs). A resume that
+    fails before its continuation starts (the function cannot be imported or called) leaves
+    the run as it was, to be resumed again. Whether the run's own process is really gone
+    is not checked: resume a run only once it is.
     """
     run_log_ = _log_or_default(log)
     record = run_log_.run(run_id)
@@ -399,14 +412,22 @@ def resume(run_id: str, *, function: Callable[..., Any] | None = None, log: RunL
         )
     if record.status != "running":
         raise ConfigurationError(f"run {run_id} already ended ({record.status}): there is nothing to resume")
-    if not run_log_.claim(run_id, RunResumed(run_id, "a run that is starting")):
-        raise ConfigurationError(f"run {run_id} is already being resumed, or has just ended")
+    # Everything that can fail before the continuation starts is checked before the claim.
     target = function if function is not None else _function_of(record)
     args, kwargs, guard = _call_of(record, target)
+    is_async = inspect.iscoroutinefunction(guard.function)
+    if is_async and _in_event_loop():
+        raise ConfigurationError(
+            f"run {run_id} is async and resume() runs it with asyncio.run(), which cannot be called from a "
+            "running event loop; call proctor.resume from synchronous code (or in a thread: "
+            "await asyncio.to_thread(proctor.resume, run_id))"
+        )
     replayer = Replayer(record, run_log_.actions(record.run_id), None, True, run_log_, resuming=True)
+    if not run_log_.claim(run_id, ResumeStarting(run_id)):
+        raise ConfigurationError(f"run {run_id} is already being resumed, or has just ended")
     token = _replaying.set(replayer)
     try:
-        if inspect.iscoroutinefunction(guard.function):
+        if is_async:
             return asyncio.run(_await(target, args, kwargs))
         return target(*args, **kwargs)
     finally:
@@ -419,6 +440,16 @@ def resume(run_id: str, *, function: Callable[..., Any] | None = None, log: RunL
                 error=RunResumed(run_id, replayer.continued_as),
                 cost=record.cost,
             )
+        else:  # the continuation never started: the run is still there to resume
+            run_log_.unclaim(run_id)
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _call_of(record: RunRecord, target: Callable[..., Any]) -> tuple[tuple[Any, ...], dict[str, Any], Any]:
