@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from proctor.approvals.base import ApprovalRequest
+from proctor.approvals.store import ApprovalStore
 from proctor.cli.main import cli
 from proctor.runs import RunLog
+from proctor.runs.describe import seconds
 from proctor.runs.log import NO_RESULT
 
 NOW = time.time()
@@ -410,3 +413,37 @@ def test_help_explains_each_command(command: list[str], expected: list[str]) -> 
     text = " ".join(result.output.split())
     for phrase in expected:
         assert phrase in text, phrase
+
+
+def test_show_says_how_long_an_action_waited_for_approval(db: Path) -> None:
+    # run-mail's mail.send (asked at +2 s) waited in the durable queue until alice approved it.
+    with ApprovalStore(db, pii=False) as store:
+        asked = store.create(
+            ApprovalRequest(
+                rule_id="mail_check",
+                message="mail needs a look",
+                approvers=(),
+                timeout=DAY,
+                service="support",
+                agent="bot",
+                tool="mail.send",
+                run_id="run-mail",
+                seq=2,
+            )
+        )
+        decided = store.decide(asked.id, "alice", True)
+    assert decided.decided is not None
+    with RunLog(db, pii=False) as log:
+        run = log.run("run-mail")
+        assert run is not None
+        action = log.actions("run-mail")[1]
+    waited = decided.decided - action.started
+    result = invoke("runs", "show", "run-mail", "--db", str(db), env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    mail = rows(result.output)[1]
+    assert mail[1] == f"+2.00 s, ran at +{seconds(decided.decided - run.started)}"
+    assert mail[5] == f"approved by alice; waited {seconds(waited)} for approval"
+    assert mail[7] == "250 ms"  # how long it ran, after the wait
+    shown = json.loads(invoke("runs", "show", "run-mail", "--db", str(db), "--format", "json").stdout)
+    assert shown["actions"][1]["approval_wait"] == pytest.approx(waited)
+    assert shown["actions"][0]["approval_wait"] is None

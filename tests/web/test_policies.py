@@ -94,3 +94,20 @@ def test_a_policy_file_that_changes_is_shown_anew_and_a_broken_change_is_not(
     policy_file.write_text("policies: [oops\n")
     time.sleep(0.6)
     assert "only_rule" in client.get("/policies").text
+
+
+def test_an_approval_rule_shows_its_own_timeout(db: Path, people: People, tmp_path: Path) -> None:
+    path = tmp_path / "approvals.yaml"
+    path.write_text(
+        "defaults: {approval_timeout: 120}\n"
+        "policies:\n"
+        "  - {id: slow_review, when: {tool: deploy}, action: require_approval, approvers: [dba],\n"
+        "     timeout: 900}\n"
+        "  - {id: quick_review, when: {tool: restart}, action: require_approval, approvers: [dba]}\n"
+    )
+    app = create_app(db=db, approvers=people.path, policies=[path], secret="test secret")
+    with TestClient(app, follow_redirects=False) as client:
+        sign_in(client, people.tokens["alice"])
+        page = client.get("/policies").text
+    assert "by dba, waits 15 min, then denies" in row(page, "slow_review")  # the rule's own timeout
+    assert "by dba, waits 2 min (the default), then denies" in row(page, "quick_review")

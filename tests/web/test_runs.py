@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
+from proctor import DurableChannel, runlog
 from proctor.approvals.store import ApprovalStore
+from proctor.runs import recording_into
+from proctor.runs.describe import seconds
 from proctor.runs.log import RunLog
+from tests.approvals.helpers import in_thread, pending_one
 from tests.web.conftest import NOW, People, ask, record_run, sign_in
 from tests.web.test_approvals import text
 
@@ -152,3 +156,46 @@ def test_an_unknown_run_is_404(client: TestClient, people: People) -> None:
     response = client.get("/runs/nope")
     assert response.status_code == 404
     assert "no run 'nope'" in text(response.text)
+
+
+def test_an_action_that_waited_for_approval_shows_the_wait(
+    client: TestClient, people: People, store: ApprovalStore, log: RunLog
+) -> None:
+    # A real run: its tool call waits in the durable queue until alice approves it from another thread.
+    rules = {
+        "policies": [
+            {"id": "drop_needs_dba", "when": {"tool": "drop_table"}, "action": "require_approval"},
+            {"id": "cleanup_needs_ops", "when": {"tool": "cleanup"}, "action": "require_approval"},
+        ]
+    }
+
+    @runlog(service="warehouse", name="drop_table", policies=rules, approvals=DurableChannel(store))
+    def drop_table(table: str) -> str:
+        return f"dropped {table}"
+
+    @runlog(service="warehouse", name="cleanup", policies=rules, approvals=DurableChannel(store))
+    def cleanup() -> str:
+        return drop_table("orders_2019")
+
+    def recorded() -> str:
+        with recording_into(log):
+            return cleanup()
+
+    done = in_thread(recorded)
+    own = store.decide(pending_one(store).id, "carol", True)  # the run's own call asks first
+    asked = pending_one(store)
+    decided = store.decide(asked.id, "alice", True, "archived")
+    assert done() == "dropped orders_2019"
+    assert log.flush(10)
+    [run] = log.runs()
+    [action] = log.actions(run.run_id)
+    assert decided.decided is not None
+    assert own.decided is not None
+    sign_in(client, people.tokens["bob"])
+    shown = text(client.get(f"/runs/{run.run_id}").text)
+    # Asked at its start; ran once approved, after the wait: both show, with the wait itself.
+    assert f"+{seconds(action.started - run.started)}" in shown
+    assert f"waited {seconds(decided.decided - action.started)} for approval" in shown
+    assert f"ran at +{seconds(decided.decided - run.started)}" in shown
+    assert "approved by alice: archived" in shown
+    assert f"approval approved by carol (waited {seconds(own.decided - run.started)} for approval" in shown

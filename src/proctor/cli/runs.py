@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -18,8 +18,19 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from proctor.approvals.store import ApprovalRecord, ApprovalStore
 from proctor.errors import ConfigurationError, StoreError
-from proctor.runs.describe import approval_text, error_text, local_time, marked_decisions, money, seconds
+from proctor.runs.describe import (
+    Wait,
+    approval_text,
+    approval_waits,
+    error_text,
+    local_time,
+    marked_decisions,
+    money,
+    seconds,
+    wait_text,
+)
 from proctor.runs.log import DEFAULT_PATH, RUN_STATUSES, ActionRecord, RunLog, RunRecord, decode
 from proctor.runs.result import effective_action
 from proctor.runs.selection import parse_age
@@ -280,15 +291,48 @@ def show_run(run_id: str, output_format: str, db: Path) -> None:
         if record is None:
             raise CommandError(f"no run {run_id!r} in {db}; `proctor runs list` shows the recorded runs")
         actions = log.actions(run_id)
+    waits = approval_waits(record, actions, approval_requests(db, record, actions), time.time())
     if output_format == "json":
-        echo_json({"run": run_details(record), "actions": [action_details(record, a) for a in actions]})
+        echo_json(
+            {
+                "run": {**run_details(record), "approval_wait": _wait_seconds(waits.get(0))},
+                "actions": [
+                    {**action_details(record, a), "approval_wait": _wait_seconds(waits.get(a.seq))}
+                    for a in actions
+                ],
+            }
+        )
         return
     console = make_console()
-    console.print(run_header(record))
+    console.print(run_header(record, waits.get(0)))
     if not actions:
         console.print("No actions: the run made no decorated calls.")
         return
-    console.print(timeline(record, actions))
+    console.print(timeline(record, actions, waits))
+
+
+def approval_requests(db: Path, run: RunRecord, actions: list[ActionRecord]) -> list[ApprovalRecord]:
+    """The durable approval requests the calls of ``run`` that asked people waited on (the newest of
+    each); none for the calls that asked another channel."""
+    calls = [(0, run.tool, run.approval), *((a.seq, a.tool, a.approval) for a in actions)]
+    asked = [(seq, tool, approval) for seq, tool, approval in calls if approval is not None]
+    if not asked:
+        return []
+    found = []
+    try:
+        with ApprovalStore(db, pii=False) as store:
+            for seq, tool, approval in asked:
+                rule = (decode(approval) or {}).get("rule")
+                request = store.find(run.run_id, seq, tool, rule) if isinstance(rule, str) else None
+                if request is not None:
+                    found.append(request)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    return found
+
+
+def _wait_seconds(wait: Wait | None) -> float | None:
+    return None if wait is None else wait.seconds
 
 
 def run_details(record: RunRecord) -> dict[str, Any]:
@@ -336,8 +380,9 @@ def _decided(text: str | None) -> dict[str, Any]:
     return {"action": action, "rule": rule}
 
 
-def run_header(record: RunRecord) -> Table:
-    """The run's facts, one per line: who, when, what went in and out, cost, decisions."""
+def run_header(record: RunRecord, wait: Wait | None = None) -> Table:
+    """The run's facts, one per line: who, when, what went in and out, cost, decisions, the approval
+    of its own call (and its ``wait``)."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
@@ -366,6 +411,8 @@ def run_header(record: RunRecord) -> Table:
     if decisions:
         grid.add_row("decisions", decisions)
     approval = approval_text(record.approval)
+    if wait is not None:
+        approval = f"{approval or 'asked'}; {wait_text(wait)}"
     if approval:
         grid.add_row("approval", approval)
     if record.redacted:
@@ -374,8 +421,10 @@ def run_header(record: RunRecord) -> Table:
     return grid
 
 
-def timeline(record: RunRecord, actions: list[ActionRecord]) -> Table:
-    """The run's actions in the order they began."""
+def timeline(
+    record: RunRecord, actions: list[ActionRecord], waits: Mapping[int, Wait] | None = None
+) -> Table:
+    """The run's actions in the order they began (were asked for), with their approval ``waits``."""
     table = Table(title="Actions", title_justify="left", expand=False)
     table.add_column("seq", justify="right", no_wrap=True)
     table.add_column("offset", justify="right", no_wrap=True)
@@ -393,18 +442,26 @@ def timeline(record: RunRecord, actions: list[ActionRecord]) -> Table:
         shown = shorten(args or "", ARGS_WIDTH)
         if action.requested_args is not None:
             shown = f"{shown} (modified)"
+        offset, approval = f"+{seconds(action.started - record.started)}", approval_text(action.approval)
+        wait = (waits or {}).get(action.seq)
+        if wait is not None:
+            if wait.ran is not None:
+                offset = f"{offset}, ran at +{seconds(wait.ran)}"
+            approval = f"{approval or 'asked'}; {wait_text(wait)}"
         table.add_row(
             str(action.seq),
-            f"+{seconds(action.started - record.started)}",
+            offset,
             action.tool,
             status_text(action.status),
             decisions_text(action.decisions) or "-",
-            approval_text(action.approval) or "-",
+            approval or "-",
             f"{money(action.estimated_cost)} / {money(action.actual_cost)}",
             seconds(action.duration) if action.duration is not None else "did not run",
             shown,
         )
     notes = ["* the decision that took effect", "args as requested; --format json shows them in full"]
+    if waits:
+        notes.append("offset: when a call was asked for; duration: how long it ran, after any wait")
     if redacted:
         notes.append("personal data in some actions was redacted before it was stored")
     table.caption = "; ".join(notes)

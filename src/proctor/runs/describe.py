@@ -1,18 +1,32 @@
 """Stored run-log values in words, the same in the terminal and in the console.
 
-Times, durations, costs, errors, approvals, and which of an action's stored
-decisions took effect. Plain text: callers add their own styling.
+Times, durations, costs, errors, approvals and the waits for them, and which
+of an action's stored decisions took effect. Plain text: callers add their
+own styling.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
-from proctor.runs.log import decode
+from proctor.runs.log import ActionRecord, RunRecord, decode
 from proctor.runs.result import effective_action
 
-__all__ = ["Marked", "approval_text", "error_text", "local_time", "marked_decisions", "money", "seconds"]
+__all__ = [
+    "Asked",
+    "Marked",
+    "Wait",
+    "approval_text",
+    "approval_waits",
+    "error_text",
+    "local_time",
+    "marked_decisions",
+    "money",
+    "seconds",
+    "wait_text",
+]
 
 
 def local_time(timestamp: float | None) -> str:
@@ -64,6 +78,56 @@ def approval_text(text: str | None) -> str:
     said = "timed out" if answer is None else f"{verb} by {approval.get('approver') or 'someone'}"
     comment = approval.get("comment")
     return f"{said}: {comment}" if comment else said
+
+
+class Asked(Protocol):
+    """An approval request, as far as a call's wait goes (``ApprovalRecord`` is one)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def decided(self) -> float | None: ...
+    @property
+    def pending(self) -> bool: ...
+
+
+class Wait(NamedTuple):
+    """How long a call waited for people (so far, while ``pending``), and when it then ran, in
+    seconds from the run's start (None: it has not run)."""
+
+    seconds: float
+    pending: bool
+    ran: float | None
+
+
+def approval_waits(
+    run: RunRecord, actions: Sequence[ActionRecord], requests: Iterable[Asked], now: float
+) -> dict[int, Wait]:
+    """The approval wait of each call of ``run`` that asked people, by seq (0: the run's own call).
+
+    A call's recorded ``started`` is when it was asked for and its ``duration`` how long it ran:
+    the wait between them ends when its request (the last given for its seq) was decided.
+    """
+    asked = {request.seq: request for request in requests}
+    calls = [(0, run.started, run.ended is not None and run.status != "denied")]
+    calls += [(action.seq, action.started, action.duration is not None) for action in actions]
+    waits = {}
+    for seq, started, ran in calls:
+        request = asked.get(seq)
+        if request is None:
+            continue
+        end = request.decided if request.decided is not None else now
+        waited = max(0.0, end - started)  # a decision taken before a resumed call: no wait
+        went = started + waited - run.started if ran and not request.pending else None
+        waits[seq] = Wait(waited, request.pending, went)
+    return waits
+
+
+def wait_text(wait: Wait) -> str:
+    """``waited 50.00 s for approval``; ``waiting for approval for 3.00 s`` while it is pending."""
+    if wait.pending:
+        return f"waiting for approval for {seconds(wait.seconds)}"
+    return f"waited {seconds(wait.seconds)} for approval"
 
 
 class Marked(NamedTuple):

@@ -7,7 +7,15 @@ import time
 from datetime import datetime
 from typing import Any
 
-from proctor.runs.describe import approval_text, error_text, local_time, marked_decisions, money, seconds
+from proctor.runs.describe import (
+    approval_text,
+    error_text,
+    local_time,
+    marked_decisions,
+    money,
+    seconds,
+    wait_text,
+)
 from proctor.runs.log import decode
 
 __all__ = ["FILTERS", "approval_text", "decision_labels", "error_text", "percent", "pretty"]
@@ -65,5 +73,6 @@ FILTERS = {
     "error_text": error_text,
     "decisions": decision_labels,
     "approval_text": approval_text,
+    "wait_text": wait_text,
 }
 """The Jinja filters of the console's templates, by name."""

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proctor.errors import ConfigurationError
+from proctor.runs.describe import approval_waits
 from proctor.runs.log import RUN_STATUSES
 from proctor.runs.selection import parse_age
 from proctor.web.queries import approval_ids, services
@@ -55,16 +56,19 @@ def runs_page(request: Request) -> Response:
 
 
 def run_page(request: Request) -> Response:
-    """``GET /runs/{run_id}``: the run, its approval requests and its actions."""
+    """``GET /runs/{run_id}``: the run, its approval requests and its actions, with approval waits."""
     console = console_of(request)
     run_id = request.path_params["run_id"]
     run = console.log.run(run_id)
     if run is None:
         raise HTTPException(404, f"There is no run {run_id!r} in {console.db}.")
+    actions = console.log.actions(run_id)
+    approvals = [console.store.get(id) for id in approval_ids(console.db, run_id)]
     context = {
         "section": "runs",
         "run": run,
-        "actions": console.log.actions(run_id),
-        "approvals": [console.store.get(id) for id in approval_ids(console.db, run_id)],
+        "actions": actions,
+        "approvals": approvals,
+        "waits": approval_waits(run, actions, approvals, time.time()),
     }
     return console.templates.TemplateResponse(request, "run.html", context)
