@@ -232,32 +232,38 @@ def test_a_cycle_through_a_dataclass_ends(detector: PIIDetector) -> None:
 def test_values_deeper_than_max_depth_are_skipped_and_redacted_as_unscanned() -> None:
     shallow = PIIDetector(max_depth=2)
     assert shallow.contains({"a": {"b": EMAIL}})  # the string is inside 2 containers
-    assert not shallow.contains({"a": {"b": [EMAIL]}})
+    assert shallow.find({"a": {"b": [EMAIL]}}) == []
+    assert shallow.contains({"a": {"b": ["clean"]}})  # not scanned: counts as PII (fails closed)
     redacted, kinds = shallow.redact({"a": {"b": [EMAIL], "c": 5, "d": "ok"}})
     assert redacted == {"a": {"b": [UNSCANNED], "c": 5, "d": "ok"}}
     assert kinds == frozenset()
     assert PIIDetector(max_depth=0).contains(EMAIL)
-    assert not PIIDetector(max_depth=0).contains([EMAIL])
+    assert PIIDetector(max_depth=0).find([EMAIL]) == []
+    assert PIIDetector(max_depth=0).contains(["clean"])
 
 
 def test_a_deeply_nested_value_does_not_crash(detector: PIIDetector) -> None:
     value: object = EMAIL
     for _ in range(10_000):
         value = [value]
-    assert not detector.contains(value)
+    assert detector.contains(value)  # not scanned in full: counts as PII
+    assert detector.find(value) == []
     redacted, _ = detector.redact(value)
     depth = 0
     while isinstance(redacted, list):
         (redacted,) = redacted
         depth += 1
-    assert (depth, redacted) == (33, UNSCANNED)  # lists at depths 0 to 32 are looked into
+    assert (depth, redacted) == (101, UNSCANNED)  # lists at depths 0 to 100 are looked into
 
 
 def test_max_chars_caps_the_text_scanned() -> None:
     capped = PIIDetector(max_chars=25)
     assert capped.contains(["x" * 5, EMAIL])  # 5 + 20 characters: all scanned
-    assert not capped.contains(["x" * 12, EMAIL])  # the email is cut to "jane.doe@exam"
-    assert not capped.contains(["x" * 25, EMAIL])  # never reached
+    assert capped.find(["x" * 12, EMAIL]) == []  # the email is cut to "jane.doe@exam"
+    assert capped.find(["x" * 25, EMAIL]) == []  # never reached
+    assert capped.contains(["x" * 12, EMAIL])  # which contains counts as PII (fails closed)
+    assert capped.contains(["x" * 25, "clean"])
+    assert not capped.contains(["x" * 25, ""])  # nothing was left out
     redacted, _ = capped.redact(["x" * 12, EMAIL, "more", b"bytes"])
     assert redacted == ["x" * 12, EMAIL[:13] + UNSCANNED, UNSCANNED, UNSCANNED]
     redacted_text, kinds = capped.redact(f"{EMAIL} and then some more text")
@@ -266,7 +272,8 @@ def test_max_chars_caps_the_text_scanned() -> None:
 
 
 def test_a_model_that_cannot_be_dumped_is_not_passed_on(detector: PIIDetector) -> None:
-    assert not detector.contains(BrokenModel())
+    assert detector.contains(BrokenModel())  # what cannot be read counts as PII
+    assert detector.find(BrokenModel()) == []
     assert detector.redact({"m": BrokenModel()})[0] == {"m": UNSCANNED}
 
 

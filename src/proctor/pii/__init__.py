@@ -34,6 +34,10 @@ each kind matches. Choices about false positives, and what is left out:
   unless it looks random: there is no keyword rule.
 - Numbers (``int``, ``float``) are not scanned: a card number stored as an
   int is not found.
+- Text past ``max_chars`` (4 MiB in one call) or nested deeper than
+  ``max_depth`` (100 containers) is not scanned: ``contains`` then answers
+  True (it fails closed, and logs why), ``redact`` puts ``[UNSCANNED]`` in its
+  place, and ``find`` leaves it out.
 - E-mail addresses are ASCII with a dotted domain: ``user@localhost`` and
   internationalised addresses are not found; ``git@github.com`` is.
 """

@@ -16,8 +16,10 @@ Limits, shared by both walks:
 - after ``max_chars`` characters of text in all, the rest is skipped (the
   string that crosses the limit is cut at it).
 
-Skipped text never goes unnoticed in a copy: ``rebuild`` puts ``UNSCANNED`` in
-place of whatever it skipped (and ``CYCLE`` where a container recurs).
+Skipped text never goes unnoticed: ``rebuild`` puts ``UNSCANNED`` in place of
+whatever it skipped (and ``CYCLE`` where a container recurs), and ``TextWalk``
+reports why it skipped something, so that ``contains`` can fail closed. A
+cycle skips nothing: the container was scanned where it first occurs.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-__all__ = ["CYCLE", "UNSCANNED", "Limits", "Path", "Text", "format_path", "rebuild", "texts"]
+__all__ = ["CYCLE", "UNSCANNED", "Limits", "Path", "Text", "TextWalk", "format_path", "rebuild", "texts"]
 
 UNSCANNED = "[UNSCANNED]"
 """Put in a copy in place of text that was not scanned (over a limit, or unreadable)."""
@@ -83,15 +85,11 @@ def _render(segment: Segment) -> str:
 
 
 def texts(value: object, limits: Limits, shortest: int = 0) -> Iterator[Text]:
-    """The strings inside ``value``, depth first, within ``limits``.
-
-    Strings shorter than ``shortest`` (after the cut at ``max_chars``) count
-    against ``max_chars`` but are not yielded.
-    """
+    """The strings inside ``value``, depth first, within ``limits`` (``TextWalk`` without its report)."""
     if type(value) is str:  # on its own, a string is never too deep
         text = value[: limits.max_chars]
         return iter([((), text, False)] if len(text) >= shortest else [])
-    return _Scan(limits, shortest).walk(value, (), 0, False)
+    return iter(TextWalk(value, limits, shortest))
 
 
 def rebuild(value: object, limits: Limits, transform: Callable[[str], str], shortest: int = 0) -> object:
@@ -110,46 +108,131 @@ def rebuild(value: object, limits: Limits, transform: Callable[[str], str], shor
     return _Rebuild(limits, transform, shortest).copy(value, 0)
 
 
-class _Scan:
-    __slots__ = ("_ancestors", "_max_depth", "_remaining", "_shortest")
+class TextWalk:
+    """The strings inside a value, depth first in the value's order, and what the limits kept out.
 
-    def __init__(self, limits: Limits, shortest: int) -> None:
-        self._max_depth = limits.max_depth
-        self._remaining = limits.max_chars
+    Iterating (once) yields ``Text`` tuples as ``texts`` does. ``skipped`` is None while everything
+    met was within the limits, else why not (the first reason met: a string past ``max_chars``,
+    text or a container past ``max_depth``, a model that cannot be read); it is set before the
+    part of a string cut at ``max_chars`` is yielded. Strings shorter than ``shortest`` count
+    against ``max_chars`` but are not yielded. A container recurring inside itself is scanned
+    where it first occurs; with ``once``, so is every container met again (shared references),
+    which keeps a walk linear in the objects it holds. The walk is iterative: it does not recurse.
+    """
+
+    __slots__ = ("_limits", "_once", "_shortest", "_value", "skipped")
+
+    def __init__(self, value: object, limits: Limits, shortest: int = 0, *, once: bool = False) -> None:
+        self._value = value
+        self._limits = limits
         self._shortest = shortest
-        self._ancestors: set[int] = set()
+        self._once = once
+        self.skipped: str | None = None
 
-    def walk(self, value: object, path: Path, depth: int, in_key: bool) -> Iterator[Text]:
-        if self._remaining <= 0 or depth > self._max_depth:
+    def __iter__(self) -> Iterator[Text]:
+        value = self._value
+        max_chars = self._limits.max_chars
+        shortest = self._shortest
+        if isinstance(value, str | bytes | bytearray):  # on its own, a string is never too deep
+            text, whole = _read_text(value, max_chars)
+            if not whole:
+                self._skip(_too_long(value, max_chars))
+            if len(text) >= shortest:
+                yield (), text, False
             return
-        if isinstance(value, str | bytes | bytearray):
-            text, _ = _read_text(value, self._remaining)
-            self._remaining -= len(text)
-            if len(text) >= self._shortest:
-                yield path, text, in_key
-            return
-        if id(value) in self._ancestors:
+        if type(value) in _SCALARS:
             return
         node = _expand(value)
         if node is None:
             return
-        self._ancestors.add(id(value))
-        try:
-            # Strings and scalars are taken here, as walk would take them, rather than walked into.
-            shallow = depth < self._max_depth
-            for segment, child, child_is_key in node[0]:
-                if type(child) is str:
-                    if shallow:
-                        text = child[: self._remaining]
-                        self._remaining -= len(text)
-                        if len(text) >= self._shortest:
-                            yield (*path, segment), text, child_is_key
-                elif type(child) not in _SCALARS:
-                    yield from self.walk(child, (*path, segment), depth + 1, child_is_key)
-                if self._remaining <= 0:
-                    return
-        finally:
-            self._ancestors.discard(id(value))
+        if node[1] is _unreadable:
+            self._skip(_cannot_read(value))
+            return
+        max_depth = self._limits.max_depth
+        remaining = max_chars
+        once = self._once
+        # The containers being walked (with ``once``: every one entered so far, kept alive in
+        # ``entered`` so that no other object can take the id of one that is gone).
+        ancestors = {id(value)}
+        entered = [value] if once else None
+        stack: list[tuple[Iterator[tuple[Segment, object, bool]], Path, int, int]] = [
+            (iter(node[0]), (), 0, id(value))
+        ]
+        while stack:
+            children, path, depth, ident = stack[-1]
+            depth += 1  # the children's depth
+            for segment, child, child_is_key in children:
+                if type(child) is str:  # the common case, inline
+                    size = len(child)
+                    if depth > max_depth:
+                        if size:
+                            self._skip(_too_deep(max_depth))
+                    elif size <= remaining:
+                        remaining -= size
+                        if size >= shortest:
+                            yield (*path, segment), child, child_is_key
+                    else:
+                        self._skip(_too_long(child, max_chars))
+                        if remaining and remaining >= shortest:
+                            yield (*path, segment), child[:remaining], child_is_key
+                        return
+                    continue
+                if type(child) in _SCALARS:
+                    continue
+                if isinstance(child, str | bytes | bytearray):
+                    if depth > max_depth:
+                        if child:
+                            self._skip(_too_deep(max_depth))
+                        continue
+                    text, whole = _read_text(child, remaining)
+                    remaining -= len(text)
+                    if not whole:
+                        self._skip(_too_long(child, max_chars))
+                    if len(text) >= shortest and (whole or text):
+                        yield (*path, segment), text, child_is_key
+                    if not whole:
+                        return
+                    continue
+                child_id = id(child)
+                if child_id in ancestors:  # a cycle, or (once) a container scanned already
+                    continue
+                node = _expand(child)
+                if node is None:
+                    continue
+                if node[1] is _unreadable:
+                    self._skip(_cannot_read(child))
+                    continue
+                if depth > max_depth:
+                    if node[0]:
+                        self._skip(_too_deep(max_depth))
+                    continue
+                ancestors.add(child_id)
+                if entered is not None:
+                    entered.append(child)
+                stack.append((iter(node[0]), (*path, segment), depth, child_id))
+                break
+            else:
+                stack.pop()
+                if entered is None:
+                    ancestors.discard(ident)
+
+    def _skip(self, reason: str) -> None:
+        if self.skipped is None:
+            self.skipped = reason
+
+
+def _too_long(value: str | bytes | bytearray, max_chars: int) -> str:
+    unit = "characters" if isinstance(value, str) else "bytes"
+    size = f"{len(value):,} {unit}"
+    return f"a string of {size} runs past max_chars={max_chars:,} (the most text scanned per call)"
+
+
+def _too_deep(max_depth: int) -> str:
+    return f"a value is nested deeper than max_depth={max_depth}"
+
+
+def _cannot_read(value: object) -> str:
+    return f"a {type(value).__name__} could not be read (its model_dump() failed or gave no mapping)"
 
 
 class _Rebuild:
@@ -257,8 +340,13 @@ def _expand(value: object) -> _Node | None:
             dumped = None
         if isinstance(dumped, Mapping):
             return _mapping_node(dumped)
-        return [], lambda _: UNSCANNED  # a model that cannot be read is not passed on
+        return [], _unreadable  # a model that cannot be read is not passed on
     return None
+
+
+def _unreadable(_: list[object]) -> object:
+    """What a model that cannot be read becomes in a copy."""
+    return UNSCANNED
 
 
 def _list_node(items: list[object]) -> _Node:

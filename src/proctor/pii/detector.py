@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -17,18 +18,20 @@ from proctor.pii._finance import CARD_NEEDS, IBAN_NEEDS, find_credit_cards, find
 from proctor.pii._network import IP_NEEDS, find_ip_addresses
 from proctor.pii._scan import Needs, ScanText, has_digit
 from proctor.pii._ssn import SSN_NEEDS, find_us_ssns
-from proctor.pii._walk import Limits, format_path, rebuild, texts
+from proctor.pii._walk import Limits, TextWalk, format_path, rebuild, texts
 from proctor.pii.backend import PIIBackend
 from proctor.pii.kinds import BUILTIN_KINDS, PIIKind
 from proctor.pii.match import PIIMatch, PIISpan
 
 __all__ = ["DEFAULT_PHONE_REGIONS", "MAX_DEPTH_LIMIT", "PIIDetector"]
 
+logger = logging.getLogger("proctor.pii")
+
 DEFAULT_PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN")
 """Regions whose national formats count as phone numbers (US also covers Canada)."""
 
 MAX_DEPTH_LIMIT = 100
-"""The largest ``max_depth`` a detector accepts (walks recurse once per level)."""
+"""The largest ``max_depth`` a detector accepts, and its default (redaction recurses once per level)."""
 
 _Finder = Callable[[ScanText], Iterator[tuple[int, int]]]
 
@@ -94,15 +97,20 @@ class PIIDetector:
             of a generic secret token (one without a provider prefix).
         min_token_length: the shortest generic secret token, at most
             ``MAX_TOKEN_LENGTH`` (256); longer runs are taken for data.
-        max_depth: values inside more than this many containers are skipped
-            (0 looks only at the value itself), at most ``MAX_DEPTH_LIMIT``.
+        max_depth: values inside more than this many containers are not
+            scanned (0 looks only at the value itself), at most
+            ``MAX_DEPTH_LIMIT``, which is also the default.
         max_chars: the most characters scanned in one call, over all strings
-            and keys; the string crossing the limit is scanned up to it. As
-            the scan is linear, this bounds the time one call takes (text
-            packed with valid phone numbers is the slowest kind, since
-            ``phonenumbers`` checks each).
+            and keys (default 4 MiB, 4,194,304); the string crossing the limit
+            is scanned up to it. As the scan is linear, this bounds the time
+            one call takes (``bench/pii.py`` measures it; text packed with
+            PII is the slowest, since each match is checked).
         backends: further detectors, such as a NER model for ``person`` and
             ``location``, run on each string after the built-in ones.
+
+    What the limits keep from being scanned never passes for clean:
+    ``contains`` counts it as PII (and logs why), ``redact`` replaces it with
+    ``UNSCANNED``. Only ``find`` leaves it out, silently.
 
     Raises ``ConfigurationError`` for an unknown kind, a kind that nothing
     detects, an unknown region or a limit out of range.
@@ -115,8 +123,8 @@ class PIIDetector:
         phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
         entropy_threshold: float = 3.5,
         min_token_length: int = 20,
-        max_depth: int = 32,
-        max_chars: int = 262_144,
+        max_depth: int = MAX_DEPTH_LIMIT,
+        max_chars: int = 4_194_304,
         backends: Sequence[PIIBackend] = (),
     ) -> None:
         if isinstance(phone_regions, str) or not phone_regions:
@@ -168,14 +176,30 @@ class PIIDetector:
     def contains(self, value: object, kinds: Iterable[PIIKind | str] | None = None) -> bool:
         """Whether any of ``kinds`` (default: the detector's) occurs anywhere in ``value``.
 
-        Stops at the first match. Raises ``ConfigurationError`` for a kind that
-        is unknown or that nothing in this detector finds.
+        Fails closed: True also when part of ``value`` could not be scanned
+        (past ``max_chars`` or ``max_depth``, a model that cannot be read),
+        with a warning on the ``proctor.pii`` logger saying why. A container
+        met again (a cycle, a shared reference) is scanned once. Stops at the
+        first match. Raises ``ConfigurationError`` for a kind that is unknown
+        or that nothing in this detector finds.
         """
         plan = self._plan_for(kinds)
-        for _, text, _ in texts(value, self._limits, plan.shortest):
+        if type(value) is str and len(value) <= self._limits.max_chars:  # the common case, inline
+            return len(value) >= plan.shortest and any(True for _ in self._spans(value, plan))
+        walk = TextWalk(value, self._limits, plan.shortest, once=True)
+        for _, text, _ in walk:
+            if walk.skipped is not None:  # the answer is True now, whatever the rest holds
+                break
             for _ in self._spans(text, plan):
                 return True
-        return False
+        if walk.skipped is None:
+            return False
+        logger.warning(
+            "not scanned in full, so counted as containing PII: %s; PIIDetector(max_chars=..., "
+            "max_depth=...) sets the limits",
+            walk.skipped,
+        )
+        return True
 
     def find(self, value: object, kinds: Iterable[PIIKind | str] | None = None) -> list[PIIMatch]:
         """Every match of ``kinds`` (default: the detector's) in ``value``.

@@ -68,7 +68,12 @@ class CompileError(Exception):
 
 
 PIIScan: TypeAlias = Callable[[Any, "Collection[str] | None"], bool]
-"""``scan(value, kinds)``: whether ``value`` holds personal data of ``kinds`` (None: any kind)."""
+"""``scan(value, kinds)``: whether ``value`` holds personal data of ``kinds`` (None: any kind).
+
+It must fail closed, as ``PIIDetector.contains`` does: True for a value it could not scan in full,
+so that a size or depth limit never lets ``contains_pii: true`` (deny) nor ``contains_pii: false``
+or ``not:`` (no PII) pass a value nobody looked at.
+"""
 
 
 @dataclass(frozen=True, slots=True)
