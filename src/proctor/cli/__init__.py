@@ -1,4 +1,4 @@
-"""The ``proctor`` command; needs the ``cli`` extra (``pip install 'proctor[cli]'``)."""
+"""The ``proctor`` command; needs the ``cli`` extra (``pip install -e '.[cli]'`` in proctor's clone)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ def main() -> None:
         from proctor.cli.main import cli
     except ImportError as exc:  # click or rich missing
         sys.stderr.write(
-            f"proctor's command line needs its 'cli' extra ({exc.name} is missing):\n"
-            "    pip install 'proctor[cli]'\n"
+            f"proctor's command line needs its 'cli' extra ({exc.name} is missing); in proctor's clone,\n"
+            "    pip install -e '.[cli]'\n"
+            "(proctor is not on PyPI; `make demo` in the clone installs it into .venv)\n"
         )
         raise SystemExit(2) from None
     cli()

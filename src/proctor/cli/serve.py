@@ -72,7 +72,8 @@ def serve(
         from proctor.web.app import create_app
     except ImportError as exc:
         raise CommandError(
-            f"the console needs proctor's 'web' extra ({exc.name} is missing): pip install 'proctor[web]'"
+            f"the console needs proctor's 'web' extra ({exc.name} is missing); in proctor's clone, "
+            "pip install -e '.[web]' (proctor is not on PyPI)"
         ) from None
     approvers = approvers_file or approvers_path()
     if approvers is None or not approvers.is_file():
