@@ -10,6 +10,7 @@ keeps every committed transaction.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import marshal
@@ -21,10 +22,12 @@ import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from queue import Empty, SimpleQueue
 from typing import Any, Literal, NamedTuple
 
 from proctor.errors import ConfigurationError, StoreError
 from proctor.pii.detector import PIIDetector
+from proctor.runs import termination
 from proctor.runs._schema import connect, migrate
 from proctor.runs.encode import Marshalled, error_value, freeze, thaw, to_json
 
@@ -116,6 +119,13 @@ def _after_fork_in_child() -> None:
         log._after_fork()
 
 
+def _flush_every_log(timeout: float) -> None:
+    """Flush each run log of this process, waiting at most ``timeout`` seconds for each (SIGTERM, exit)."""
+    for log in list(_instances):
+        if not log._closed or log._writer.is_alive():
+            log.flush(timeout)
+
+
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _START_RUN = (
@@ -137,6 +147,28 @@ _ORDER = {_START_RUN: 0, _ADD_ACTION: 1, _ADD_PLAIN_ACTION: 1, _END_RUN: 2}
 """Run starts, then actions, then run ends: a run's end updates the row its start made."""
 
 _FLUSH = "flush"
+
+
+class _Done:
+    """A one-shot signal from the writer to a flushing caller, made of a bare lock.
+
+    Unlike ``threading.Event`` it holds no Python-level lock between bytecodes, so a
+    SIGTERM handler that flushes cannot deadlock with the code it interrupted.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        self._lock.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        return self._lock.acquire(timeout=-1 if timeout is None else timeout)
+
+
 _STOP = "stop"
 
 
@@ -186,7 +218,7 @@ class RunLog:
         # The caller's side is a deque append (atomic); the writer sleeps on _wake when idle.
         self._pending: deque[tuple[Any, ...]] = deque()
         self._idle = False
-        self._wake = threading.Event()
+        self._wake: SimpleQueue[None] = SimpleQueue()
         self._room = threading.Condition()
         self._closed = False
         self._forked = False
@@ -202,13 +234,14 @@ class RunLog:
         )
         self._writer.start()
         atexit.register(self.close)
+        termination.watch(_flush_every_log)
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's writer thread is not there, and its queue is the parent's
         to write. Start empty; the child's first record starts a writer of its own."""
         self._pending = deque()
         self._idle = False
-        self._wake = threading.Event()
+        self._wake = SimpleQueue()
         self._room = threading.Condition()
         if not self._closed:
             self._closed = self._forked = True
@@ -228,6 +261,8 @@ class RunLog:
         labels: Any = None,
     ) -> None:
         """Record that a run began at ``started`` (Unix seconds) with ``input``."""
+        if not termination.watching():  # the log was opened off the main thread: try again from here
+            termination.watch(_flush_every_log)
         self._put(("run", run_id, service, agent, tool, function, started, freeze(input), freeze(labels)))
 
     def action(
@@ -325,16 +360,16 @@ class RunLog:
         ``timeout`` ran out."""
         if not self._writer.is_alive():
             return not self._pending
-        done = threading.Event()
+        done = _Done()
         self._pending.append((_FLUSH, done))
-        self._wake.set()
+        self._wake.put(None)
         return done.wait(timeout)
 
     def close(self) -> None:
         """Commit what is queued and stop the writer; later records are dropped and counted."""
         if self._writer.is_alive():
             self._pending.append((_STOP,))
-            self._wake.set()
+            self._wake.put(None)
             self._writer.join()
         self._closed = True
         atexit.unregister(self.close)
@@ -356,11 +391,11 @@ class RunLog:
                 return
             with self._room:
                 while len(pending) >= self._capacity and self._writer.is_alive():
-                    self._wake.set()
+                    self._wake.put(None)
                     self._room.wait(0.1)
         pending.append(record)
         if self._idle:
-            self._wake.set()
+            self._wake.put(None)
 
     def _dropped(self) -> None:
         self.dropped += 1
@@ -395,25 +430,34 @@ class RunLog:
                 if not pending:
                     self._idle = True
                     if not pending:  # a caller that saw _idle unset appended before this check
-                        self._wake.wait(0.1)
-                    self._wake.clear()
+                        with contextlib.suppress(Empty):
+                            self._wake.get(timeout=0.1)
+                    while not self._wake.empty():
+                        self._wake.get_nowait()
                     self._idle = False
                     continue
                 records = []
                 for _ in range(min(len(pending), self._batch)):
                     records.append(pending.popleft())
-                with self._room:
-                    self._room.notify_all()
+                self._make_room()
                 if self._commit(connection, records):
                     return
         finally:
             connection.close()
-            with self._room:
+            self._make_room()
+
+    def _make_room(self) -> None:
+        """Wake callers waiting for room in a full queue; never blocks (a caller may hold the condition
+        inside a signal handler that waits for this writer), and they look again every 0.1 s anyway."""
+        if self._room.acquire(blocking=False):
+            try:
                 self._room.notify_all()
+            finally:
+                self._room.release()
 
     def _commit(self, connection: sqlite3.Connection, records: list[tuple[Any, ...]]) -> bool:
         """Write ``records`` in one transaction; True when the writer should stop."""
-        waiting: list[threading.Event] = []
+        waiting: list[_Done] = []
         stop = False
         groups: dict[str, list[tuple[Any, ...]]] = {}  # statement: rows, in queue order
         for record in records:

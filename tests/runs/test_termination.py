@@ -1,0 +1,106 @@
+"""SIGTERM (docker stop, Kubernetes, Pool.terminate) keeps every run whose call returned before it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from proctor import RunLog
+
+REPO = Path(__file__).resolve().parents[2]
+
+LOOP = textwrap.dedent(
+    """
+    import signal, sys
+    from proctor import runlog
+
+    if sys.argv[1] == "app-handler":  # the application's own handler, installed before proctor's
+        def stop(signum, frame):
+            print("app handler", flush=True)
+            sys.exit(3)
+        signal.signal(signal.SIGTERM, stop)
+
+    @runlog(service="loop")
+    def paid_call(n: int) -> int:
+        return n * 2
+
+    n = 0
+    while True:
+        paid_call(n)
+        n += 1
+        print(n, flush=True)  # this many calls have returned
+    """
+)
+
+
+def env(db: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO / "src"), "PROCTOR_DB": str(db)}
+
+
+def terminated_loop(db: Path, mode: str) -> tuple[int, int, str]:
+    """Run the loop until 3,000 calls returned, SIGTERM it; returns (exit code, calls returned, output)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", LOOP, mode], env=env(db), stdout=subprocess.PIPE, text=True, bufsize=1
+    )
+    assert child.stdout is not None
+    lines: list[str] = []
+    for line in child.stdout:
+        lines.append(line.strip())
+        if line.strip() == "3000":
+            child.send_signal(signal.SIGTERM)
+            break
+    out, _ = child.communicate(timeout=60)
+    lines += out.split()
+    returned = max(int(line) for line in lines if line.isdigit())
+    return child.returncode, returned, " ".join(lines)
+
+
+def test_sigterm_keeps_every_run_that_returned_and_still_terminates(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    code, returned, _ = terminated_loop(db, "plain")
+    assert code == -signal.SIGTERM  # the termination is not swallowed
+    with RunLog(db) as log:
+        assert len(log.runs(status="succeeded", limit=None)) >= returned >= 3000
+
+
+def test_sigterm_goes_on_to_the_applications_own_handler(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    code, returned, said = terminated_loop(db, "app-handler")
+    assert code == 3
+    assert said.endswith("app handler")
+    with RunLog(db) as log:
+        assert len(log.runs(status="succeeded", limit=None)) >= returned >= 3000
+
+
+POOL = textwrap.dedent(
+    """
+    from multiprocessing import Pool
+    from proctor import runlog
+
+    @runlog(service="pool")
+    def paid_call(n: int) -> int:
+        return n * 2
+
+    if __name__ == "__main__":
+        for trial in range(8):
+            with Pool(4) as pool:  # leaving the block terminates the workers with SIGTERM
+                assert pool.map(paid_call, range(40)) == [n * 2 for n in range(40)]
+        print("done", flush=True)
+    """
+)
+
+
+def test_a_pool_leaving_its_with_block_keeps_its_workers_runs(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    script = tmp_path / "pooled.py"
+    script.write_text(POOL)
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env(db), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    with RunLog(db) as log:
+        assert len(log.runs(status="succeeded", limit=None)) == 8 * 40
