@@ -651,8 +651,11 @@ class _Guard:
     def _opened(self, call: _Call, started: float) -> None:
         run = call.run
         if call.parent is None:
+            resumed_from = None
             if run.replay is not None:
                 run.replay.continued_as = run.run_id
+                if run.replay.resuming:
+                    resumed_from = run.replay.record.run_id
             if run.log is not None:
                 run.log.run_started(
                     run.run_id,
@@ -663,6 +666,7 @@ class _Guard:
                     started=started,
                     input=call.bound,
                     labels=self.stored_labels,
+                    resumed_from=resumed_from,
                 )
             return
         call.seq = cast(WatchedRun, run)._next_seq()
@@ -673,12 +677,20 @@ class _Guard:
         """In a replay, a tool call's recorded result (or error); ``_LIVE`` when the call must run.
 
         The call is charged what the recording says it cost: when that is not what its
-        result's ``usage.cost`` or its estimate say, it is charged as ``add_cost`` would.
+        result's ``usage.cost`` or its estimate say, it is charged as ``add_cost`` would. In a
+        resume, a call answered from the run it continues is charged nothing (that run paid).
         """
         replay = call.run.replay
         if replay is None or call.parent is None:
             return _LIVE
         recorded = call.recorded
+        if replay.resuming:
+            call.frame.reported = 0.0
+            answered, result = replay.outcome(call.seq, self.tool, call.bound, recorded, call.frame)
+            if not answered:
+                call.frame.reported = None
+                return _LIVE
+            return result
         spent = recorded.actual_cost if recorded is not None else None
         if spent:
             call.frame.reported = spent  # a recorded error is charged this too; a result may say less

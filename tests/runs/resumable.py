@@ -16,7 +16,7 @@ def _note(text: str) -> None:
         notes.write(text + "\n")
 
 
-@runlog(service="resume-test", name="step")
+@runlog(service="resume-test", name="step", cost=0.01)
 def step(n: int) -> int:
     _note(f"step {n}")
     if n == 3 and os.environ.get("RESUME_HANG"):

@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -194,3 +195,43 @@ def test_resuming_an_async_run_inside_an_event_loop_is_refused_before_the_claim(
         asyncio.run(inside_a_loop())
     [still] = log.runs()
     assert (still.status, still.error) == ("running", None)
+
+
+DENY_STEP_4: dict[str, Any] = {
+    "policies": [{"id": "no_step_4", "when": {"tool": "step", "args.n": {"gte": 4}}, "action": "deny"}]
+}
+
+
+def test_a_crashed_and_resumed_run_each_cost_their_own_work(log: RunLog, notes: Path) -> None:
+    run_id = killed_during_step_3(log, notes)
+    crashed = log.run(run_id)
+    assert crashed is not None
+    assert crashed.cost == pytest.approx(0.02)  # steps 1 and 2 ran (0.01 each) before the crash
+
+    assert proctor.resume(run_id, function=resumable.job, log=log) == [10, 20, 30, 40, 50]
+    log.flush()
+    resumed, original = log.runs()
+    assert original.cost == pytest.approx(0.02)
+    assert resumed.cost == pytest.approx(0.03)  # steps 3, 4 and 5; 1 and 2 were answered from the log
+    assert resumed.resumed_from == run_id
+
+
+def test_what_if_takes_a_resume_chain_as_one_run(log: RunLog, notes: Path) -> None:
+    run_id = killed_during_step_3(log, notes)
+    proctor.resume(run_id, function=resumable.job, log=log)
+    log.flush()
+
+    same = proctor.replay_batch(policies={"policies": []}, mode="what-if", log=log)
+    [chain] = list(same)
+    assert (chain.status_before, chain.status_after) == ("succeeded", "succeeded")
+    assert [decision.seq for decision in chain.decisions] == [0, 1, 2, 3, 4, 5]
+    assert same.success_rate_before == same.success_rate == 1.0
+    assert same.impact.cost_before == pytest.approx(0.05)
+    assert same.impact.cost_saved == pytest.approx(0.0)
+
+    stricter = proctor.replay_batch(policies=DENY_STEP_4, mode="what-if", log=log)
+    [chain] = list(stricter)
+    assert chain.status_after == "denied"
+    assert stricter.impact.cost_before == pytest.approx(0.05)
+    assert stricter.impact.cost_saved == pytest.approx(0.02)  # steps 4 and 5
+    assert stricter.success_rate == 0.0

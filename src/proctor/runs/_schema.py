@@ -101,6 +101,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             SELECT RAISE(ABORT, 'approval decisions are an audit record and cannot be changed');
         END""",
     ),
+    (
+        # A run made by proctor.resume names the run it continues: together they are one logical run.
+        "ALTER TABLE runs ADD COLUMN resumed_from TEXT",
+        "CREATE INDEX runs_by_resumed_from ON runs (resumed_from)",
+    ),
 )
 """Migration ``n`` (counting from 1) brings a database from version ``n - 1`` to ``n``."""
 

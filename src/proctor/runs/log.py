@@ -79,6 +79,8 @@ class RunRecord(NamedTuple):
     decisions: str | None
     approval: str | None
     effects: str | None
+    resumed_from: str | None
+    """The run this one continues (``proctor.resume``), else None."""
     redacted: bool
 
 
@@ -107,7 +109,21 @@ class ActionRecord(NamedTuple):
     redacted: bool
 
 
-_RUN_COLUMNS = ", ".join(RunRecord._fields)
+# What a run read from the log says it cost: a run that never ended (its process died) has no total
+# stored, so it is what its actions spent.
+_COST = (
+    "CASE WHEN status = 'running' THEN"
+    " (SELECT COALESCE(SUM(actual_cost), 0) FROM actions WHERE actions.run_id = runs.run_id)"
+    " ELSE cost END"
+)
+
+
+def _selected(columns: Sequence[str]) -> str:
+    """The SELECT list that reads ``columns`` of the runs, ``cost`` as a run read from the log has it."""
+    return ", ".join(_COST if column == "cost" else column for column in columns)
+
+
+_RUN_SELECT = _selected(RunRecord._fields)
 _ACTION_COLUMNS = ", ".join(ActionRecord._fields)
 
 _instances: weakref.WeakSet[RunLog] = weakref.WeakSet()
@@ -132,6 +148,10 @@ _START_RUN = (
     "INSERT OR IGNORE INTO runs (run_id, service, agent, tool, function, started, status, input, labels,"
     " redacted) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)"
 )
+_START_RESUMED_RUN = (
+    "INSERT OR IGNORE INTO runs (run_id, service, agent, tool, function, started, status, input, labels,"
+    " redacted, resumed_from) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)"
+)
 _ADD_ACTION = f"INSERT OR REPLACE INTO actions ({_ACTION_COLUMNS}) VALUES ({', '.join('?' * 19)})"
 # Most actions: no modify, error, labels, approval, decision or redaction. Every parameter bound
 # costs the writer; the columns left out take their defaults.
@@ -143,7 +163,7 @@ _END_RUN = (
     "UPDATE runs SET ended = ?, status = ?, output = ?, error = ?, estimated_cost = ?, actual_cost = ?,"
     " cost = ?, decisions = ?, approval = ?, effects = ?, redacted = redacted OR ? WHERE run_id = ?"
 )
-_ORDER = {_START_RUN: 0, _ADD_ACTION: 1, _ADD_PLAIN_ACTION: 1, _END_RUN: 2}
+_ORDER = {_START_RUN: 0, _START_RESUMED_RUN: 0, _ADD_ACTION: 1, _ADD_PLAIN_ACTION: 1, _END_RUN: 2}
 """Run starts, then actions, then run ends: a run's end updates the row its start made."""
 
 _FLUSH = "flush"
@@ -259,11 +279,26 @@ class RunLog:
         started: float,
         input: Any,
         labels: Any = None,
+        resumed_from: str | None = None,
     ) -> None:
-        """Record that a run began at ``started`` (Unix seconds) with ``input``."""
+        """Record that a run began at ``started`` (Unix seconds) with ``input``; ``resumed_from``: the
+        run it continues, for a run made by ``proctor.resume``."""
         if not termination.watching():  # the log was opened off the main thread: try again from here
             termination.watch(_flush_every_log)
-        self._put(("run", run_id, service, agent, tool, function, started, freeze(input), freeze(labels)))
+        self._put(
+            (
+                "run",
+                run_id,
+                service,
+                agent,
+                tool,
+                function,
+                started,
+                freeze(input),
+                freeze(labels),
+                resumed_from,
+            )
+        )
 
     def action(
         self,
@@ -512,9 +547,11 @@ class RunLog:
     def _row(self, record: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
         kind = record[0]
         if kind == "run":
-            _, run_id, service, agent, tool, function, started, input_, labels = record
+            _, run_id, service, agent, tool, function, started, input_, labels, resumed_from = record
             redacted, input_text, labels_text = self._encoded(input_, labels)
             row: tuple[Any, ...] = (run_id, service, agent, tool, function, started)
+            if resumed_from is not None:
+                return _START_RESUMED_RUN, (*row, input_text or "null", labels_text, redacted, resumed_from)
             return _START_RUN, (*row, input_text or "null", labels_text, redacted)
         if kind == "action":
             (_, run_id, seq, tool, service, agent, started, duration, status, args, requested) = record[:11]
@@ -623,9 +660,7 @@ class RunLog:
     def run(self, run_id: str) -> RunRecord | None:
         """The stored run ``run_id``, or None."""
         with self._reader() as connection:
-            row = connection.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
+            row = connection.execute(f"SELECT {_RUN_SELECT} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None else _run_record(row)
 
     def runs(
@@ -659,7 +694,7 @@ class RunLog:
             values.append(limit)
         with self._reader() as connection:
             rows = connection.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs{where} ORDER BY started {order}, run_id{tail}", values
+                f"SELECT {_RUN_SELECT} FROM runs{where} ORDER BY started {order}, run_id{tail}", values
             ).fetchall()
         return [_run_record(row) for row in rows]
 
@@ -696,7 +731,7 @@ class RunLog:
         unknown = [column for column in columns if column not in RunRecord._fields]
         if unknown:
             raise ValueError(f"not columns of the runs: {unknown}")
-        selected = ", ".join(columns)
+        selected = _selected(columns)
         with self._reader() as connection:
             return connection.execute(
                 f"SELECT {selected} FROM runs WHERE started >= ? AND started < ? ORDER BY started, run_id",
@@ -761,6 +796,39 @@ class RunLog:
             ).rowcount
             connection.execute("COMMIT")
         return count == 1
+
+    def actions_cost(self, run_id: str) -> float:
+        """What the actions of ``run_id`` cost, as recorded."""
+        with self._reader() as connection:
+            (total,) = connection.execute(
+                "SELECT COALESCE(SUM(actual_cost), 0) FROM actions WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return float(total)
+
+    def chain(self, run: RunRecord) -> list[RunRecord]:
+        """``run`` and the runs it continues (``proctor.resume``), the first of them first."""
+        chain = [run]
+        while chain[0].resumed_from is not None and len(chain) < 1000:
+            earlier = self.run(chain[0].resumed_from)
+            if earlier is None:
+                break
+            chain.insert(0, earlier)
+        return chain
+
+    def continued(self, run_ids: Sequence[str]) -> set[str]:
+        """Those of ``run_ids`` that a resumed run continues."""
+        found: set[str] = set()
+        with self._reader() as connection:
+            for start in range(0, len(run_ids), 500):
+                ids = run_ids[start : start + 500]
+                found.update(
+                    row[0]
+                    for row in connection.execute(
+                        f"SELECT resumed_from FROM runs WHERE resumed_from IN ({', '.join('?' * len(ids))})",
+                        ids,
+                    )
+                )
+        return found
 
     def unclaim(self, run_id: str) -> None:
         """Undo ``claim``: the run is ``running`` again (its continuation never started)."""

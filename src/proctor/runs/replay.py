@@ -438,7 +438,7 @@ def resume(run_id: str, *, function: Callable[..., Any] | None = None, log: RunL
                 status="cancelled",
                 ended=time.time(),
                 error=RunResumed(run_id, replayer.continued_as),
-                cost=record.cost,
+                cost=run_log_.actions_cost(run_id),  # what it did before it died; its continuation the rest
             )
         else:  # the continuation never started: the run is still there to resume
             run_log_.unclaim(run_id)

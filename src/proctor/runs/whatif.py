@@ -34,7 +34,7 @@ import heapq
 import json
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, time, timedelta, tzinfo
 from operator import itemgetter
 from typing import Any
@@ -94,10 +94,44 @@ def what_if(log: RunLog, runs: Sequence[RunRecord], policies: PolicySpec) -> lis
     """
     rules = policies if isinstance(policies, RuleSet) else PolicySource(policies).current()
     evaluator = _Evaluator(rules)
-    grouped = zip(runs, log.action_rows([run.run_id for run in runs], evaluator.columns), strict=True)
+    walks = _walks(log, runs, evaluator.columns)
     if "cost_today" in rules.uses:
-        return evaluator.on_one_clock(log, (_Walk(run, actions) for run, actions in grouped))
-    return [evaluator.walk(_Walk(run, actions)) for run, actions in grouped]
+        return evaluator.on_one_clock(log, walks)
+    return [evaluator.walk(walk) for walk in walks]
+
+
+def _walks(log: RunLog, runs: Sequence[RunRecord], columns: tuple[str, ...]) -> Iterator[_Walk]:
+    """One walk per logical run of ``runs``: a resume chain is walked once, as its last run.
+
+    A run that ``proctor.resume`` continued is left out (its continuation stands for it); a
+    continuation takes the chain's actions, each from the first run in which it finished, the
+    chain's start, and the chain's cost.
+    """
+    continued = log.continued([run.run_id for run in runs])
+    chains = [
+        log.chain(run) if run.resumed_from is not None else [run]
+        for run in runs
+        if run.run_id not in continued
+    ]
+    rows = log.action_rows([member.run_id for chain in chains for member in chain], columns)
+    for chain in chains:
+        if len(chain) == 1:
+            yield _Walk(chain[0], next(rows))
+            continue
+        parts = [next(rows) for _ in chain]
+        run = chain[-1]._replace(started=chain[0].started, cost=sum(member.cost for member in chain))
+        yield _Walk(run, _chained(parts), tuple(member.run_id for member in chain))
+
+
+def _chained(parts: list[list[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+    """The actions of a resume chain: each seq from the first run that finished it (the last run's as is)."""
+    taken: dict[int, tuple[Any, ...]] = {}
+    last = len(parts) - 1
+    for index, actions in enumerate(parts):
+        for action in actions:
+            if action[_SEQ] not in taken and (index == last or action[_DURATION] is not None):
+                taken[action[_SEQ]] = action
+    return [taken[seq] for seq in sorted(taken)]
 
 
 class _Decoded(dict[str | None, Any]):
@@ -147,7 +181,8 @@ class _Needs:
 class _Walk:
     """One run on its way through the rules: what it counted so far, and how it ends.
 
-    ``actions`` are its recorded actions as rows of ``_COLUMNS`` (after the run_id), in order.
+    ``actions`` are its recorded actions as rows of ``_COLUMNS`` (after the run_id), in order;
+    ``members`` the recorded runs it is made of (more than one for a resume chain).
     """
 
     __slots__ = (
@@ -156,6 +191,7 @@ class _Walk:
         "decisions",
         "ended",
         "input",
+        "members",
         "position",
         "recorded",
         "run",
@@ -167,9 +203,12 @@ class _Walk:
         "top_facts",
     )
 
-    def __init__(self, run: RunRecord, actions: list[tuple[Any, ...]]) -> None:
+    def __init__(
+        self, run: RunRecord, actions: list[tuple[Any, ...]], members: tuple[str, ...] | None = None
+    ) -> None:
         self.run = run
         self.actions = actions
+        self.members = members or (run.run_id,)
         self.position = 0  # 0: the top-level call is next; n: action n - 1 of ``actions``
         # Set by begin(), as the walk sets off: only the walks under way hold them (less for the GC).
         self.decisions: list[ActionDecision]
@@ -559,7 +598,7 @@ def _charge_others(log: RunLog, walks: list[_Walk], daily: _DailySpend) -> None:
         return
     first = min(walk.run.started for walk in walks)
     last = max(max(walk.run.started, walk.actions[-1][_STARTED] if walk.actions else 0.0) for walk in walks)
-    walked = {walk.run.run_id for walk in walks}
+    walked = {member for walk in walks for member in walk.members}
     # A run that began more than a day before the first midnight is taken to have ended by then.
     since = _day_of(first, daily.zone)[0] - _DAY
     columns = ("run_id", "service", "agent", "ended", "actual_cost")
