@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from proctor._signals import leave_signals_to_main_thread
+
 __all__ = ["ApprovalChannel", "ApprovalDecision", "ApprovalRequest"]
 
 
@@ -74,6 +76,7 @@ class ApprovalChannel(ABC):
         answer: asyncio.Future[ApprovalDecision | None] = loop.create_future()
 
         def wait() -> None:
+            leave_signals_to_main_thread()
             try:
                 decision = self.request(request)
             except BaseException as exc:

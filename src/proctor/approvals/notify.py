@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proctor.__version__ import __version__
+from proctor._signals import leave_signals_to_main_thread
 from proctor.approvals.approvers import Approvers
 from proctor.approvals.store import ApprovalRecord
 
@@ -123,6 +124,7 @@ class WebhookNotifier:
         self._condition.notify_all()
 
     def _deliver(self) -> None:
+        leave_signals_to_main_thread()
         while True:
             with self._condition:
                 while not self._due or self._due[0][0] > time.monotonic():

@@ -13,6 +13,7 @@ from collections.abc import Collection, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from proctor._signals import leave_signals_to_main_thread
 from proctor.approvals.base import ApprovalChannel, ApprovalDecision, ApprovalRequest
 
 __all__ = ["PollingChannel"]
@@ -108,7 +109,9 @@ class PollingChannel(ApprovalChannel):
         with _setup:
             worker = state.get("_worker_pool")
             if worker is None or state.get("_worker_pid") != os.getpid():
-                worker = state["_worker_pool"] = ThreadPoolExecutor(1, thread_name_prefix="proctor-approvals")
+                worker = state["_worker_pool"] = ThreadPoolExecutor(
+                    1, thread_name_prefix="proctor-approvals", initializer=leave_signals_to_main_thread
+                )
                 state["_worker_pid"] = os.getpid()
         return worker
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any, Literal, NamedTuple
 
+from proctor._signals import leave_signals_to_main_thread
 from proctor.errors import ConfigurationError, StoreError
 from proctor.pii.detector import PIIDetector
 from proctor.runs import termination
@@ -449,6 +450,7 @@ class RunLog:
         migrate(self.path)
 
     def _write_loop(self) -> None:
+        leave_signals_to_main_thread()
         pending = self._pending
         try:
             connection = self._connect()
