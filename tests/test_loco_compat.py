@@ -379,6 +379,91 @@ def guide_shutdown() -> dict[str, Any]:
     return asyncio.run(asyncio.wait_for(main(), 10))
 
 
+def guide_drop_in() -> dict[str, Any]:
+    """README, API reference: agents made with tasks, ``scheduler.metrics``, abstract policies, errors."""
+    import asyncio
+
+    from proctor import (
+        Agent,
+        AsyncLOCOScheduler,
+        Policy,
+        PolicyEnforcer,
+        PolicyViolationError,
+        RatePolicy,
+        SharedResource,
+        Task,
+    )
+
+    seen: dict[str, Any] = {"abstract": []}
+
+    class Unfinished(Policy):
+        name = "unfinished"
+
+    for policy_class in (Policy, Unfinished):
+        try:
+            policy_class()
+        except TypeError:
+            seen["abstract"].append(policy_class.__name__)
+    try:
+        Task(weight=0.5)
+    except ValueError as e:
+        seen["weight error"] = "weight must be >= 1.0" in str(e)
+    ids = [Task().task_id for _ in range(100)]
+    seen["task ids"] = ({len(task_id) for task_id in ids}, len(set(ids)), all(int(i, 16) >= 0 for i in ids))
+
+    async def main() -> None:
+        resource = SharedResource("llm_api", capacity=1)
+        ops = Agent(agent_id="ops", tasks=[Task(weight=2.0), Task(weight=1.0, session_id="s1")])
+        batch = Agent("batch", "Batch jobs", "batch", [Task(weight=3.0, task_type="report")])
+        scheduler = AsyncLOCOScheduler(
+            [ops, batch],
+            resource,
+            enforcer=PolicyEnforcer([RatePolicy(limits={"batch": 1.0}, period=3600.0)]),
+        )
+        seen["queued"] = {
+            agent_id: agent.queue_depth_weighted for agent_id, agent in scheduler.agents.items()
+        }
+        ops.tasks = [task for task in ops.tasks if task.weight < 2.0]  # drop the heavy one
+        seen["assigned"] = ([task.weight for task in ops.tasks], ops.queue_depth_weighted)
+        seen["queue depths"] = scheduler.metrics.queue_depth_by_agent()
+
+        outcomes = []
+        for agent_id in ("ops", "batch", "batch"):
+            if not scheduler.get_agent(agent_id).tasks:
+                await scheduler.submit_task(agent_id, Task(weight=2.0, task_type="report"))
+            try:
+                async with scheduler.acquire(agent_id):
+                    scheduler.get_agent(agent_id).serve_oldest_task()
+                    outcomes.append(f"{agent_id} ran")
+            except PolicyViolationError as e:
+                outcomes.append(f"{agent_id}: {e.detail.startswith('Rate limit exceeded (1.0/3600.0s)')}")
+        seen["outcomes"] = outcomes
+
+        metrics = scheduler.metrics
+        seen["costs"] = (metrics.cost_by_agent(), metrics.total_cost(), metrics.agent_cost("batch"))
+        seen["completed"] = metrics.completed_by_agent()
+        seen["waits"] = sorted(metrics.wait_time_by_agent())
+        seen["utilization"] = metrics.resource_utilization()
+        seen["sessions"] = (
+            metrics.sessions(),
+            metrics.cost_by_session(),
+            metrics.session_cost("s1"),
+            metrics.cost_by_session_and_agent("s1"),
+        )
+        served = scheduler.get_agent("batch").completed_tasks[0]
+        metrics.record_actual_tokens("batch", served, 1200)
+        metrics.record_actual_tokens("batch", served, 800)
+        seen["tokens"] = (
+            metrics.empirical_weight("report"),
+            metrics.empirical_weight("chat"),
+            metrics.actual_tokens_by_agent(),
+            metrics.total_actual_tokens(),
+        )
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    return seen
+
+
 EXPECTED: dict[Callable[[], dict[str, Any]], dict[str, Any]] = {
     guide_queue: {
         "batch tasks": 5,
@@ -464,6 +549,21 @@ EXPECTED: dict[Callable[[], dict[str, Any]], dict[str, Any]] = {
         "report": {"cancelled_waiters": 0, "active_holders": 0},
         "refused": ["submit_task", "acquire"],
         "holders": 0,
+    },
+    guide_drop_in: {
+        "abstract": ["Policy", "Unfinished"],
+        "weight error": True,
+        "task ids": ({12}, 100, True),
+        "queued": {"ops": 3.0, "batch": 3.0},
+        "assigned": ([1.0], 1.0),
+        "queue depths": {"ops": 1.0, "batch": 3.0},
+        "outcomes": ["ops ran", "batch ran", "batch: True"],
+        "costs": ({"ops": 1.0, "batch": 3.0}, 4.0, 3.0),
+        "completed": {"ops": 1, "batch": 1},
+        "waits": ["batch", "ops"],
+        "utilization": 0.0,
+        "sessions": (["s1"], {"s1": 1.0}, 1.0, {"ops": 1.0}),
+        "tokens": (1080.0, None, {"batch": [1200, 800]}, 2000),
     },
 }
 GUIDES = list(EXPECTED)
@@ -680,3 +780,50 @@ def test_shutdown_fails_waiters_instead_of_letting_them_in(caplog: pytest.LogCap
 
     with caplog.at_level(logging.WARNING):
         run(main)
+
+
+def test_acquire_without_a_task_is_checked_against_the_budget() -> None:
+    from proctor import Agent, AsyncLOCOScheduler, BudgetExceededError, BudgetPolicy, SharedResource, Task
+
+    async def main() -> None:
+        budget = BudgetPolicy(default_limit=2.0)
+        scheduler = AsyncLOCOScheduler([Agent("a")], SharedResource("llm_api", capacity=1), budget=budget)
+        await scheduler.submit_task("a", Task(weight=2.0))
+        async with scheduler.acquire("a"):
+            pass
+        assert budget.spent("a") == 2.0
+        # Nothing queued: LOCO checks no policy and lets the call run; proctor checks a default task.
+        with pytest.raises(BudgetExceededError):
+            async with scheduler.acquire("a"):
+                pytest.fail("over budget")
+        async with scheduler.acquire("a", Task(cost=0.0)) as grant:  # a call declared free runs
+            assert grant.task.estimated_cost == 0.0
+        assert budget.spent("a") == 2.0
+
+    run(main)
+
+
+def test_task_ids_are_unique_in_the_process_and_across_a_fork() -> None:
+    import os
+
+    from proctor import Task
+
+    ids = {Task().task_id for _ in range(100_000)}
+    assert len(ids) == 100_000
+    assert all(len(task_id) == 12 and int(task_id, 16) >= 0 for task_id in ids)
+    if not hasattr(os, "fork"):
+        return
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send its next ids, and leave at once
+        try:
+            os.write(write, " ".join(Task().task_id for _ in range(100)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    os.waitpid(pid, 0)
+    parent = {Task().task_id for _ in range(100)}
+    assert len(child) == 100
+    assert not child & parent

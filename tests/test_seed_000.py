@@ -360,7 +360,7 @@ def test_exceptions_example(capsys: pytest.CaptureFixture[str]) -> None:
 
     asyncio.run(example())  # allowed
     asyncio.run(example())  # rate: 1 per minute
-    assert "Policy rate rejected: rate limit of 1 per 60s reached" in capsys.readouterr().out
+    assert "Policy rate rejected: Rate limit exceeded (1.0/60.0s)" in capsys.readouterr().out
     assert handled == []
 
     from proctor import BudgetExceededError, PolicyViolationError, Task

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from proctor.task import Task
@@ -46,8 +47,19 @@ class _Owner(Protocol):
 
     def _serve_oldest(self, agent: Agent) -> Task | None: ...
 
+    def _assign(self, agent: Agent, tasks: list[Task] | None, completed: list[Task] | None) -> None: ...
 
-@dataclass(slots=True, eq=False)
+
+def _task_list(what: str, tasks: Iterable[Task]) -> list[Task]:
+    if isinstance(tasks, (str, bytes)):
+        raise TypeError(f"{what} must hold proctor Tasks, got {tasks!r}")
+    listed = list(tasks)
+    for task in listed:
+        if not isinstance(task, Task):
+            raise TypeError(f"{what} must hold proctor Tasks, got {type(task).__name__} {task!r}")
+    return listed
+
+
 class Agent:
     """An agent known to a scheduler, and the tasks it has queued there.
 
@@ -60,35 +72,85 @@ class Agent:
         agent_id: unique identifier within the scheduler.
         name: a readable name, for people.
         agent_type: a category chosen by the caller, such as ``"batch"``.
+        tasks: tasks queued from the start, as if submitted now, in this order.
+        completed_tasks: tasks to list as already served.
+        stats: the counters to continue from; new ones when not given.
     """
 
-    agent_id: AgentId
-    name: str = ""
-    agent_type: str = "default"
-    stats: AgentStats = field(default_factory=AgentStats, repr=False)
-    # Pending tasks that wait for a slot, oldest first, and those a grant runs, in grant order.
-    _queued: deque[Task] = field(default_factory=deque, init=False, repr=False)
-    _serving: deque[Task] = field(default_factory=deque, init=False, repr=False)
-    _completed: deque[Task] = field(
-        default_factory=lambda: deque(maxlen=COMPLETED_KEPT), init=False, repr=False
+    __slots__ = (
+        "_claims",
+        "_completed",
+        "_done",
+        "_owner",
+        "_queued",
+        "_serving",
+        "agent_id",
+        "agent_type",
+        "name",
+        "stats",
     )
-    # Callers waiting in acquire() to serve the queue: each will take one queued task.
-    _claims: int = field(default=0, init=False, repr=False)
-    _owner: _Owner | None = field(default=None, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.agent_id, str) or not self.agent_id:
-            raise ValueError(f"agent_id must be a non-empty string, got {self.agent_id!r}")
+    def __init__(
+        self,
+        agent_id: AgentId,
+        name: str = "",
+        agent_type: str = "default",
+        tasks: Iterable[Task] | None = None,
+        completed_tasks: Iterable[Task] | None = None,
+        *,
+        stats: AgentStats | None = None,
+    ) -> None:
+        if not isinstance(agent_id, str) or not agent_id:
+            raise ValueError(f"agent_id must be a non-empty string, got {agent_id!r}")
+        self.agent_id = agent_id
+        self.name = name
+        self.agent_type = agent_type
+        self.stats = AgentStats() if stats is None else stats
+        # Pending tasks that wait for a slot, oldest first, and those a grant runs, in grant order.
+        self._queued: deque[Task] = deque()
+        self._serving: deque[Task] = deque()
+        self._completed: deque[Task] = deque(maxlen=COMPLETED_KEPT)
+        self._done = 0  # tasks ever completed, the forgotten ones too
+        # Callers waiting in acquire() to serve the queue: each will take one queued task.
+        self._claims = 0
+        self._owner: _Owner | None = None
+        if tasks is not None:
+            self._set_tasks(_task_list("tasks", tasks), time.monotonic())
+        if completed_tasks is not None:
+            self._set_completed(_task_list("completed_tasks", completed_tasks))
 
     @property
     def tasks(self) -> list[Task]:
-        """The pending tasks, oldest first: those being run by a grant, then those waiting (a copy)."""
+        """The pending tasks, oldest first: those being run by a grant, then those waiting (a copy).
+
+        Assigning replaces them: listed tasks that a grant runs go on running, the
+        others wait, oldest first (those not pending before count as submitted now);
+        pending tasks left out are dropped, not completed.
+        """
         return [*self._serving, *self._queued]
+
+    @tasks.setter
+    def tasks(self, tasks: Iterable[Task]) -> None:
+        listed = _task_list("tasks", tasks)
+        owner = self._owner
+        if owner is not None:
+            owner._assign(self, listed, None)
+        else:
+            self._set_tasks(listed, time.monotonic())
 
     @property
     def completed_tasks(self) -> list[Task]:
-        """The latest served tasks (at most 1,000), oldest first (a copy)."""
+        """The latest served tasks (at most 1,000), oldest first (a copy); assigning replaces them."""
         return list(self._completed)
+
+    @completed_tasks.setter
+    def completed_tasks(self, tasks: Iterable[Task]) -> None:
+        listed = _task_list("completed_tasks", tasks)
+        owner = self._owner
+        if owner is not None:
+            owner._assign(self, None, listed)
+        else:
+            self._set_completed(listed)
 
     @property
     def queue_depth_weighted(self) -> float:
@@ -128,6 +190,7 @@ class Agent:
         else:
             return None
         self._completed.append(task)
+        self._done += 1
         return task, waiting
 
     def _finish(self, task: Task) -> None:
@@ -137,3 +200,39 @@ class Agent:
         except ValueError:
             return
         self._completed.append(task)
+        self._done += 1
+
+    def _set_tasks(self, tasks: list[Task], now: float) -> None:
+        """Make ``tasks`` the pending ones, as the ``tasks`` setter says. Owner's lock held."""
+        serving = self._serving
+        running = {id(task) for task in serving}
+        was_queued = {id(task) for task in self._queued}
+        listed = {id(task) for task in tasks}
+        waiting: list[Task] = []
+        for task in tasks:
+            key = id(task)
+            if key in running:
+                continue
+            if key not in was_queued:  # new to the queue: submitted now
+                task.arrival_tick = now
+                task.age = 0.0
+            waiting.append(task)
+        waiting.sort(key=_arrival)  # stable: tasks that arrive together keep the given order
+        kept = [task for task in serving if id(task) in listed]
+        serving.clear()
+        serving.extend(kept)
+        self._queued.clear()
+        self._queued.extend(waiting)
+
+    def _set_completed(self, tasks: list[Task]) -> None:
+        """Make ``tasks`` the completed ones. Owner's lock held."""
+        self._completed.clear()
+        self._completed.extend(tasks)
+        self._done = len(tasks)
+
+    def __repr__(self) -> str:
+        return f"Agent(agent_id={self.agent_id!r}, name={self.name!r}, agent_type={self.agent_type!r})"
+
+
+def _arrival(task: Task) -> float:
+    return task.arrival_tick

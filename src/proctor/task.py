@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from dataclasses import dataclass
 
 from proctor._numbers import is_amount
@@ -12,7 +13,19 @@ from proctor.types import Labels
 
 __all__ = ["SecurityLabel", "Task"]
 
-_ids = itertools.count(1)
+# Task ids: 12 hex digits, as loco-agent's: a count from a random start below 2**47, so that no id
+# repeats within a process and processes (a forked child draws a new start) keep apart.
+_ids = itertools.count()
+
+
+def _new_start() -> None:
+    global _ids
+    _ids = itertools.count(int.from_bytes(os.urandom(6), "big") >> 1)
+
+
+_new_start()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_start)
 
 
 @dataclass(slots=True, eq=False)
@@ -20,7 +33,8 @@ class Task:
     """One unit of work: how heavy it is, what kind, and what data it touches.
 
     Parameters:
-        task_id: unique identifier; generated when not given.
+        task_id: unique identifier; when not given, 12 hex digits that no
+            other task of the process has.
         weight: relative size, at least 1.0 (1 cheap, 3 expensive). It counts
             in the agent's queue depth ``Qi`` while the task waits.
         arrival_tick: when the task arrived, in the scheduler's clock
@@ -53,12 +67,15 @@ class Task:
             weight.__class__ is not float  # the common case skips the isinstance checks
             and (isinstance(weight, bool) or not isinstance(weight, (int, float)))
         ) or not 1.0 <= weight < math.inf:  # also rejects NaN
-            raise ValueError(f"Task weight must be a finite number >= 1.0, got {weight!r}")
+            raise ValueError(
+                f"Task weight must be >= 1.0, got {weight!r}: a weight must be a finite number >= 1.0 "
+                "(1 cheap, 3 expensive)"
+            )
         cost = self.cost
         if cost is not None and not is_amount(cost):
             raise ValueError(f"Task cost must be a finite number >= 0 or None, got {cost!r}")
         if not self.task_id:
-            self.task_id = f"t{next(_ids):x}"
+            self.task_id = "%012x" % next(_ids)  # noqa: UP031  # faster than an f-string here
 
     @property
     def estimated_cost(self) -> float:

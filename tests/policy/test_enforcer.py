@@ -96,11 +96,17 @@ def test_settle_passes_the_outcome_once_and_survives_a_failing_policy(
     class Watcher(Policy):
         name = "watcher"
 
+        def check(self, agent_id: str, task: Task) -> bool:
+            return True
+
         def settle(self, agent_id: str, task: Task, decision: Decision, outcome: Outcome) -> None:
             seen.append(outcome)
 
     class Exploding(Policy):
         name = "exploding"
+
+        def check(self, agent_id: str, task: Task) -> bool:
+            return True
 
         def record(self, agent_id: str, task: Task) -> None:
             raise RuntimeError("record failed")

@@ -217,6 +217,9 @@ class OutcomeLog(Policy):
     def __init__(self) -> None:
         self.outcomes: list[Outcome] = []
 
+    def check(self, agent_id: str, task: Task) -> bool:
+        return True
+
     def settle(self, agent_id: str, task: Task, decision: Decision, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
 
@@ -391,3 +394,20 @@ def test_an_infinite_timeout_waits_for_ever() -> None:
             pass
 
     run(main)
+
+
+def test_agents_are_optional() -> None:
+    resource = SharedResource("api", 1)
+    scheduler = AsyncLOCOScheduler(resource=resource, alpha=0.5)
+    assert (scheduler.agents, scheduler.resource, scheduler.alpha) == ({}, resource, 0.5)
+
+    async def main() -> None:
+        async with scheduler.acquire("a") as grant:
+            assert grant.agent_id == "a"
+
+    run(main)
+    assert list(scheduler.agents) == ["a"]
+    with pytest.raises(TypeError, match="resource"):
+        AsyncLOCOScheduler()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="resource"):
+        AsyncLOCOScheduler([Agent("a")])  # type: ignore[call-arg]

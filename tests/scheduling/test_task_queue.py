@@ -59,6 +59,9 @@ class Outcomes(Policy):
     def __init__(self) -> None:
         self.seen: list[tuple[str, Status, float | None]] = []
 
+    def check(self, agent_id: str, task: Task) -> bool:
+        return True
+
     def settle(self, agent_id: str, task: Task, decision: Decision, outcome: Outcome) -> None:
         self.seen.append((task.task_id, outcome.status, outcome.cost))
 
@@ -486,3 +489,104 @@ def test_threads_split_api_and_rejection() -> None:
     assert scheduler.shutdown(timeout=0.01) == {"cancelled_waiters": 0, "active_holders": 1}
     with pytest.raises(ShutdownError):
         scheduler.submit_task("a", Task())
+
+
+# Agents made with their tasks, and queues replaced by assigning ``Agent.tasks`` (as in loco-agent).
+
+
+def test_an_agent_made_with_tasks_brings_them_to_its_scheduler() -> None:
+    first, second = Task(weight=2.0), Task(weight=1.5)
+    done = Task()
+    before = time.monotonic()
+    agent = Agent("a", tasks=[first, second], completed_tasks=[done])
+    assert agent.tasks == [first, second]
+    assert agent.completed_tasks == [done]
+    assert agent.queue_depth_weighted == 3.5
+    assert all(before <= task.arrival_tick <= time.monotonic() for task in (first, second))
+    scheduler = AsyncLOCOScheduler([agent], SharedResource("api", 1))
+    assert scheduler._queue.depth("a") == 3.5
+
+    async def main() -> None:
+        async with scheduler.acquire("a") as grant:
+            assert grant.task is first
+        assert agent.tasks == [second]
+        assert agent.completed_tasks == [done, first]
+
+    run(main)
+    with pytest.raises(TypeError, match="tasks must hold proctor Tasks"):
+        Agent("b", tasks=["work"])  # type: ignore[list-item]
+
+
+def test_assigning_tasks_replaces_the_queue_and_its_weight_in_qi() -> None:
+    scheduler = make(alpha=1.0)
+    old, kept, new = Task(weight=3.0), Task(weight=2.0), Task(weight=5.0)
+
+    async def main() -> None:
+        await scheduler.submit_task("a", old)
+        await scheduler.submit_task("a", kept)
+        agent = scheduler.get_agent("a")
+        arrived = kept.arrival_tick
+        agent.tasks = [new, kept]  # drops `old`; keeps `kept` as it was; queues `new`
+        assert agent.tasks == [kept, new]  # oldest first
+        assert kept.arrival_tick == arrived
+        assert new.arrival_tick >= arrived
+        assert agent.queue_depth_weighted == 7.0
+        assert scheduler._queue.depth("a") == 7.0
+        async with scheduler.acquire("a") as grant:
+            assert grant.task is kept
+            agent.tasks = agent.tasks  # the running task stays running
+            assert agent.tasks == [kept, new]
+            assert scheduler._queue.depth("a") == 5.0
+        assert agent.completed_tasks == [kept]
+        agent.tasks = []
+        assert scheduler._queue.depth("a") == 0.0
+        async with scheduler.acquire("a") as grant:  # nothing queued: a default task
+            assert grant.task not in (old, kept, new)
+        with pytest.raises(TypeError, match="tasks must hold proctor Tasks"):
+            agent.tasks = [Task(), "work"]  # type: ignore[list-item]
+        assert agent.tasks == []
+
+    run(main)
+
+
+def test_assigning_fewer_tasks_than_callers_wait_for_leaves_them_default_tasks() -> None:
+    scheduler = make()
+    queued = [Task(weight=2.0), Task(weight=2.0)]
+
+    async def main() -> None:
+        gate = asyncio.Event()
+        holder = asyncio.create_task(hold(scheduler, gate))
+        await asyncio.sleep(0)
+        for task in queued:
+            await scheduler.submit_task("a", task)
+        grants: list[Task] = []
+
+        async def call() -> None:
+            async with scheduler.acquire("a") as grant:
+                grants.append(grant.task)
+
+        callers = [asyncio.create_task(call()) for _ in range(2)]
+        await asyncio.sleep(0)
+        scheduler.get_agent("a").tasks = queued[1:]
+        gate.set()
+        await asyncio.gather(holder, *callers)
+        assert grants[0] is queued[1]
+        assert grants[1] not in queued
+        assert (scheduler.get_agent("a")._claims, scheduler._queue.depth("a")) == (0, 0.0)
+
+    run(main)
+
+
+def test_threads_assign_tasks_under_the_schedulers_lock() -> None:
+    scheduler = LOCOScheduler([Agent("a", tasks=[Task(weight=4.0)])], SharedResource("api", capacity=1))
+    assert scheduler._queue.depth("a") == 4.0
+    agent = scheduler.get_agent("a")
+    replacement = Task(weight=2.0)
+    agent.tasks = [replacement]
+    assert scheduler._queue.depth("a") == 2.0
+    with scheduler.acquire("a") as grant:
+        assert grant.task is replacement
+    assert agent.completed_tasks == [replacement]
+    assert scheduler._queue.depth("a") == 0.0
+    agent.completed_tasks = []
+    assert (agent.completed_tasks, scheduler.metrics.completed_by_agent()) == ([], {"a": 0})

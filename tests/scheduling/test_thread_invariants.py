@@ -546,6 +546,9 @@ class Tally(Policy):
         self.lock = threading.Lock()
         self.statuses: Counter[Status] = Counter()
 
+    def check(self, agent_id: str, task: Task) -> bool:
+        return True
+
     def settle(self, agent_id: str, task: Task, decision: Decision, outcome: Outcome) -> None:
         with self.lock:
             self.statuses[outcome.status] += 1

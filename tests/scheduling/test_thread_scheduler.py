@@ -74,7 +74,7 @@ def test_policies_reject_and_hand_the_slot_on() -> None:
         raise RuntimeError("body failed")
     with scheduler.acquire("a"):
         pass
-    with pytest.raises(PolicyViolationError, match="rate limit"), scheduler.acquire("a"):
+    with pytest.raises(PolicyViolationError, match="Rate limit exceeded"), scheduler.acquire("a"):
         pytest.fail("rejected tasks do not run")
     assert scheduler.resource.holder_count == 0
     assert scheduler.budget.spent("a") == 2.0  # type: ignore[union-attr]
@@ -135,3 +135,12 @@ def test_many_threads_never_exceed_capacity() -> None:
     assert 1 <= peak <= 3
     assert scheduler.resource.holder_count == 0
     assert sum(agent.stats.granted for agent in scheduler.agents.values()) == 16 * 200
+
+
+def test_agents_are_optional() -> None:
+    scheduler = LOCOScheduler(resource=SharedResource("api", 1))
+    with scheduler.acquire("a") as grant:
+        assert grant.agent_id == "a"
+    assert list(scheduler.agents) == ["a"]
+    with pytest.raises(TypeError, match="resource"):
+        LOCOScheduler()

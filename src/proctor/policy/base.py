@@ -15,15 +15,17 @@ __all__ = ["Policy"]
 class Policy:
     """A check on (agent, task) made after a slot is granted and before the work runs.
 
-    Subclass it and override ``check`` (return True to allow; return False or
-    raise ``PolicyViolationError`` to reject) and, optionally, ``record``
-    (called after the work, once the slot is released).
+    An abstract class, as loco-agent's: subclass it and implement ``check``
+    (return True to allow; return False or raise ``PolicyViolationError`` to
+    reject) and, optionally, ``record`` (called after the work, once the slot
+    is released). ``Policy()`` and a subclass without ``check`` raise ``TypeError``.
 
-    Policies that keep state override the two-phase methods instead:
-    ``admit`` decides and reserves atomically, ``rollback`` undoes the
-    reservation when a later policy rejects the same action, and ``settle``
-    replaces it by what actually happened. ``PolicyEnforcer`` calls only these
-    three; their defaults adapt ``check`` and ``record``.
+    Policies that keep state implement the two-phase methods instead (``admit``
+    stands for ``check``): ``admit`` decides and reserves atomically,
+    ``rollback`` undoes the reservation when a later policy rejects the same
+    action, and ``settle`` replaces it by what actually happened.
+    ``PolicyEnforcer`` calls only these three; their defaults adapt ``check``
+    and ``record``, and such a policy's ``check`` admits and rolls back at once.
     """
 
     name: str = "policy"
@@ -38,9 +40,19 @@ class Policy:
         super().__init_subclass__(**kwargs)
         cls._settles = cls.settle is not Policy.settle or cls.record is not Policy.record
         cls._rolls_back = cls.rollback is not Policy.rollback
+        if cls.check is Policy.check and cls.admit is Policy.admit:
+            _make_abstract(cls)
 
     def check(self, agent_id: str, task: Task) -> bool:
-        """Return True to allow; return False or raise ``PolicyViolationError`` to reject."""
+        """Return True to allow; return False or raise ``PolicyViolationError`` to reject.
+
+        Subclasses implement it, unless they implement ``admit``: then this admits
+        the task and rolls back at once, so that it reserves nothing.
+        """
+        decision = self.admit(agent_id, task)
+        if decision.blocks:
+            raise PolicyViolationError(decision.policy or self.name, agent_id, decision.detail)
+        self.rollback(agent_id, task, decision)
         return True
 
     def record(self, agent_id: str, task: Task) -> None:
@@ -71,3 +83,12 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _make_abstract(cls: type[Policy]) -> None:
+    """Make ``cls`` refuse instances as an ABC whose ``check`` is abstract does, without a metaclass."""
+    cls.__abstractmethods__ = frozenset({"check"})  # type: ignore[attr-defined]  # object.__new__ reads it
+
+
+Policy.check.__isabstractmethod__ = True  # type: ignore[attr-defined]  # for subclasses that mix in an ABC
+_make_abstract(Policy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 
@@ -61,11 +62,15 @@ class RatePolicy(Policy):
         return self._limits.get(agent_id, self.default_limit)
 
     def remaining(self, agent_id: str) -> float | None:
-        """Tokens left in ``agent_id``'s bucket now; None if it is unlimited."""
+        """Whole tokens in ``agent_id``'s bucket: how many requests it may make now; None if unlimited.
+
+        A token that is refilling counts once it is whole, when a request would pass.
+        """
         limit = self._limits.get(agent_id, self.default_limit)
         if limit is None:
             return None
-        return self._store.peek(self._prefix + agent_id, limit, limit / self.period, self._clock())
+        level = self._store.peek(self._prefix + agent_id, limit, limit / self.period, self._clock())
+        return float(math.floor(level))
 
     def check(self, agent_id: str, task: Task) -> bool:
         """Take a token for ``agent_id``; raise ``PolicyViolationError`` when the bucket is empty."""
@@ -82,7 +87,8 @@ class RatePolicy(Policy):
             raise PolicyViolationError(
                 self.name,
                 agent_id,
-                f"rate limit of {limit:g} per {self.period:g}s reached; next token in {wait:.2f}s",
+                f"Rate limit exceeded ({limit}/{self.period}s): the rate limit of {limit:g} per "
+                f"{self.period:g}s is reached; next token in {wait:.2f}s",
             )
         return self._token
 

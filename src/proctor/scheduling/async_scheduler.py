@@ -41,7 +41,7 @@ class AsyncLOCOScheduler(SchedulerBase):
     ``Qi``, and ``acquire(agent_id)`` without a task serves the oldest one.
 
     Parameters:
-        agents: the agents known from the start; others register on first use.
+        agents: the agents known from the start, if any; others register on first use.
         resource: the resource whose slots are granted.
         alpha: weight of queue depth (``Qi``) against waiting time (``Dmax``)
             in L(i), from 0 to 1; 0.25 when neither it nor ``optimize_for`` is given.
@@ -104,6 +104,7 @@ class AsyncLOCOScheduler(SchedulerBase):
         agent = grant.agent
         agent.stats.granted += 1
         self._release()
+        self._count(grant)
         if agent._serving:
             agent._finish(grant.task)
         if grant.admission is not None:
@@ -286,7 +287,19 @@ class _Acquire:
         agent.stats.granted += 1
         scheduler = self._scheduler
         scheduler._release()
+        # What _count() does, inline.
+        task = grant.task
+        cost = grant._cost
+        if cost is None:
+            cost = task.cost
+            if cost is None:
+                cost = task.weight
+        costs = scheduler._costs
+        agent_id = agent.agent_id
+        costs[agent_id] = costs.get(agent_id, 0.0) + cost
+        if task.session_id is not None:
+            scheduler._metrics._count_session(agent_id, task.session_id, cost)
         if agent._serving:
-            agent._finish(grant.task)
+            agent._finish(task)
         if grant.admission is not None:
             scheduler._settle(grant, exc)

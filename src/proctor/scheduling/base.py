@@ -19,6 +19,7 @@ from proctor.policy.enforcer import PolicyEnforcer
 from proctor.resource import SharedResource
 from proctor.scheduling.fair import Entry, FairQueue
 from proctor.scheduling.grant import Grant
+from proctor.scheduling.metrics import SchedulerMetrics
 from proctor.task import Task
 
 __all__ = ["DEFAULT_MAX_WAITERS", "OPTIMIZE_FOR_ALPHA", "SchedulerBase", "check_timeout", "status_of"]
@@ -74,8 +75,8 @@ class SchedulerBase:
 
     def __init__(
         self,
-        agents: Iterable[Agent] | None,
-        resource: SharedResource,
+        agents: Iterable[Agent] | None = None,
+        resource: SharedResource | None = None,
         *,
         alpha: float | None = None,
         optimize_for: str | None = None,
@@ -83,6 +84,13 @@ class SchedulerBase:
         budget: Policy | None = None,
         enforcer: PolicyEnforcer | None = None,
     ) -> None:
+        if resource is None:
+            # agents is optional (unknown agents register on first use); the resource is not.
+            hint = "after the agents or " if isinstance(agents, SharedResource) else ""
+            raise TypeError(
+                f"{type(self).__name__}() needs the resource whose slots it grants: pass it {hint}"
+                'as resource=SharedResource("llm_api", capacity=3)'
+            )
         if not isinstance(resource, SharedResource):
             raise ConfigurationError(
                 f"resource must be a SharedResource, got {type(resource).__name__}; "
@@ -101,6 +109,8 @@ class SchedulerBase:
         self._agents: dict[str, Agent] = {}
         self._queue: FairQueue[Any] = FairQueue(self._alpha)
         self._closed = False
+        self._metrics = SchedulerMetrics(self)
+        self._costs = self._metrics._cost  # what each agent's ended grants cost, kept by _count()
         for agent in agents or ():
             self.register_agent(agent)
         self._budget = budget
@@ -138,6 +148,11 @@ class SchedulerBase:
     def max_waiters(self) -> int:
         """How many callers may wait at once."""
         return self._max_waiters
+
+    @property
+    def metrics(self) -> SchedulerMetrics:
+        """Costs by agent and by session, completions and queue depths, as loco-agent's ``metrics``."""
+        return self._metrics
 
     @property
     def agents(self) -> dict[str, Agent]:
@@ -233,6 +248,29 @@ class SchedulerBase:
         if waiting:
             self._queue.remove_backlog(agent.agent_id, task.weight, _since(agent._queued))
         return task
+
+    def _assign(self, agent: Agent, tasks: list[Task] | None, completed: list[Task] | None) -> None:
+        """Assign ``agent.tasks`` or ``completed_tasks`` of an agent whose queue this scheduler keeps."""
+        if completed is not None:
+            agent._set_completed(completed)
+        if tasks is None:
+            return
+        queued = agent._queued
+        removed = [task.weight for task in queued]
+        agent._set_tasks(tasks, time.monotonic())
+        self._queue.replace_backlog(agent.agent_id, removed, [task.weight for task in queued], _since(queued))
+
+    def _count(self, grant: Grant) -> None:
+        """Add what an ended grant cost to the metrics: the cost budgets settle on. Under the lock."""
+        task = grant.task
+        cost = grant._cost
+        if cost is None:
+            cost = task.weight if task.cost is None else task.cost
+        costs = self._costs
+        agent_id = grant.agent.agent_id
+        costs[agent_id] = costs.get(agent_id, 0.0) + cost
+        if task.session_id is not None:
+            self._metrics._count_session(agent_id, task.session_id, cost)
 
     def _check_handle(self, handle: Grant) -> None:
         if not isinstance(handle, Grant):

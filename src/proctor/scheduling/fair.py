@@ -157,6 +157,18 @@ class FairQueue(Generic[E]):
         lane.since = since
         self._refile(lane, lane.units - units)
 
+    def replace_backlog(self, agent_id: str, removed: list[float], added: list[float], since: float) -> None:
+        """Count queued tasks weighing ``added`` in ``agent_id``'s Qi instead of those weighing ``removed``.
+
+        ``since`` as for ``add_backlog``.
+        """
+        units = sum(map(_units, added)) - sum(map(_units, removed))
+        lane = self._lanes.get(agent_id)
+        if lane is None:
+            lane = self._lanes[agent_id] = _Lane()
+        lane.since = since
+        self._refile(lane, lane.units + units)
+
     def push(self, entry: E) -> None:
         """Add a waiting request; its ``arrived`` must not precede its agent's earlier ones."""
         units = entry.units = _units(entry.weight)

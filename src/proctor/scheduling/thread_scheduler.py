@@ -98,6 +98,10 @@ class LOCOScheduler(SchedulerBase):
         with self._lock:
             return super()._serve_oldest(agent)
 
+    def _assign(self, agent: Agent, tasks: list[Task] | None, completed: list[Task] | None) -> None:
+        with self._lock:
+            super()._assign(agent, tasks, completed)
+
     def _finish(self, grant: Grant, exc: BaseException | None) -> None:
         """The work under ``grant`` has ended: pass the slot on, complete its task, settle the policies."""
         agent = grant.agent
@@ -107,6 +111,7 @@ class LOCOScheduler(SchedulerBase):
             grant._scheduler = None
             agent.stats.granted += 1
             self._release_locked()
+            self._count(grant)
             if agent._serving:
                 agent._finish(grant.task)
         self._settle(grant, exc)
