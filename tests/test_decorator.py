@@ -14,6 +14,7 @@ import pytest
 from proctor import (
     ApprovalDecision,
     AutoChannel,
+    ConfigurationError,
     PolicyConfigError,
     RuleViolationError,
     RunTerminated,
@@ -762,3 +763,9 @@ def test_a_cost_function_must_return_an_amount() -> None:
 
     with pytest.raises(ValueError, match=r"returned -1\.0; it must be a number >= 0"):
         f()
+
+
+@pytest.mark.parametrize("policies", [42, [42], "policies.yaml".encode(), {"a", "b"}])
+def test_policies_of_a_kind_it_does_not_take_say_what_it_takes(policies: object) -> None:
+    with pytest.raises(ConfigurationError, match="policies= takes a policy file path, a list of paths"):
+        runlog(service="s", policies=policies)  # type: ignore[arg-type]

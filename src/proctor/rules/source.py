@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from proctor.errors import PolicyConfigError
+from proctor.errors import ConfigurationError, PolicyConfigError
 from proctor.rules.compiler import PIIScan
 from proctor.rules.loader import load_policies, parse_policies
 from proctor.rules.ruleset import CompiledRule, RuleSet
@@ -49,7 +49,7 @@ class PolicySource:
         elif isinstance(spec, Mapping):
             self._rules = parse_policies(spec, "<policies>", pii=pii)
         else:
-            items = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
+            items = [spec] if isinstance(spec, (str, os.PathLike)) else _paths_in(spec)
             self._paths = tuple(Path(item) for item in items)
             self._stamps = self._stat()
             self._rules = self._load()
@@ -132,3 +132,14 @@ def _merge(sets: list[RuleSet]) -> RuleSet:
     if problems:
         raise PolicyConfigError(problems)
     return RuleSet(rules, sets[0].defaults, " + ".join(ruleset.source for ruleset in sets))
+
+
+def _paths_in(spec: object) -> list[str | os.PathLike[str]]:
+    """The policy file paths of a list given as policies; ``ConfigurationError`` for anything else."""
+    items = list(spec) if isinstance(spec, (list, tuple)) else None
+    if items is None or not all(isinstance(item, (str, os.PathLike)) for item in items):
+        raise ConfigurationError(
+            "policies= takes a policy file path, a list of paths, a parsed mapping (a dict with a "
+            f"'policies' list), a RuleSet or a PolicyEnforcer; got {type(spec).__name__} {spec!r}"
+        )
+    return items
