@@ -765,7 +765,7 @@ def test_a_cost_function_must_return_an_amount() -> None:
         f()
 
 
-@pytest.mark.parametrize("policies", [42, [42], "policies.yaml".encode(), {"a", "b"}])
+@pytest.mark.parametrize("policies", [42, [42], b"policies.yaml", {"a", "b"}])
 def test_policies_of_a_kind_it_does_not_take_say_what_it_takes(policies: object) -> None:
     with pytest.raises(ConfigurationError, match="policies= takes a policy file path, a list of paths"):
         runlog(service="s", policies=policies)  # type: ignore[arg-type]
