@@ -527,13 +527,13 @@ def test_a_detector_with_a_backend_adds_person_names(caplog: pytest.LogCaptureFi
     with pytest.raises(RuleViolationError):
         post("hello Alice")
 
-    @runlog(service="s", policies=policy)  # the built-in detector finds no names: the rule cannot match
+    @runlog(service="s", policies=policy)  # the built-in detector finds no names: it fails closed
     def post_plain(text: str) -> str:
         return text
 
-    with caplog.at_level(logging.WARNING, logger="proctor.rules"):
-        assert post_plain("hello Alice") == "hello Alice"
-    assert "contains_pii could not be evaluated" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="proctor.rules"), pytest.raises(RuleViolationError):
+        post_plain("hello Alice")
+    assert "contains_pii could not be evaluated, so it counts as containing PII" in caplog.text
 
 
 def test_cost_functions_get_the_calls_own_arguments() -> None:

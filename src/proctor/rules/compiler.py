@@ -346,8 +346,9 @@ def _pii(operand: Any, path: Path, context: _Context) -> Test:
         try:
             return scan(value, kinds) is wanted
         except ConfigurationError as exc:  # e.g. a kind no backend of the detector finds
-            logger.warning("contains_pii could not be evaluated: %s", exc)
-            return None
+            # Fail closed, as for a value too large to scan: what cannot be looked for counts as found.
+            logger.warning("contains_pii could not be evaluated, so it counts as containing PII: %s", exc)
+            return wanted
 
     return test
 
