@@ -155,6 +155,7 @@ class TextWalk:
         # ``entered`` so that no other object can take the id of one that is gone).
         ancestors = {id(value)}
         entered = [value] if once else None
+        visits = max_chars  # containers entered at most: shared references cannot make a walk explode
         stack: list[tuple[Iterator[tuple[Segment, object, bool]], Path, int, int]] = [
             (iter(node[0]), (), 0, id(value))
         ]
@@ -206,6 +207,10 @@ class TextWalk:
                     if node[0]:
                         self._skip(_too_deep(max_depth))
                     continue
+                visits -= 1
+                if visits < 0:
+                    self._skip(_too_many(max_chars))
+                    return
                 ancestors.add(child_id)
                 if entered is not None:
                     entered.append(child)
@@ -227,6 +232,10 @@ def _too_long(value: str | bytes | bytearray, max_chars: int) -> str:
     return f"a string of {size} runs past max_chars={max_chars:,} (the most text scanned per call)"
 
 
+def _too_many(count: int) -> str:
+    return f"more than {count:,} containers met (shared ones count each time they are met)"
+
+
 def _too_deep(max_depth: int) -> str:
     return f"a value is nested deeper than max_depth={max_depth}"
 
@@ -236,7 +245,10 @@ def _cannot_read(value: object) -> str:
 
 
 class _Rebuild:
-    __slots__ = ("_ancestors", "_max_depth", "_remaining", "_shortest", "_transform")
+    """Copies a value with its strings transformed; a container met again (a shared reference) is
+    copied once and its copy reused, so the work is linear in the objects the value holds."""
+
+    __slots__ = ("_ancestors", "_copies", "_max_depth", "_remaining", "_shortest", "_transform")
 
     def __init__(self, limits: Limits, transform: Callable[[str], str], shortest: int) -> None:
         self._max_depth = limits.max_depth
@@ -244,6 +256,8 @@ class _Rebuild:
         self._transform = transform
         self._shortest = shortest
         self._ancestors: set[int] = set()
+        # id of a container copied whole -> (the container, kept alive so its id stays its own; the copy)
+        self._copies: dict[int, tuple[object, object]] = {}
 
     def copy(self, value: object, depth: int) -> object:
         if type(value) is str:
@@ -258,25 +272,35 @@ class _Rebuild:
             # What the general path below makes of them, without building a node.
             if id(value) in self._ancestors:
                 return CYCLE
+            done = self._copies.get(id(value))
+            if done is not None:
+                return done[1]
             if depth > self._max_depth:
                 return UNSCANNED
             self._ancestors.add(id(value))
             try:
+                copied: object
                 if isinstance(value, list):
-                    return [self.copy(item, depth + 1) for item in value.copy()]
-                copied: dict[object, object] = {}
-                for key, item in list(value.items()):
-                    new_key = self.copy(key, depth + 1)
-                    copied[new_key if type(new_key) is str else _hashable(new_key)] = self.copy(
-                        item, depth + 1
-                    )
-                return copied
+                    copied = [self.copy(item, depth + 1) for item in value.copy()]
+                else:
+                    mapping: dict[object, object] = {}
+                    for key, item in list(value.items()):
+                        new_key = self.copy(key, depth + 1)
+                        mapping[new_key if type(new_key) is str else _hashable(new_key)] = self.copy(
+                            item, depth + 1
+                        )
+                    copied = mapping
             finally:
                 self._ancestors.discard(id(value))
+            self._copies[id(value)] = (value, copied)
+            return copied
         if isinstance(value, str | bytes | bytearray):
             return self._copy_text(value, depth)
         if id(value) in self._ancestors:
             return CYCLE
+        done = self._copies.get(id(value))
+        if done is not None:
+            return done[1]
         node = _expand(value)
         if node is None:
             return value
@@ -285,9 +309,11 @@ class _Rebuild:
         children, assemble = node
         self._ancestors.add(id(value))
         try:
-            return assemble([self.copy(child, depth + 1) for _, child, _ in children])
+            copied = assemble([self.copy(child, depth + 1) for _, child, _ in children])
         finally:
             self._ancestors.discard(id(value))
+        self._copies[id(value)] = (value, copied)
+        return copied
 
     def _copy_text(self, value: str | bytes | bytearray, depth: int) -> object:
         if depth > self._max_depth or self._remaining <= 0:
