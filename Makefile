@@ -49,6 +49,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/pii.py
 	$(BIN)/python bench/runlog.py
+	$(BIN)/python bench/approvals.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
