@@ -5,12 +5,21 @@ ProctorError
  ├── PolicyViolationError        a policy rejected an action
  │    ├── BudgetExceededError    ... because it would overspend a budget
  │    └── RuleViolationError     ... because a rule of a policy file denied it
+ ├── RunTerminated               a terminate rule stopped the run
  ├── BackpressureError           too many callers already waiting for a slot
  ├── ShutdownError               the scheduler is shutting down
  ├── StoreError                  the state backend failed (driver error kept)
+ ├── ApprovalError               the approval store refused: unknown id, decided, not yours
+ ├── ReplayedError               a recorded exception whose class cannot be raised again
+ ├── RunResumed                  why a resumed run ended: it goes on as another run
+ ├── ResumeStarting              the note on a run while resume() starts its continuation
  └── ConfigurationError          bad arguments, caught at construction
       │ (also a ValueError, so `except ValueError` keeps working)
       └── PolicyConfigError      a policy file is invalid: every problem, with file:line:column
+
+BaseException
+ └── ReplayDiverged              a replay left its recording (not an Exception, so agents'
+                                 `except Exception` cannot hide it)
 ```
 
 Waiting longer than an ``acquire(..., timeout=...)`` raises the builtin
@@ -20,13 +29,19 @@ Waiting longer than an ``acquire(..., timeout=...)`` raises the builtin
 from __future__ import annotations
 
 __all__ = [
+    "ApprovalError",
     "BackpressureError",
     "BudgetExceededError",
     "ConfigurationError",
     "PolicyConfigError",
     "PolicyViolationError",
     "ProctorError",
+    "ReplayDiverged",
+    "ReplayedError",
+    "ResumeStarting",
     "RuleViolationError",
+    "RunResumed",
+    "RunTerminated",
     "ShutdownError",
     "StoreError",
 ]
@@ -152,3 +167,80 @@ class PolicyConfigError(ConfigurationError):
 
     def __repr__(self) -> str:
         return f"PolicyConfigError({self.problems!r})"
+
+
+class RunTerminated(ProctorError):
+    """A ``terminate`` rule stopped the run; every later call in it is refused without running.
+
+    Parameters:
+        run_id: the run that was stopped.
+        rule_id: the rule that stopped it.
+        detail: the rule's message.
+    """
+
+    def __init__(self, run_id: str, rule_id: str, detail: str) -> None:
+        self.run_id = run_id
+        self.rule_id = rule_id
+        self.detail = detail
+        super().__init__(run_id, rule_id, detail)
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} terminated by rule {self.rule_id!r}: {self.detail}"
+
+
+class ApprovalError(ProctorError):
+    """The approval store refused a request: no such id, already decided, or not this person's to decide.
+
+    Parameters:
+        message: what is wrong and what to do.
+        approval_id: the request concerned.
+    """
+
+    def __init__(self, message: str, approval_id: str | None = None) -> None:
+        super().__init__(message)
+        self.approval_id = approval_id
+
+    def __repr__(self) -> str:
+        return f"ApprovalError({str(self)!r}, approval_id={self.approval_id!r})"
+
+
+class ReplayDiverged(BaseException):
+    """Raised inside a replayed run where it leaves its recording; ends the replay.
+
+    A ``BaseException``, so that agent code catching ``Exception`` does not hide it.
+    """
+
+
+class ReplayedError(ProctorError):
+    """A recorded exception that could not be raised as its own class again."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        self.type_name = type_name
+        self.message = message
+        super().__init__(type_name, message)
+
+    def __str__(self) -> str:
+        return f"{self.type_name}: {self.message}"
+
+
+class RunResumed(ProctorError):
+    """Why a run that was resumed ended: it goes on as another run."""
+
+    def __init__(self, run_id: str, continued_as: str) -> None:
+        self.run_id = run_id
+        self.continued_as = continued_as
+        super().__init__(run_id, continued_as)
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} was resumed as run {self.continued_as}"
+
+
+class ResumeStarting(ProctorError):
+    """The note on a run while ``resume`` starts its continuation; replaced once it has started."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(run_id)
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} is being resumed"

@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from proctor._numbers import is_amount
-from proctor.errors import ProctorError
+from proctor.errors import RunTerminated
 
 if TYPE_CHECKING:
     import random
@@ -32,25 +32,6 @@ def _new_process() -> None:
 
 
 os.register_at_fork(after_in_child=_new_process)
-
-
-class RunTerminated(ProctorError):
-    """A ``terminate`` rule stopped the run; every later call in it is refused without running.
-
-    Parameters:
-        run_id: the run that was stopped.
-        rule_id: the rule that stopped it.
-        detail: the rule's message.
-    """
-
-    def __init__(self, run_id: str, rule_id: str, detail: str) -> None:
-        self.run_id = run_id
-        self.rule_id = rule_id
-        self.detail = detail
-        super().__init__(run_id, rule_id, detail)
-
-    def __str__(self) -> str:
-        return f"run {self.run_id} terminated by rule {self.rule_id!r}: {self.detail}"
 
 
 class Run:

@@ -24,7 +24,7 @@ from typing import Any
 
 from proctor.approvals.approvers import Approvers
 from proctor.approvals.base import ApprovalRequest
-from proctor.errors import ProctorError, StoreError
+from proctor.errors import ApprovalError, StoreError
 from proctor.pii.detector import PIIDetector
 from proctor.runs._schema import connect, migrate
 from proctor.runs.encode import dumps, snapshot
@@ -45,22 +45,6 @@ _COLUMNS = (
     "id, run_id, seq, service, agent, tool, args, rule_id, rule_name, message, approvers, quorum,"
     " created, deadline, status, decided"
 )
-
-
-class ApprovalError(ProctorError):
-    """The approval store refused a request: no such id, already decided, or not this person's to decide.
-
-    Parameters:
-        message: what is wrong and what to do.
-        approval_id: the request concerned.
-    """
-
-    def __init__(self, message: str, approval_id: str | None = None) -> None:
-        super().__init__(message)
-        self.approval_id = approval_id
-
-    def __repr__(self) -> str:
-        return f"ApprovalError({str(self)!r}, approval_id={self.approval_id!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from proctor.approvals.base import ApprovalDecision
-from proctor.errors import ConfigurationError, ProctorError
+from proctor.errors import (
+    ConfigurationError,
+    ReplayDiverged,
+    ReplayedError,
+    ResumeStarting,
+    RunResumed,
+)
 from proctor.pii.detector import PIIDetector
 from proctor.rules.ruleset import RuleSet
 from proctor.rules.source import PolicySource, PolicySpec
@@ -47,48 +53,6 @@ if TYPE_CHECKING:
     from proctor.run import _Frame
 
 __all__ = ["ReplayDiverged", "ReplayedError", "Replayer", "RunResumed", "replay", "replay_batch", "resume"]
-
-
-class ReplayDiverged(BaseException):
-    """Raised inside a replayed run where it leaves its recording; ends the replay.
-
-    A ``BaseException``, so that agent code catching ``Exception`` does not hide it.
-    """
-
-
-class ReplayedError(ProctorError):
-    """A recorded exception that could not be raised as its own class again."""
-
-    def __init__(self, type_name: str, message: str) -> None:
-        self.type_name = type_name
-        self.message = message
-        super().__init__(type_name, message)
-
-    def __str__(self) -> str:
-        return f"{self.type_name}: {self.message}"
-
-
-class RunResumed(ProctorError):
-    """Why a run that was resumed ended: it goes on as another run."""
-
-    def __init__(self, run_id: str, continued_as: str) -> None:
-        self.run_id = run_id
-        self.continued_as = continued_as
-        super().__init__(run_id, continued_as)
-
-    def __str__(self) -> str:
-        return f"run {self.run_id} was resumed as run {self.continued_as}"
-
-
-class ResumeStarting(ProctorError):
-    """The note on a run while ``resume`` starts its continuation; replaced once it has started."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        super().__init__(run_id)
-
-    def __str__(self) -> str:
-        return f"run {self.run_id} is being resumed"
 
 
 class Replayer:
