@@ -15,7 +15,7 @@ from proctor.decision import Action, Decision
 from proctor.errors import BudgetExceededError, ConfigurationError
 from proctor.outcome import Outcome
 from proctor.policy.base import Policy
-from proctor.stores.base import Store
+from proctor.stores.base import LedgerSupport, Store, missing_capability
 from proctor.stores.memory import MemoryStore
 from proctor.task import Task
 
@@ -91,7 +91,10 @@ class BudgetPolicy(Policy):
         self.default_limit = default_limit
         self.on_exceeded: Mode = on_exceeded
         self._limits: dict[str, float] = {}
-        self._store = store if store is not None else MemoryStore()
+        resolved = store if store is not None else MemoryStore()
+        if not isinstance(resolved, LedgerSupport):
+            raise missing_capability(resolved, LedgerSupport, "BudgetPolicy")
+        self._store = resolved
         self._prefix = f"{self.name}:"
         self._alerts: deque[dict[str, Any]] = deque(maxlen=_ALERTS_KEPT)
         self._clock = clock

@@ -10,7 +10,7 @@ from proctor._numbers import is_amount
 from proctor.decision import Action, Decision
 from proctor.errors import ConfigurationError, PolicyViolationError
 from proctor.policy.base import Policy
-from proctor.stores.base import Store
+from proctor.stores.base import Store, TokenBucketSupport, missing_capability
 from proctor.stores.memory import MemoryStore
 from proctor.task import Task
 
@@ -52,7 +52,10 @@ class RatePolicy(Policy):
         self.period = _check_limit("period", period)
         self._limits = {agent: _check_limit(f"limits[{agent!r}]", n) for agent, n in (limits or {}).items()}
         self.default_limit = None if default_limit is None else _check_limit("default_limit", default_limit)
-        self._store = store if store is not None else MemoryStore()
+        resolved = store if store is not None else MemoryStore()
+        if not isinstance(resolved, TokenBucketSupport):
+            raise missing_capability(resolved, TokenBucketSupport, "RatePolicy")
+        self._store = resolved
         self._prefix = f"{self.name}:"
         self._clock = clock
         self._token = Decision(Action.ALLOW, self.name, reservation=1.0)

@@ -1,10 +1,15 @@
-"""Store: where policies keep their shared state (spend ledgers, token buckets).
+"""Store and its capabilities: where policies keep their shared state.
 
-Policies hold the algorithms and reach state only through a ``Store``; a store
-knows nothing about budgets or rates. Each operation that checks and changes
-state is atomic, so a policy on a shared store keeps its guarantees across
-threads, processes and hosts.
+Policies hold the algorithms and reach state only through a store; a store
+knows nothing about budgets or rates. A store is a small ``Store`` base (its
+URL scheme, driver-error translation, ``close``) plus the capabilities it
+serves, as mixins: ``LedgerSupport`` (spend ledgers with leased reservations)
+and ``TokenBucketSupport`` (rate buckets); ``SlotLeaseSupport`` (scheduler
+slots held by other processes) comes next. A policy requires the capability
+it needs and refuses a store without it, never checking the backend's type.
 
+Each operation that checks and changes state is atomic, so a policy on a
+shared store keeps its guarantees across threads, processes and hosts.
 Amounts in ledgers are integers in the policy's own unit (the budget policy
 uses billionths of a currency unit), so that sums are exact.
 """
@@ -16,31 +21,36 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
-from proctor.errors import StoreError
+from proctor.errors import ConfigurationError, StoreError
 
-__all__ = ["Store"]
+__all__ = ["LedgerSupport", "Store", "TokenBucketSupport", "known_schemes", "missing_capability"]
 
 _SCHEMES: dict[str, type[Store]] = {}
 
+# The operations whose driver errors the base translates into StoreError.
 _OPERATIONS = (
     "reserve",
     "settle",
     "release",
+    "spend",
     "get",
     "clear",
     "keys",
     "take",
     "refund",
     "peek",
+    "close",
 )
 
 
 class Store(ABC):
-    """Abstract state backend. Subclasses set ``SCHEME`` and implement every operation.
+    """Abstract state backend: a URL scheme, driver-error translation and ``close``.
 
-    Driver exceptions listed in ``base_exceptions`` are raised as ``StoreError``
-    (the original is kept in ``StoreError.store_error``), so no backend's own
-    exception escapes proctor.
+    Subclasses set ``SCHEME`` (which registers them for ``store_from_url``),
+    implement ``from_url`` and inherit the capability mixins they serve.
+    Driver exceptions listed in ``base_exceptions`` are raised as
+    ``StoreError`` (the original is kept in ``StoreError.store_error``), so no
+    backend's own exception escapes proctor.
     """
 
     SCHEME: ClassVar[str] = ""
@@ -65,7 +75,17 @@ class Store(ABC):
     def from_url(cls, url: str) -> Store:
         """Build the store that a URL such as ``memory://`` names."""
 
-    # Ledgers: spend that is committed, and spend that is reserved but not settled.
+    def close(self) -> None:  # noqa: B027 - a store without connections has nothing to close
+        """Release the store's connections; state kept outside the process stays."""
+
+
+class LedgerSupport(ABC):
+    """Spend ledgers: committed spend, and reservations held as leases until settled.
+
+    A ledger belongs to one period (``window``); a ledger last used in an
+    earlier period starts the current one with nothing spent, while
+    reservations carry over.
+    """
 
     @abstractmethod
     def reserve(self, key: str, amount: int, limit: int | None, window: int) -> tuple[bool, int, int]:
@@ -74,8 +94,7 @@ class Store(ABC):
         :param key: the ledger.
         :param amount: what to reserve.
         :param limit: the most that spent plus reserved may reach; None for no limit.
-        :param window: the current period; a ledger last used in an earlier
-            period starts it with nothing spent (reservations carry over).
+        :param window: the current period.
         :returns: whether it was reserved, and the spent and reserved amounts
             before this call.
         """
@@ -100,7 +119,9 @@ class Store(ABC):
     def keys(self, prefix: str) -> Iterator[str]:
         """Every ledger key that starts with ``prefix``."""
 
-    # Token buckets.
+
+class TokenBucketSupport(ABC):
+    """Token buckets: a level that refills at a rate up to a capacity."""
 
     @abstractmethod
     def take(self, key: str, tokens: float, capacity: float, rate: float, now: float) -> tuple[bool, float]:
@@ -144,3 +165,12 @@ def _translating(
             raise StoreError(f"{method.__qualname__} failed: {exc}", exc) from exc
 
     return wrapper
+
+
+def missing_capability(store: object, capability: type, user: str) -> ConfigurationError:
+    """The error for ``user`` given a ``store`` that does not serve ``capability``."""
+    scheme = getattr(store, "SCHEME", "") or "no scheme"
+    return ConfigurationError(
+        f"{user} needs a store with {capability.__name__}; {type(store).__name__} ({scheme}) "
+        "does not serve it. Known schemes: " + ", ".join(f"{s}://" for s in known_schemes())
+    )

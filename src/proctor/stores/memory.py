@@ -5,14 +5,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from proctor.stores.base import Store
+from proctor.stores.base import LedgerSupport, Store, TokenBucketSupport
 
 __all__ = ["MemoryStore"]
 
 _EPSILON = 1e-9  # token levels are floats; a refill of exactly one token may land just under 1.0
 
 
-class MemoryStore(Store):
+class MemoryStore(Store, LedgerSupport, TokenBucketSupport):
     """The embedded default: dictionaries behind one lock; lost when the process ends."""
 
     SCHEME = "memory"

@@ -2,7 +2,16 @@ from __future__ import annotations
 
 import pytest
 
-from proctor import ConfigurationError, MemoryStore, Store, StoreError, store_from_url
+from proctor import (
+    BudgetPolicy,
+    ConfigurationError,
+    MemoryStore,
+    RatePolicy,
+    Store,
+    StoreError,
+    store_from_url,
+)
+from proctor.stores import TokenBucketSupport
 
 
 def test_store_from_url() -> None:
@@ -64,3 +73,29 @@ def test_a_subclass_does_not_take_over_its_parents_scheme() -> None:
 
     assert type(store_from_url("memory://")) is MemoryStore
     assert issubclass(CountingStore, MemoryStore)
+
+
+class BucketsOnly(Store, TokenBucketSupport):
+    """A store that serves token buckets and no ledgers."""
+
+    def __init__(self) -> None:
+        self._inner = MemoryStore()
+
+    @classmethod
+    def from_url(cls, url: str) -> BucketsOnly:
+        return cls()
+
+    def take(self, key: str, tokens: float, capacity: float, rate: float, now: float) -> tuple[bool, float]:
+        return self._inner.take(key, tokens, capacity, rate, now)
+
+    def refund(self, key: str, tokens: float, capacity: float) -> None:
+        self._inner.refund(key, tokens, capacity)
+
+    def peek(self, key: str, capacity: float, rate: float, now: float) -> float:
+        return self._inner.peek(key, capacity, rate, now)
+
+
+def test_policies_refuse_a_store_without_their_capability() -> None:
+    with pytest.raises(ConfigurationError, match="BudgetPolicy needs a store with LedgerSupport"):
+        BudgetPolicy(store=BucketsOnly())
+    RatePolicy(default_limit=1.0, store=BucketsOnly())
