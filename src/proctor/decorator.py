@@ -23,7 +23,7 @@ from proctor._numbers import is_amount
 from proctor.approvals.base import ApprovalChannel, ApprovalDecision, ApprovalRequest
 from proctor.approvals.callback import CallbackChannel
 from proctor.approvals.durable import DurableChannel
-from proctor.daily_spend import DailySpend
+from proctor.daily_spend import DailySpend, Hold
 from proctor.decision import Action
 from proctor.errors import ConfigurationError, PolicyViolationError, RuleViolationError
 from proctor.outcome import Outcome, Status
@@ -225,6 +225,8 @@ class _Call:
         "estimate",
         "facts",
         "frame",
+        "held",
+        "hold",
         "kwargs",
         "parent",
         "policy_error",
@@ -256,6 +258,8 @@ class _Call:
         self.facts: Facts | None = None
         self.seq = 0
         self.actual = 0.0
+        self.held = 0.0  # the estimate counted in cost_run (and, through ``hold``, cost_today) while it runs
+        self.hold: Hold | None = None
         self.approval: dict[str, Any] | None = None
         self.policy_error: PolicyViolationError | None = None
         self.recorded: ActionRecord | None = None
@@ -384,13 +388,26 @@ class _Guard:
             )
             same_before = run._count_call(key)
         if rules is None:
+            self._hold(call)
             return
+        if "cost_today" in rules.uses or "cost_run" in rules.uses:
+            # Reading the spend and holding this call's estimate is one step: a call running at
+            # the same time in another thread sees this one's estimate, or this one sees its.
+            with _daily.deciding:
+                self._decide(call, rules, calls_before, same_before)
+        else:
+            self._decide(call, rules, calls_before, same_before)
+
+    def _decide(self, call: _Call, rules: RuleSet, calls_before: int, same_before: int) -> None:
+        """Evaluate the rules; hold the estimate of a call they let run; raises to terminate."""
+        run = call.run
         bound = call.bound
         facts = self._facts(rules, run, bound, call.estimate, calls_before, same_before)
         call.facts = facts
         verdict = call.verdict = rules.evaluate(facts)
         action = verdict.action
         if action is Action.ALLOW:
+            self._hold(call)
             return
         if action is Action.LOG or action is Action.MODIFY:
             if action is Action.MODIFY:
@@ -400,6 +417,7 @@ class _Guard:
                     logger.warning(
                         "rule %r matched %s: %s", rule.id, self.tool, rule.message or rule.name or ""
                     )
+            self._hold(call)
             return
         if action is Action.TERMINATE:
             self._terminate(run, verdict)
@@ -416,7 +434,7 @@ class _Guard:
             args=bound,
             input=run.input,
             cost=estimate,
-            cost_run=run.cost,
+            cost_run=run.cost + run.held,
             tool_calls_in_run=calls,
             same_call_in_run=same,
             labels=self.labels,
@@ -433,6 +451,38 @@ class _Guard:
             tz = ZoneInfo(zone) if zone else None
             facts.now = datetime.now(tz) if run.replay is None else run.replay.now(tz)
         return facts
+
+    def _hold(self, call: _Call) -> None:
+        """The call will run: count its estimate in cost_run and cost_today until it ends."""
+        estimate = call.estimate
+        if not estimate or call.held:
+            return
+        with call.run._lock:
+            call.run.held += estimate
+        call.held = estimate
+        if _spends_live(call):
+            call.hold = _daily.hold(f"{self.service}/{self.agent}", estimate)
+
+    def _let_go(self, call: _Call, actual: float) -> None:
+        """The call ended having cost ``actual``: that replaces its estimate in cost_run and cost_today."""
+        held, call.held = call.held, 0.0
+        if held:
+            with call.run._lock:
+                call.run.held -= held
+        hold, call.hold = call.hold, None
+        if hold is not None:
+            hold.settle(actual)
+        elif actual:
+            replay = call.run.replay
+            if _spends_live(call):
+                _daily.record(f"{self.service}/{self.agent}", actual)
+            elif replay is not None:
+                replay.charge(self.service, self.agent, actual)
+
+    def abandon(self, call: _Call) -> None:
+        """The call ended without a result (it raised, or a policy stopped it): what it reported counts."""
+        if call.held:
+            self._let_go(call, call.frame.reported or 0.0)
 
     def _patch(self, call: _Call, bound: dict[str, Any]) -> None:
         patched, changes = apply_patches(bound, call.verdict.patches)
@@ -493,6 +543,7 @@ class _Guard:
         if decision is None:
             if rule.on_timeout == "allow":
                 logger.warning("approval for %s timed out; rule %r allows on timeout", self.tool, rule.id)
+                self._hold(call)
                 return _PROCEED
             return _Refusal("approval timed out")
         if not decision.approved:
@@ -500,6 +551,7 @@ class _Guard:
             return _Refusal(f"{reason}: {decision.comment}" if decision.comment else reason)
         if call.verdict.patches:
             self._patch(call, call.bound)
+        self._hold(call)
         return _PROCEED
 
     def actual_cost(self, call: _Call, result: Any) -> float:
@@ -533,12 +585,7 @@ class _Guard:
                 if parent.charged is None:
                     parent.charged = []
                 parent.charged.append(result)
-        if actual:
-            replay = call.run.replay
-            if replay is None or (replay.resuming and call.recorded is None):
-                _daily.record(f"{self.service}/{self.agent}", actual)
-            else:
-                replay.charge(self.service, self.agent, actual)
+        self._let_go(call, actual)
         if call.facts is None:
             return result
         after = self._rules(call.run).after
@@ -590,6 +637,9 @@ class _Guard:
                     result = function(*call.args, **call.kwargs)
                 else:
                     result = self._invoke_sync(call)
+            except BaseException:
+                self.abandon(call)
+                raise
             finally:
                 _active.reset(token)
             return self.finish(call, result)
@@ -726,6 +776,7 @@ class _Guard:
         """Tell the run log (and a replay) how the call went."""
         if error is not None:
             call.actual = call.frame.reported or 0.0
+            self.abandon(call)
         before = call.verdict
         if (
             before.rule is None
@@ -891,6 +942,9 @@ class _Guard:
                     result = await function(*call.args, **call.kwargs)
                 else:
                     result = await self._invoke_async(call)
+            except BaseException:
+                self.abandon(call)
+                raise
             finally:
                 _active.reset(token)
             return self.finish(call, result)
@@ -991,6 +1045,9 @@ class _Guard:
                         raise
                     except BaseException as exc:  # thrown in by the consumer: pass it on
                         thrown, sent = exc, None
+            except BaseException:
+                self.abandon(call)
+                raise
             finally:
                 # An early break or close() finishes the function inside its run, not outside.
                 token = _active.set(call.frame)
@@ -1034,6 +1091,9 @@ class _Guard:
                         raise
                     except BaseException as exc:
                         thrown, sent = exc, None
+            except BaseException:
+                self.abandon(call)
+                raise
             finally:
                 token = _active.set(call.frame)
                 try:
@@ -1043,6 +1103,12 @@ class _Guard:
             self.finish(call, None)
 
         return wrapper
+
+
+def _spends_live(call: _Call) -> bool:
+    """Whether what the call spends counts in today's spend (not in a replay's recorded one)."""
+    replay = call.run.replay
+    return replay is None or (replay.resuming and call.recorded is None)
 
 
 def _replaying_only(run: Run) -> bool:

@@ -114,7 +114,10 @@ def facts_used(when: Mapping[str, Any]) -> frozenset[str]:
                 if key in ("any", "all", "not"):
                     stack.append(value)
                 else:
-                    used.add(str(key).partition(".")[0])
+                    root = str(key).partition(".")[0]
+                    used.add(root)
+                    if root.endswith("_with_call"):  # computed from the spend fact and the estimate
+                        used.update((root.removesuffix("_with_call"), "cost"))
     return frozenset(used)
 
 

@@ -31,8 +31,11 @@ FACTS: Final = {
     "input": "the arguments of the run's top-level call: input[.<name>...]",
     "output": "the call's result, for rules checked after the call: output[.<key>...]",
     "cost": "this call's estimated cost",
-    "cost_run": "cost spent so far in this run",
-    "cost_today": "cost spent since local midnight by this service and agent",
+    "cost_run": "cost spent so far in this run, with the estimates of its calls still running",
+    "cost_today": "cost spent since local midnight by this service and agent, with the estimates of "
+    "their calls still running",
+    "cost_run_with_call": "cost_run plus this call's estimate: what the run will have spent if it runs",
+    "cost_today_with_call": "cost_today plus this call's estimate: `gt: LIMIT` on it is a hard daily cap",
     "tool_calls_in_run": "tool calls made so far in this run",
     "same_call_in_run": "how often this exact tool and arguments already ran in this run",
     "labels": "the action's data labels: labels.<key>",
@@ -41,6 +44,8 @@ FACTS: Final = {
 """Every fact a rule may name, with what it holds."""
 
 _STRUCTURED = ("args", "input", "output", "labels")
+_WITH_CALL = {"cost_run_with_call": "cost_run", "cost_today_with_call": "cost_today"}
+"""The facts that add this call's estimate to a spend fact, and the fact each adds it to."""
 _TIME_PARTS = ("hour", "weekday")
 
 
@@ -152,6 +157,17 @@ def fact_getter(name: str) -> Callable[[Facts], Any]:
     keys = rest.split(".") if rest else []
     if any(not key for key in keys):
         raise ValueError(f"fact {name!r} has an empty part")
+    if root in _WITH_CALL:
+        if keys:
+            raise ValueError(f"fact {root!r} has no parts; use {root!r} alone")
+        base = Facts.__dict__[_WITH_CALL[root]]
+        cost = Facts.__dict__["cost"]
+
+        def with_call(facts: Facts) -> Any:
+            spent, estimate = base.__get__(facts), cost.__get__(facts)
+            return MISSING if spent is MISSING or estimate is MISSING else spent + estimate
+
+        return with_call
     if root == "time":
         if len(keys) != 1 or keys[0] not in _TIME_PARTS:
             raise ValueError(f"fact {name!r}: use time.hour or time.weekday")

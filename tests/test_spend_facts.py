@@ -1,0 +1,167 @@
+"""cost_today and cost_run count the estimates of calls still running: concurrent calls see each other."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proctor import RuleViolationError, current_run, runlog
+from proctor.decorator import _daily
+from proctor.runs import recording_into
+
+_services = itertools.count()
+
+
+def fresh_service() -> str:
+    """A service of its own: cost_today is kept per service and agent for the whole process."""
+    return f"spend-{next(_services)}"
+
+
+def policy(fact: str, limit: float) -> dict[str, Any]:
+    return {"policies": [{"id": "cap", "when": {fact: {"gt": limit}}, "action": "deny"}]}
+
+
+@pytest.mark.parametrize(("fact", "allowed"), [("cost_today", 4), ("cost_today_with_call", 3)])
+def test_twenty_threads_at_once_spend_what_one_after_another_would(fact: str, allowed: int) -> None:
+    service = fresh_service()
+    release = threading.Event()
+    lock = threading.Lock()
+    seen = {"inside": 0, "denied": 0}
+
+    @runlog(service=service, cost=0.3, policies=policy(fact, 1.0), record=False)
+    def paid() -> None:
+        with lock:
+            seen["inside"] += 1
+        release.wait(30)  # held until every call has been decided
+
+    def one() -> None:
+        try:
+            paid()
+        except RuleViolationError:
+            with lock:
+                seen["denied"] += 1
+
+    with ThreadPoolExecutor(20) as pool:
+        futures = [pool.submit(one) for _ in range(20)]
+        while sum(seen.values()) < 20:
+            release.wait(0.01)
+        release.set()
+        for future in futures:
+            future.result()
+    # Sequentially, 0.3 a call: 0, 0.3, 0.6 and 0.9 pass `cost_today > 1.0`; with the call's own
+    # estimate, 0.3, 0.6 and 0.9 pass and 1.2 does not.
+    assert seen == {"inside": allowed, "denied": 20 - allowed}
+    assert _daily.spent(f"{service}/{service}") == pytest.approx(0.3 * allowed)
+
+
+@pytest.mark.parametrize(("fact", "allowed"), [("cost_today", 4), ("cost_today_with_call", 3)])
+def test_twenty_tasks_at_once_spend_what_one_after_another_would(fact: str, allowed: int) -> None:
+    service = fresh_service()
+
+    @runlog(service=service, cost=0.3, policies=policy(fact, 1.0), record=False)
+    async def paid(release: asyncio.Event) -> str:
+        await release.wait()
+        return "ran"
+
+    async def crowd() -> list[str]:
+        release = asyncio.Event()
+
+        async def one() -> str:
+            try:
+                return await paid(release)
+            except RuleViolationError:
+                return "denied"
+
+        tasks = [asyncio.create_task(one()) for _ in range(20)]
+        await asyncio.sleep(0.1)  # every call has been decided: the allowed ones wait inside
+        release.set()
+        return await asyncio.gather(*tasks)
+
+    results = asyncio.run(crowd())
+    assert results.count("ran") == allowed
+    assert _daily.spent(f"{service}/{service}") == pytest.approx(0.3 * allowed)
+
+
+def test_a_call_that_fails_gives_its_estimate_back_and_a_finished_one_counts_its_actual() -> None:
+    service = fresh_service()
+    key = f"{service}/{service}"
+
+    @runlog(service=service, cost=0.5, record=False)
+    def failing() -> None:
+        assert _daily.spent(key) == pytest.approx(0.5)  # held while it runs
+        raise ValueError("no")
+
+    @runlog(service=service, cost=0.5, record=False)
+    def cheaper() -> str:
+        current_run().add_cost(0.2)
+        return "ok"
+
+    with pytest.raises(ValueError, match="no"):
+        failing()
+    assert _daily.spent(key) == 0.0
+    assert cheaper() == "ok"
+    assert _daily.spent(key) == pytest.approx(0.2)
+
+
+def test_cost_run_counts_the_runs_calls_still_running() -> None:
+    service = fresh_service()
+
+    @runlog(service=service, cost=0.4, policies=policy("cost_run_with_call", 1.0))
+    async def step(release: asyncio.Event) -> str:
+        await release.wait()
+        return "ran"
+
+    @runlog(service=service)
+    async def job() -> list[str]:
+        release = asyncio.Event()
+
+        async def one() -> str:
+            try:
+                return await step(release)
+            except RuleViolationError:
+                return "denied"
+
+        tasks = [asyncio.create_task(one()) for _ in range(5)]
+        await asyncio.sleep(0.1)
+        release.set()
+        return list(await asyncio.gather(*tasks))
+
+    with recording_into(None):
+        results = asyncio.run(job())
+    assert sorted(results) == ["denied", "denied", "denied", "ran", "ran"]  # 0.4 + 0.4; a third: 1.2
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    estimates=st.lists(st.sampled_from([0.1, 0.25, 0.3, 0.5, 1.0]), min_size=1, max_size=16),
+    limit=st.sampled_from([0.5, 1.0, 2.0]),
+)
+def test_a_hard_cap_is_never_passed_by_concurrent_calls(estimates: list[float], limit: float) -> None:
+    service = fresh_service()
+    release = threading.Event()
+
+    @runlog(service=service, cost=lambda amount: amount, policies=policy("cost_today_with_call", limit))
+    def paid(amount: float) -> float:
+        release.wait(30)
+        return amount
+
+    def one(amount: float) -> float:
+        try:
+            return paid(amount)
+        except RuleViolationError:
+            return 0.0
+
+    with recording_into(None), ThreadPoolExecutor(len(estimates)) as pool:
+        futures = [pool.submit(one, amount) for amount in estimates]
+        threading.Event().wait(0.05)
+        release.set()
+        spent = sum(future.result() for future in futures)
+    assert spent <= limit + 1e-9
+    assert _daily.spent(f"{service}/{service}") == pytest.approx(spent)
