@@ -59,3 +59,24 @@ def test_check_reports_every_unknown_fact_of_a_when(tmp_path: Path) -> None:
     assert "'sevice'" in lines[2]
     assert "'cost_todya'" in lines[3]
     assert "unknown operator 'gtt'" in lines[4]
+
+
+def test_check_explains_what_a_spend_rule_caps(tmp_path: Path) -> None:
+    rules = tmp_path / "spend.yaml"
+    rules.write_text(
+        "policies:\n"
+        "- id: daily\n  when: {cost_today: {gt: 100}}\n  action: deny\n"
+        "- id: hard\n  when: {any: [{cost_today_with_call: {gt: 100}}, {cost_run: {gt: 5}}]}\n"
+        "  action: deny\n"
+        "- id: watch\n  when: {cost_today: {gt: 50}}\n  action: log\n"
+    )
+    result = CliRunner().invoke(cli, ["check", str(rules)])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{rules}: ok, 3 rules"
+    assert lines[1].startswith("  note: rule 'daily' reads cost_today: the spend before the call")
+    assert lines[1].endswith(
+        "cost_today_with_call (the spend with this call's estimate) makes the limit a hard cap"
+    )
+    assert lines[2].startswith("  note: rule 'hard' reads cost_run:")  # its cost_today_with_call is a cap
+    assert len(lines) == 3  # a log rule caps nothing: no note

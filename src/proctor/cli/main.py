@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from proctor.__version__ import __version__
@@ -9,6 +11,9 @@ from proctor.cli.approvals import approvals, approvers
 from proctor.cli.replay import replay
 from proctor.cli.runs import runs
 from proctor.cli.serve import serve
+
+if TYPE_CHECKING:
+    from proctor.rules import RuleSet
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,6 +75,8 @@ def check(files: tuple[str, ...]) -> None:
                 click.echo(f"{location}: {message}")
         else:
             click.echo(f"{file}: ok, {len(rules)} rule{'s' if len(rules) != 1 else ''}")
+            for note in spend_notes(rules):
+                click.echo(f"  note: {note}")
     if failed:
         click.echo(f"{failed} of {len(files)} file{'s' if len(files) != 1 else ''} invalid", err=True)
         raise SystemExit(1)
@@ -135,3 +142,22 @@ cli.add_command(replay)
 cli.add_command(serve)
 cli.add_command(approvals)
 cli.add_command(approvers)
+
+
+def spend_notes(rules: RuleSet) -> list[str]:
+    """What a refusing rule on ``cost_today`` or ``cost_run`` does and does not cap, one note per rule."""
+    from proctor.rules.compiler import facts_used
+
+    notes = []
+    compiled = [*rules.rules, *(rules.after.rules if rules.after is not None else ())]
+    for each in compiled:
+        rule = each.rule
+        if rule.action not in ("deny", "terminate", "require_approval"):
+            continue
+        for fact in sorted(facts_used(rule.when, named=True) & {"cost_today", "cost_run"}):
+            notes.append(
+                f"rule {rule.id!r} reads {fact}: the spend before the call, running calls' estimates "
+                f"included. A call it lets through can still take spend past the limit; "
+                f"{fact}_with_call (the spend with this call's estimate) makes the limit a hard cap"
+            )
+    return notes

@@ -101,8 +101,9 @@ def literal_tools(when: Mapping[str, Any]) -> frozenset[str] | None:
     return None
 
 
-def facts_used(when: Mapping[str, Any]) -> frozenset[str]:
-    """The fact roots (``args``, ``time``, ...) a compiled ``when`` reads."""
+def facts_used(when: Mapping[str, Any], *, named: bool = False) -> frozenset[str]:
+    """The fact roots (``args``, ``time``, ...) a compiled ``when`` reads; with ``named``, only those
+    it names (not the spend fact and ``cost`` that a ``*_with_call`` fact is computed from)."""
     used: set[str] = set()
     stack: list[Any] = [when]
     while stack:
@@ -116,7 +117,7 @@ def facts_used(when: Mapping[str, Any]) -> frozenset[str]:
                 else:
                     root = str(key).partition(".")[0]
                     used.add(root)
-                    if root.endswith("_with_call"):  # computed from the spend fact and the estimate
+                    if root.endswith("_with_call") and not named:  # computed from spend and estimate
                         used.update((root.removesuffix("_with_call"), "cost"))
     return frozenset(used)
 
