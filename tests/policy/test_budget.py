@@ -229,3 +229,34 @@ def test_record_adds_the_estimate_to_spend() -> None:
     policy.record("a", Task(weight=2.0, cost=0.5))
     assert policy.spent("a") == 2.5
     assert policy.reserved("a") == 0.0
+
+
+def test_settling_twice_changes_nothing() -> None:
+    policy = BudgetPolicy(default_limit=10.0)
+    task = Task(weight=4.0)
+    decision = policy.admit("a", task)
+    policy.settle("a", task, decision, Outcome(Status.SUCCESS, cost=3.0))
+    policy.settle("a", task, decision, Outcome(Status.SUCCESS, cost=3.0))
+    policy.rollback("a", task, decision)
+    assert (policy.spent("a"), policy.reserved("a")) == (3.0, 0.0)
+
+
+def test_an_expired_lease_is_given_back_and_its_late_settle_still_counts() -> None:
+    clock = Clock(0.0)
+    policy = BudgetPolicy(default_limit=10.0, clock=clock, lease=30.0)
+    task = Task(weight=6.0)
+    held = policy.admit("a", task)  # its holder dies before it settles
+    with pytest.raises(BudgetExceededError):
+        policy.admit("a", task)
+    clock.now = 30.0
+    assert policy.reserved("a") == 0.0
+    late = policy.admit("a", task)
+    policy.settle("a", task, held, Outcome(Status.SUCCESS, cost=2.0))  # it was alive after all
+    policy.settle("a", task, held, Outcome(Status.SUCCESS, cost=2.0))
+    policy.settle("a", task, late, Outcome(Status.SUCCESS, cost=6.0))
+    assert (policy.spent("a"), policy.reserved("a")) == (8.0, 0.0)
+
+
+def test_lease_must_be_positive() -> None:
+    with pytest.raises(ConfigurationError, match="lease must be a finite number of seconds > 0"):
+        BudgetPolicy(lease=0)

@@ -60,25 +60,28 @@ class CheckedStore(MemoryStore):
         self.checks = 0
 
     def _check(self, key: str) -> None:
-        spent, reserved = self.get(key, 0)
+        spent, reserved = self.get(key, 0, time.time())
         self.checks += 1
         if reserved < 0 or spent < 0 or spent + reserved > self.limits[key]:
             self.violations.append(f"{key}: spent {spent} + reserved {reserved} > limit {self.limits[key]}")
 
-    def reserve(self, key: str, amount: int, limit: int | None, window: int) -> tuple[bool, int, int]:
+    def reserve(
+        self, key: str, amount: int, limit: int | None, window: int, now: float, lease: float
+    ) -> tuple[int | None, int, int]:
         with self.changes:
-            result = super().reserve(key, amount, limit, window)
+            result = super().reserve(key, amount, limit, window, now, lease)
             self._check(key)
             return result
 
-    def settle(self, key: str, reserved: int, actual: int, window: int) -> None:
+    def settle(self, key: str, lease_id: int, actual: int, window: int) -> bool:
         with self.changes:
-            super().settle(key, reserved, actual, window)
+            settled = super().settle(key, lease_id, actual, window)
             self._check(key)
+            return settled
 
-    def release(self, key: str, reserved: int) -> None:
+    def release(self, key: str, lease_id: int) -> None:
         with self.changes:
-            super().release(key, reserved)
+            super().release(key, lease_id)
             self._check(key)
 
 
@@ -283,7 +286,7 @@ def test_threaded_spend_never_exceeds_the_limit(
         nonlocal samples
         while not stop.is_set():
             for agent in AGENTS:
-                spent, reserved = store.get(f"budget:{agent}", 0)  # one atomic read of the ledger
+                spent, reserved = store.get(f"budget:{agent}", 0, time.time())  # one atomic read
                 if spent + reserved > limits_cents[agent] * UNITS_PER_CENT:
                     store.violations.append(f"monitor saw {agent}: {spent} + {reserved}")
             samples += 1

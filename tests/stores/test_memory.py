@@ -24,19 +24,25 @@ def test_store_from_url() -> None:
 
 def test_ledger_reserve_settle_release() -> None:
     store = MemoryStore()
-    assert store.reserve("k", 5, 10, 0) == (True, 0, 0)
-    assert store.reserve("k", 6, 10, 0) == (False, 0, 5)
-    assert store.reserve("k", 5, 10, 0) == (True, 0, 5)
-    store.settle("k", 5, 3, 0)
-    store.release("k", 5)
-    assert store.get("k", 0) == (3, 0)
+    first, spent, reserved = store.reserve("k", 5, 10, 0, 0.0, 60.0)
+    assert first is not None
+    assert (spent, reserved) == (0, 0)
+    assert store.reserve("k", 6, 10, 0, 0.0, 60.0) == (None, 0, 5)
+    second, _, _ = store.reserve("k", 5, 10, 0, 0.0, 60.0)
+    assert second is not None
+    assert second != first
+    assert store.settle("k", first, 3, 0) is True
+    store.release("k", second)
+    assert store.get("k", 0, 0.0) == (3, 0)
     # A later window starts spend over; reservations carry over.
-    assert store.reserve("k", 2, None, 0) == (True, 3, 0)
-    assert store.get("k", 1) == (0, 2)
-    store.settle("k", 2, 2, 1)
-    assert store.get("k", 1) == (2, 0)
+    third, _, _ = store.reserve("k", 2, None, 0, 0.0, 60.0)
+    assert third is not None
+    assert store.get("k", 1, 0.0) == (0, 2)
+    store.settle("k", third, 2, 1)
+    assert store.get("k", 1, 0.0) == (2, 0)
+    store.spend("k", 4, 1)
     store.clear("k")
-    assert store.get("k", 1) == (0, 0)
+    assert store.get("k", 1, 0.0) == (0, 0)
     assert list(store.keys("k")) == ["k"]
     assert list(store.keys("x")) == []
 

@@ -28,7 +28,8 @@ _MODES = ("reject", "alert", "downgrade")
 _CALENDAR_PERIODS = ("hour", "day", "month")
 _SCALE = 1_000_000_000  # ledgers hold billionths of a unit, so sums are exact
 _ALERTS_KEPT = 100
-_DECISIONS_KEPT = 1024
+DEFAULT_LEASE = 300.0
+"""Seconds a reservation is held by default before it is given back."""
 _ALLOW = Action.ALLOW
 
 
@@ -66,6 +67,9 @@ class BudgetPolicy(Policy):
             (calendar boundaries in ``timezone``) or a number of seconds
             (fixed windows counted from the Unix epoch); None never.
         store: where the ledger lives; a private ``MemoryStore`` by default.
+        lease: seconds a reservation is held for a task that has not settled;
+            after that it is given back (its holder is taken for dead), and a
+            late settle still records the actual cost.
         timezone: the zone of calendar periods; the local zone by default.
         clock: returns the current Unix time; for tests.
     """
@@ -81,6 +85,7 @@ class BudgetPolicy(Policy):
         store: Store | None = None,
         timezone: tzinfo | None = None,
         clock: Callable[[], float] = time.time,
+        lease: float = DEFAULT_LEASE,
     ) -> None:
         if default_limit is not None:
             default_limit = _check_amount("default_limit", default_limit)
@@ -88,7 +93,10 @@ class BudgetPolicy(Policy):
             raise ConfigurationError(
                 f"on_exceeded must be one of {', '.join(map(repr, _MODES))}, got {on_exceeded!r}"
             )
+        if not is_amount(lease, inclusive=False):
+            raise ConfigurationError(f"lease must be a finite number of seconds > 0, got {lease!r}")
         self.default_limit = default_limit
+        self.lease = float(lease)
         self.on_exceeded: Mode = on_exceeded
         self._limits: dict[str, float] = {}
         resolved = store if store is not None else MemoryStore()
@@ -99,9 +107,6 @@ class BudgetPolicy(Policy):
         self._alerts: deque[dict[str, Any]] = deque(maxlen=_ALERTS_KEPT)
         self._clock = clock
         self._window = _Window.parse(period, timezone)
-        # Allow-decisions by reserved amount: costs repeat, and a Decision is
-        # immutable once made, so one object serves every task of that cost.
-        self._allowed: dict[int, Decision] = {}
 
     @property
     def period(self) -> str | float | None:
@@ -122,25 +127,23 @@ class BudgetPolicy(Policy):
 
     def spent(self, agent_id: str) -> float:
         """Spend committed by ``agent_id`` in the current period."""
-        return _from_units(self._store.get(self._prefix + agent_id, self._current())[0])
+        return _from_units(self._ledger(agent_id)[0])
 
     def reserved(self, agent_id: str) -> float:
         """Cost reserved by ``agent_id``'s tasks that are running now."""
-        return _from_units(self._store.get(self._prefix + agent_id, self._current())[1])
+        return _from_units(self._ledger(agent_id)[1])
 
     def remaining(self, agent_id: str) -> float | None:
         """What ``agent_id`` may still reserve this period: limit - spent - reserved; None if unlimited."""
         limit = self.get_limit(agent_id)
         if limit is None:
             return None
-        spent, reserved = self._store.get(self._prefix + agent_id, self._current())
+        spent, reserved = self._ledger(agent_id)
         return max(_from_units(_to_units(limit) - spent - reserved), 0.0)
 
     def record_spend(self, agent_id: str, cost: float) -> None:
         """Add spend made outside any grant."""
-        self._store.settle(
-            self._prefix + agent_id, 0, _to_units(_check_amount("cost", cost)), self._current()
-        )
+        self._store.spend(self._prefix + agent_id, _to_units(_check_amount("cost", cost)), self._current())
 
     def reset(self, agent_id: str) -> None:
         """Start ``agent_id``'s spend over at zero."""
@@ -174,7 +177,7 @@ class BudgetPolicy(Policy):
         limit = self.get_limit(agent_id)
         if limit is None:
             return True
-        spent, reserved = self._store.get(self._prefix + agent_id, self._current())
+        spent, reserved = self._ledger(agent_id)
         if spent + reserved + _to_units(cost) <= _to_units(limit):
             return True
         current = _from_units(spent + reserved)
@@ -197,28 +200,29 @@ class BudgetPolicy(Policy):
         units = round(cost * _SCALE)
         limit = self._limits.get(agent_id, self.default_limit)
         key = self._prefix + agent_id
-        window = 0 if self._window.period is None else self._window.index(self._clock())
+        now = self._clock()
+        window = 0 if self._window.period is None else self._window.index(now)
         if limit is None:
-            self._store.reserve(key, units, None, window)
-            return self._allowed.get(units) or self._allow(units)
+            lease_id, _, _ = self._store.reserve(key, units, None, window, now, self.lease)
+            return Decision(_ALLOW, self.name, reservation=(lease_id, units))
         limit_units = round(limit * _SCALE)
         if self.on_exceeded == "reject":
-            ok, spent, reserved = self._store.reserve(key, units, limit_units, window)
-            if not ok:
+            lease_id, spent, reserved = self._store.reserve(key, units, limit_units, window, now, self.lease)
+            if lease_id is None:
                 current = _from_units(spent + reserved)
                 self._exceeded(agent_id, current, cost, limit)
                 raise BudgetExceededError(agent_id, current, limit, cost, self.name)
-            return self._allowed.get(units) or self._allow(units)
-        _, spent, reserved = self._store.reserve(key, units, None, window)
+            return Decision(_ALLOW, self.name, reservation=(lease_id, units))
+        lease_id, spent, reserved = self._store.reserve(key, units, None, window, now, self.lease)
         if spent + reserved + units <= limit_units:
-            return self._allow(units)
+            return Decision(_ALLOW, self.name, reservation=(lease_id, units))
         current = _from_units(spent + reserved)
         detail = f"cost {cost:g} brings spend to {current + cost:g}, over the limit of {limit:g}"
         self._exceeded(agent_id, current, cost, limit)
         if self.on_exceeded == "alert":
             logger.warning("budget alert for agent %r: %s", agent_id, detail)
-            return Decision(Action.LOG, self.name, detail, reservation=units)
-        return Decision(_ALLOW, self.name, detail, downgrade=True, reservation=units)
+            return Decision(Action.LOG, self.name, detail, reservation=(lease_id, units))
+        return Decision(_ALLOW, self.name, detail, downgrade=True, reservation=(lease_id, units))
 
     def _exceeded(self, agent_id: str, current: float, cost: float, limit: float) -> None:
         self._alerts.append(
@@ -231,22 +235,19 @@ class BudgetPolicy(Policy):
             }
         )
 
-    def _allow(self, units: int) -> Decision:
-        decision = Decision(_ALLOW, self.name, reservation=units)
-        if len(self._allowed) < _DECISIONS_KEPT:
-            self._allowed[units] = decision
-        return decision
-
     def rollback(self, agent_id: str, task: Task, decision: Decision) -> None:
-        if isinstance(decision.reservation, int):
-            self._store.release(self._prefix + agent_id, decision.reservation)
+        held = decision.reservation
+        if isinstance(held, tuple) and held[0] is not None:
+            self._store.release(self._prefix + agent_id, held[0])
 
     def settle(self, agent_id: str, task: Task, decision: Decision, outcome: Outcome) -> None:
-        reserved = decision.reservation
-        if not isinstance(reserved, int):
+        """Replace the task's reservation by its actual cost (the estimate when none was reported); once."""
+        held = decision.reservation
+        if not isinstance(held, tuple) or held[0] is None:
             return
-        actual = reserved if outcome.cost is None else _to_units(outcome.cost)
-        self._store.settle(self._prefix + agent_id, reserved, actual, self._current())
+        lease_id, units = held
+        actual = units if outcome.cost is None else _to_units(outcome.cost)
+        self._store.settle(self._prefix + agent_id, lease_id, actual, self._current())
 
     def summary(self) -> dict[str, Any]:
         """``{agent: {"limit", "spent", "remaining"}}`` for agents with a limit of their own or with spend.
@@ -254,9 +255,10 @@ class BudgetPolicy(Policy):
         Spend here is this period's, committed or reserved.
         """
         agents = set(self._limits)
-        window = self._current()
+        now = self._clock()
+        window = 0 if self._window.period is None else self._window.index(now)
         for key in self._store.keys(self._prefix):
-            if any(self._store.get(key, window)):
+            if any(self._store.get(key, window, now)):
                 agents.add(key[len(self._prefix) :])
         return {
             agent: {
@@ -266,6 +268,11 @@ class BudgetPolicy(Policy):
             }
             for agent in sorted(agents)
         }
+
+    def _ledger(self, agent_id: str) -> tuple[int, int]:
+        now = self._clock()
+        window = 0 if self._window.period is None else self._window.index(now)
+        return self._store.get(self._prefix + agent_id, window, now)
 
     def _current(self) -> int:
         window = self._window

@@ -27,6 +27,9 @@ __all__ = ["LedgerSupport", "Store", "TokenBucketSupport", "known_schemes", "mis
 
 _SCHEMES: dict[str, type[Store]] = {}
 
+EXPIRED_KEPT = 86_400.0
+"""Seconds an expired lease is remembered after its expiry, so that its late settle still counts once."""
+
 # The operations whose driver errors the base translates into StoreError.
 _OPERATIONS = (
     "reserve",
@@ -84,32 +87,47 @@ class LedgerSupport(ABC):
 
     A ledger belongs to one period (``window``); a ledger last used in an
     earlier period starts the current one with nothing spent, while
-    reservations carry over.
+    reservations carry over. A reservation is a lease with an id and an
+    expiry: one whose holder died is given back once it expires (at the
+    ledger's next operation), and a settle that arrives later still records
+    the actual spend, once.
     """
 
     @abstractmethod
-    def reserve(self, key: str, amount: int, limit: int | None, window: int) -> tuple[bool, int, int]:
+    def reserve(
+        self, key: str, amount: int, limit: int | None, window: int, now: float, lease: float
+    ) -> tuple[int | None, int, int]:
         """Atomically reserve ``amount`` on the ledger ``key`` if it fits under ``limit``.
 
         :param key: the ledger.
         :param amount: what to reserve.
         :param limit: the most that spent plus reserved may reach; None for no limit.
         :param window: the current period.
-        :returns: whether it was reserved, and the spent and reserved amounts
-            before this call.
+        :param now: the current Unix time; leases that expired by then are given back first.
+        :param lease: seconds the reservation is held before it is given back.
+        :returns: the lease id (None when it did not fit), and the spent and
+            reserved amounts before this call.
         """
 
     @abstractmethod
-    def settle(self, key: str, reserved: int, actual: int, window: int) -> None:
-        """Replace a reservation of ``reserved`` by committed spend of ``actual``."""
+    def settle(self, key: str, lease_id: int, actual: int, window: int) -> bool:
+        """Replace the reservation ``lease_id`` by committed spend of ``actual``.
+
+        Idempotent: returns False, changing nothing, when the lease was
+        already settled or released. A lease that expired is still recorded.
+        """
 
     @abstractmethod
-    def release(self, key: str, reserved: int) -> None:
-        """Give back a reservation that will not be spent."""
+    def release(self, key: str, lease_id: int) -> None:
+        """Give back the reservation ``lease_id``, which will not be spent; idempotent."""
 
     @abstractmethod
-    def get(self, key: str, window: int) -> tuple[int, int]:
-        """The spent and reserved amounts of ledger ``key`` in period ``window``."""
+    def spend(self, key: str, amount: int, window: int) -> None:
+        """Add ``amount`` of committed spend made without a reservation."""
+
+    @abstractmethod
+    def get(self, key: str, window: int, now: float) -> tuple[int, int]:
+        """The spent amount of ledger ``key`` in period ``window``, and what leases live at ``now`` hold."""
 
     @abstractmethod
     def clear(self, key: str) -> None:

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import threading
 from collections.abc import Iterator
 
-from proctor.stores.base import LedgerSupport, Store, TokenBucketSupport
+from proctor.stores.base import EXPIRED_KEPT, LedgerSupport, Store, TokenBucketSupport
 
 __all__ = ["MemoryStore"]
 
 _EPSILON = 1e-9  # token levels are floats; a refill of exactly one token may land just under 1.0
+
+
+class _Ledger:
+    __slots__ = ("expired", "leases", "next_expiry", "reserved", "spent", "window")
+
+    def __init__(self, window: int) -> None:
+        self.spent = 0
+        self.reserved = 0  # the sum of the live leases' amounts
+        self.window = window
+        self.leases: dict[int, tuple[int, float]] = {}  # id -> (amount, expires)
+        self.expired: dict[int, float] = {}  # id -> expires: given back, but a late settle still counts
+        self.next_expiry = math.inf
 
 
 class MemoryStore(Store, LedgerSupport, TokenBucketSupport):
@@ -19,8 +33,8 @@ class MemoryStore(Store, LedgerSupport, TokenBucketSupport):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # key -> [spent, reserved, window]
-        self._ledgers: dict[str, list[int]] = {}
+        self._ledgers: dict[str, _Ledger] = {}
+        self._ids = itertools.count(1)
         # key -> [level, updated_at]
         self._buckets: dict[str, list[float]] = {}
 
@@ -28,53 +42,95 @@ class MemoryStore(Store, LedgerSupport, TokenBucketSupport):
     def from_url(cls, url: str) -> MemoryStore:
         return cls()
 
-    def _ledger(self, key: str, window: int) -> list[int]:
-        entry = self._ledgers.get(key)
-        if entry is None:
-            entry = self._ledgers[key] = [0, 0, window]
-        elif entry[2] < window:
-            entry[0] = 0
-            entry[2] = window
-        return entry
+    def _ledger(self, key: str, window: int) -> _Ledger:
+        ledger = self._ledgers.get(key)
+        if ledger is None:
+            ledger = self._ledgers[key] = _Ledger(window)
+        elif ledger.window < window:
+            ledger.spent = 0
+            ledger.window = window
+        return ledger
 
-    def reserve(self, key: str, amount: int, limit: int | None, window: int) -> tuple[bool, int, int]:
+    @staticmethod
+    def _reap(ledger: _Ledger, now: float) -> None:
+        if now < ledger.next_expiry:
+            return
+        live: dict[int, tuple[int, float]] = {}
+        next_expiry = math.inf
+        for lease_id, (amount, expires) in ledger.leases.items():
+            if expires <= now:
+                ledger.reserved -= amount
+                ledger.expired[lease_id] = expires
+            else:
+                live[lease_id] = (amount, expires)
+                next_expiry = min(next_expiry, expires)
+        ledger.leases = live
+        ledger.next_expiry = next_expiry
+        horizon = now - EXPIRED_KEPT
+        for lease_id in [i for i, expires in ledger.expired.items() if expires < horizon]:
+            del ledger.expired[lease_id]
+
+    def reserve(
+        self, key: str, amount: int, limit: int | None, window: int, now: float, lease: float
+    ) -> tuple[int | None, int, int]:
         with self._lock:
-            entry = self._ledgers.get(key)
-            if entry is None or entry[2] < window:
-                entry = self._ledger(key, window)
-            spent, reserved = entry[0], entry[1]
+            ledger = self._ledger(key, window)
+            if now >= ledger.next_expiry:
+                self._reap(ledger, now)
+            spent, reserved = ledger.spent, ledger.reserved
             if limit is not None and spent + reserved + amount > limit:
-                return False, spent, reserved
-            entry[1] = reserved + amount
-            return True, spent, reserved
+                return None, spent, reserved
+            lease_id = next(self._ids)
+            expires = now + lease
+            ledger.leases[lease_id] = (amount, expires)
+            ledger.reserved = reserved + amount
+            if expires < ledger.next_expiry:
+                ledger.next_expiry = expires
+            return lease_id, spent, reserved
 
-    def settle(self, key: str, reserved: int, actual: int, window: int) -> None:
+    def settle(self, key: str, lease_id: int, actual: int, window: int) -> bool:
         with self._lock:
-            entry = self._ledgers.get(key)
-            if entry is None or entry[2] < window:
-                entry = self._ledger(key, window)
-            entry[1] -= reserved
-            entry[0] += actual
+            ledger = self._ledgers.get(key)
+            if ledger is None:
+                return False
+            held = ledger.leases.pop(lease_id, None)
+            if held is not None:
+                ledger.reserved -= held[0]
+            elif ledger.expired.pop(lease_id, None) is None:
+                return False  # settled or released already
+            if ledger.window < window:
+                ledger.spent = 0
+                ledger.window = window
+            ledger.spent += actual
+            return True
 
-    def release(self, key: str, reserved: int) -> None:
+    def release(self, key: str, lease_id: int) -> None:
         with self._lock:
-            entry = self._ledgers.get(key)
-            if entry is not None:
-                entry[1] -= reserved
+            ledger = self._ledgers.get(key)
+            if ledger is not None:
+                held = ledger.leases.pop(lease_id, None)
+                if held is not None:
+                    ledger.reserved -= held[0]
+                else:
+                    ledger.expired.pop(lease_id, None)
 
-    def get(self, key: str, window: int) -> tuple[int, int]:
+    def spend(self, key: str, amount: int, window: int) -> None:
         with self._lock:
-            entry = self._ledgers.get(key)
-            if entry is None:
+            self._ledger(key, window).spent += amount
+
+    def get(self, key: str, window: int, now: float) -> tuple[int, int]:
+        with self._lock:
+            ledger = self._ledgers.get(key)
+            if ledger is None:
                 return 0, 0
-            spent = entry[0] if entry[2] >= window else 0
-            return spent, entry[1]
+            self._reap(ledger, now)
+            return (ledger.spent if ledger.window >= window else 0), ledger.reserved
 
     def clear(self, key: str) -> None:
         with self._lock:
-            entry = self._ledgers.get(key)
-            if entry is not None:
-                entry[0] = 0
+            ledger = self._ledgers.get(key)
+            if ledger is not None:
+                ledger.spent = 0
 
     def keys(self, prefix: str) -> Iterator[str]:
         with self._lock:
