@@ -67,7 +67,7 @@ from proctor.runs import (
     set_run_log,
 )
 from proctor.scheduling import OPTIMIZE_FOR_ALPHA, AsyncLOCOScheduler, Grant, LOCOScheduler
-from proctor.stores import MemoryStore, Store, store_from_url
+from proctor.stores import MemoryStore, Store, set_store, store_from_url
 from proctor.task import Task
 
 __all__ = [
@@ -138,6 +138,7 @@ __all__ = [
     "runlog",
     "set_approval_channel",
     "set_run_log",
+    "set_store",
     "store_from_url",
     "uuid4",
 ]

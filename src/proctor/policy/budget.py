@@ -15,6 +15,7 @@ from proctor.decision import Action, Decision
 from proctor.errors import BudgetExceededError, ConfigurationError
 from proctor.outcome import Outcome
 from proctor.policy.base import Policy
+from proctor.stores._default import resolve_store
 from proctor.stores.base import LedgerSupport, Store, missing_capability
 from proctor.stores.memory import MemoryStore
 from proctor.task import Task
@@ -66,7 +67,12 @@ class BudgetPolicy(Policy):
         period: when spend starts over: ``"hour"``, ``"day"`` or ``"month"``
             (calendar boundaries in ``timezone``) or a number of seconds
             (fixed windows counted from the Unix epoch); None never.
-        store: where the ledger lives; a private ``MemoryStore`` by default.
+        store: where the ledger lives: a ``Store`` or its URL
+            (``"sqlite:///proctor.db"``); by default the process's store
+            (``set_store()``, ``PROCTOR_STORE``), else a private ``MemoryStore``.
+        namespace: the first part of this policy's keys in the store, so that
+            policies sharing a store do not mix their state; the policy's name
+            (``"budget"``) by default.
         lease: seconds a reservation is held for a task that has not settled;
             after that it is given back (its holder is taken for dead), and a
             late settle still records the actual cost.
@@ -82,7 +88,8 @@ class BudgetPolicy(Policy):
         on_exceeded: Mode = "reject",
         period: str | float | None = None,
         *,
-        store: Store | None = None,
+        store: Store | str | None = None,
+        namespace: str | None = None,
         timezone: tzinfo | None = None,
         clock: Callable[[], float] = time.time,
         lease: float = DEFAULT_LEASE,
@@ -99,11 +106,12 @@ class BudgetPolicy(Policy):
         self.lease = float(lease)
         self.on_exceeded: Mode = on_exceeded
         self._limits: dict[str, float] = {}
-        resolved = store if store is not None else MemoryStore()
+        resolved = resolve_store(store) or MemoryStore()
         if not isinstance(resolved, LedgerSupport):
             raise missing_capability(resolved, LedgerSupport, "BudgetPolicy")
         self._store = resolved
-        self._prefix = f"{self.name}:"
+        self.namespace = self.name if namespace is None else namespace
+        self._prefix = f"{self.namespace}:"
         self._alerts: deque[dict[str, Any]] = deque(maxlen=_ALERTS_KEPT)
         self._clock = clock
         self._window = _Window.parse(period, timezone)

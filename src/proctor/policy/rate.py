@@ -10,6 +10,7 @@ from proctor._numbers import is_amount
 from proctor.decision import Action, Decision
 from proctor.errors import ConfigurationError, PolicyViolationError
 from proctor.policy.base import Policy
+from proctor.stores._default import resolve_store
 from proctor.stores.base import Store, TokenBucketSupport, missing_capability
 from proctor.stores.memory import MemoryStore
 from proctor.task import Task
@@ -34,7 +35,12 @@ class RatePolicy(Policy):
         limits: requests per period, by agent.
         period: the period in seconds.
         default_limit: the limit of agents not in ``limits``; None for no limit.
-        store: where the buckets live; a private ``MemoryStore`` by default.
+        store: where the buckets live: a ``Store`` or its URL
+            (``"sqlite:///proctor.db"``); by default the process's store
+            (``set_store()``, ``PROCTOR_STORE``), else a private ``MemoryStore``.
+        namespace: the first part of this policy's keys in the store, so that
+            policies sharing a store do not mix their state; the policy's name
+            (``"rate"``) by default.
         clock: returns the current time in seconds; for tests.
     """
 
@@ -46,17 +52,19 @@ class RatePolicy(Policy):
         period: float = 60.0,
         default_limit: float | None = None,
         *,
-        store: Store | None = None,
+        store: Store | str | None = None,
+        namespace: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.period = _check_limit("period", period)
         self._limits = {agent: _check_limit(f"limits[{agent!r}]", n) for agent, n in (limits or {}).items()}
         self.default_limit = None if default_limit is None else _check_limit("default_limit", default_limit)
-        resolved = store if store is not None else MemoryStore()
+        resolved = resolve_store(store) or MemoryStore()
         if not isinstance(resolved, TokenBucketSupport):
             raise missing_capability(resolved, TokenBucketSupport, "RatePolicy")
         self._store = resolved
-        self._prefix = f"{self.name}:"
+        self.namespace = self.name if namespace is None else namespace
+        self._prefix = f"{self.namespace}:"
         self._clock = clock
         self._token = Decision(Action.ALLOW, self.name, reservation=1.0)
 

@@ -1,0 +1,348 @@
+"""SQLiteStore: ledgers and token buckets in one SQLite file, shared by the processes of one host.
+
+Every check-and-change is one ``BEGIN IMMEDIATE`` transaction, so it is atomic
+across threads and processes; the file is in WAL mode with
+``synchronous=NORMAL`` (a committed change survives the process, not
+necessarily a power cut). Each process opens its own connection (again after
+a fork). A busy database is waited for, then retried, up to ``busy_timeout``
+seconds; only then does a caller see a ``StoreError``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+from urllib.parse import parse_qs
+
+from proctor.errors import ConfigurationError, StoreError
+from proctor.stores.base import EXPIRED_KEPT, LedgerSupport, Store, TokenBucketSupport
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+
+_EPSILON = 1e-9  # as in MemoryStore: a refill of exactly one token may land just under 1.0
+_CLOCK_BACK = 1.0  # a bucket updated this far in the future was written before the clock restarted (a reboot)
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS proctor_ledgers (
+    key TEXT PRIMARY KEY,
+    spent INTEGER NOT NULL,
+    reserved INTEGER NOT NULL,  -- the sum of the live leases' amounts
+    period INTEGER NOT NULL,
+    next_expiry REAL            -- the earliest expiry of a live lease; NULL: none
+) WITHOUT ROWID;
+-- AUTOINCREMENT: a lease id is never reused, so a second settle of an old lease cannot hit a new one.
+CREATE TABLE IF NOT EXISTS proctor_leases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    expires REAL NOT NULL,
+    expired INTEGER NOT NULL DEFAULT 0  -- 1: given back, kept so that a late settle still counts
+);
+CREATE INDEX IF NOT EXISTS proctor_leases_by_key ON proctor_leases (key, expired, expires);
+CREATE TABLE IF NOT EXISTS proctor_buckets (
+    key TEXT PRIMARY KEY,
+    level REAL NOT NULL,
+    updated REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+_UPSERT_LEDGER = (
+    "INSERT INTO proctor_ledgers (key, spent, reserved, period, next_expiry) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET spent = excluded.spent, reserved = excluded.reserved, "
+    "period = excluded.period, next_expiry = excluded.next_expiry"
+)
+_UPSERT_BUCKET = (
+    "INSERT INTO proctor_buckets (key, level, updated) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET level = excluded.level, updated = excluded.updated"
+)
+
+_open_stores: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+
+
+class SQLiteStore(Store, LedgerSupport, TokenBucketSupport):
+    """Ledgers and token buckets in a SQLite file: exact across one host's processes, kept across restarts.
+
+    Parameters:
+        path: the database file; created with its tables when missing.
+        busy_timeout: the most seconds an operation waits for other processes
+            before it raises ``StoreError``.
+    """
+
+    SCHEME = "sqlite"
+    base_exceptions = (sqlite3.Error,)
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
+        if not busy_timeout > 0:
+            raise ConfigurationError(f"busy_timeout must be > 0 seconds, got {busy_timeout!r}")
+        self.path = os.fspath(path)
+        self.busy_timeout = float(busy_timeout)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        # Connections inherited across a fork: the child must neither use nor close them.
+        self._inherited: list[sqlite3.Connection] = []
+        _open_stores.add(self)
+        self._run(lambda conn: None)  # create the file and tables now, so a bad path fails here
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        """``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``, optionally ``?busy_timeout=5``."""
+        rest = url.partition("://")[2]
+        path, _, query = rest.partition("?")
+        if not path.startswith("/") or len(path) < 2:
+            raise ConfigurationError(
+                "a SQLite store URL names a file, as sqlite:///relative.db or "
+                f"sqlite:////abs/path.db; got {url!r}"
+            )
+        options = {name: values[-1] for name, values in parse_qs(query).items()}
+        unknown = set(options) - {"busy_timeout"}
+        if unknown:
+            raise ConfigurationError(f"unknown option(s) in {url!r}: {', '.join(sorted(unknown))}")
+        try:
+            busy_timeout = float(options.get("busy_timeout", 30.0))
+        except ValueError:
+            raise ConfigurationError(f"busy_timeout in {url!r} must be a number of seconds") from None
+        return cls(path[1:], busy_timeout=busy_timeout)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    # Connections and transactions.
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        if self._conn is not None:
+            self._inherited.append(self._conn)
+            self._conn = None
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _run(self, body: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """``body`` in one transaction (``BEGIN IMMEDIATE`` if it writes), retried while the file is busy."""
+        deadline = 0.0
+        pause = 0.001
+        with self._lock:
+            while True:
+                conn: sqlite3.Connection | None = None
+                try:
+                    conn = self._connection()
+                    if not write:
+                        return body(conn)
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = body(conn)
+                        conn.execute("COMMIT")
+                    finally:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                    return result
+                except sqlite3.OperationalError as exc:
+                    if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _BUSY_CODES:
+                        raise
+                    now = time.monotonic()
+                    if not deadline:
+                        deadline = now + self.busy_timeout
+                    elif now >= deadline:
+                        raise StoreError(
+                            f"{self.path} stayed busy for {self.busy_timeout:g}s (other processes hold it); "
+                            "raise busy_timeout or spread the load",
+                            exc,
+                        ) from exc
+                    time.sleep(random.uniform(0, pause))  # jitter: waiters do not retry in lockstep
+                    pause = min(pause * 2, 0.05)
+
+    # Ledgers.
+
+    def reserve(
+        self, key: str, amount: int, limit: int | None, window: int, now: float, lease: float
+    ) -> tuple[int | None, int, int]:
+        def body(conn: sqlite3.Connection) -> tuple[int | None, int, int]:
+            row = conn.execute(
+                "SELECT spent, reserved, period, next_expiry FROM proctor_ledgers WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                spent, reserved, period, next_expiry = 0, 0, window, None
+            else:
+                spent, reserved, period, next_expiry = row
+                if period < window:
+                    spent, period = 0, window
+                if next_expiry is not None and next_expiry <= now:
+                    reserved, next_expiry = _reap(conn, key, reserved, now)
+            if limit is not None and spent + reserved + amount > limit:
+                if row is not None and (spent, reserved, period, next_expiry) != tuple(row):
+                    conn.execute(_UPSERT_LEDGER, (key, spent, reserved, period, next_expiry))
+                return None, spent, reserved
+            expires = now + lease
+            lease_id = conn.execute(
+                "INSERT INTO proctor_leases (key, amount, expires) VALUES (?, ?, ?)", (key, amount, expires)
+            ).lastrowid
+            next_expiry = expires if next_expiry is None else min(next_expiry, expires)
+            conn.execute(_UPSERT_LEDGER, (key, spent, reserved + amount, period, next_expiry))
+            return lease_id, spent, reserved
+
+        return self._run(body)
+
+    def settle(self, key: str, lease_id: int, actual: int, window: int) -> bool:
+        def body(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "DELETE FROM proctor_leases WHERE id = ? AND key = ? RETURNING amount, expired",
+                (lease_id, key),
+            ).fetchone()
+            if row is None:
+                return False  # settled or released already
+            amount, expired = row
+            conn.execute(
+                "UPDATE proctor_ledgers SET reserved = reserved - ?, "
+                "spent = CASE WHEN period < ? THEN 0 ELSE spent END + ?, period = MAX(period, ?) "
+                "WHERE key = ?",
+                (0 if expired else amount, window, actual, window, key),
+            )
+            return True
+
+        return self._run(body)
+
+    def release(self, key: str, lease_id: int) -> None:
+        def body(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "DELETE FROM proctor_leases WHERE id = ? AND key = ? RETURNING amount, expired",
+                (lease_id, key),
+            ).fetchone()
+            if row is not None and not row[1]:
+                conn.execute(
+                    "UPDATE proctor_ledgers SET reserved = reserved - ? WHERE key = ?", (row[0], key)
+                )
+
+        self._run(body)
+
+    def spend(self, key: str, amount: int, window: int) -> None:
+        self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO proctor_ledgers (key, spent, reserved, period, next_expiry) "
+                "VALUES (?, ?, 0, ?, NULL) ON CONFLICT (key) DO UPDATE SET "
+                "spent = CASE WHEN period < excluded.period THEN 0 ELSE spent END + excluded.spent, "
+                "period = MAX(period, excluded.period)",
+                (key, amount, window),
+            )
+        )
+
+    def get(self, key: str, window: int, now: float) -> tuple[int, int]:
+        # One statement, so one snapshot; leases past their expiry count as given back.
+        row = self._run(
+            lambda conn: conn.execute(
+                "SELECT spent, period, (SELECT COALESCE(SUM(amount), 0) FROM proctor_leases "
+                "WHERE key = ? AND expired = 0 AND expires > ?) FROM proctor_ledgers WHERE key = ?",
+                (key, now, key),
+            ).fetchone(),
+            write=False,
+        )
+        if row is None:
+            return 0, 0
+        spent, period, reserved = row
+        return (spent if period >= window else 0), reserved
+
+    def clear(self, key: str) -> None:
+        self._run(lambda conn: conn.execute("UPDATE proctor_ledgers SET spent = 0 WHERE key = ?", (key,)))
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        rows = self._run(
+            lambda conn: conn.execute(
+                "SELECT key FROM proctor_ledgers WHERE substr(key, 1, ?) = ? ORDER BY key",
+                (len(prefix), prefix),
+            ).fetchall(),
+            write=False,
+        )
+        return iter([key for (key,) in rows])
+
+    # Token buckets.
+
+    def take(self, key: str, tokens: float, capacity: float, rate: float, now: float) -> tuple[bool, float]:
+        def body(conn: sqlite3.Connection) -> tuple[bool, float]:
+            level, updated = _level(conn, key, capacity, rate, now)
+            ok = level + _EPSILON >= tokens
+            if ok:
+                level = max(level - tokens, 0.0)
+            conn.execute(_UPSERT_BUCKET, (key, level, updated))
+            return ok, level
+
+        return self._run(body)
+
+    def refund(self, key: str, tokens: float, capacity: float) -> None:
+        self._run(
+            lambda conn: conn.execute(
+                "UPDATE proctor_buckets SET level = MIN(?, level + ?) WHERE key = ?", (capacity, tokens, key)
+            )
+        )
+
+    def peek(self, key: str, capacity: float, rate: float, now: float) -> float:
+        return self._run(lambda conn: _level(conn, key, capacity, rate, now)[0], write=False)
+
+
+def _reap(conn: sqlite3.Connection, key: str, reserved: int, now: float) -> tuple[int, float | None]:
+    """Give back the leases of ``key`` expired by ``now``; the reserved amount and next expiry after."""
+    (given_back,) = conn.execute(
+        "SELECT COALESCE(SUM(amount), 0) FROM proctor_leases WHERE key = ? AND expired = 0 AND expires <= ?",
+        (key, now),
+    ).fetchone()
+    conn.execute(
+        "UPDATE proctor_leases SET expired = 1 WHERE key = ? AND expired = 0 AND expires <= ?", (key, now)
+    )
+    conn.execute(
+        "DELETE FROM proctor_leases WHERE key = ? AND expired = 1 AND expires < ?", (key, now - EXPIRED_KEPT)
+    )
+    (next_expiry,) = conn.execute(
+        "SELECT MIN(expires) FROM proctor_leases WHERE key = ? AND expired = 0", (key,)
+    ).fetchone()
+    return reserved - given_back, next_expiry
+
+
+def _level(
+    conn: sqlite3.Connection, key: str, capacity: float, rate: float, now: float
+) -> tuple[float, float]:
+    """Bucket ``key``'s level at ``now`` and the time it is counted from; a new bucket is full."""
+    row = conn.execute("SELECT level, updated FROM proctor_buckets WHERE key = ?", (key,)).fetchone()
+    if row is None:
+        return capacity, now
+    level, updated = row
+    if now > updated:
+        return min(capacity, level + (now - updated) * rate), now
+    if now < updated - _CLOCK_BACK:
+        return level, now  # the clock restarted (a monotonic clock after a reboot): count from now on
+    return level, updated  # another process read the clock a moment later and got here first
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by another thread at the fork stays held in the child for ever; and the
+    # parent's connection must not be used here. Give each store a fresh lock; the
+    # connection is reopened at first use (see _connection).
+    for store in list(_open_stores):
+        store._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,37 @@
+"""The stores every policy and ledger test runs on, in one table (Redis joins it next)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from proctor.stores import MemoryStore, SQLiteStore, Store, set_store
+
+ALL_STORES: dict[str, Callable[[Path], Store]] = {
+    "memory": lambda folder: MemoryStore(),
+    "sqlite": lambda folder: SQLiteStore(folder / "store.db"),
+}
+"""Each store by name, built in a fresh folder."""
+
+all_stores = pytest.mark.parametrize("store", list(ALL_STORES), indirect=True)
+"""Runs a test that takes the ``store`` fixture once on each store of ``ALL_STORES``."""
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh store of the kind ``all_stores`` names; closed after the test."""
+    built = ALL_STORES[request.param](tmp_path)
+    yield built
+    built.close()
+
+
+@pytest.fixture(params=list(ALL_STORES))
+def default_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each store of ``ALL_STORES`` in turn as the default of policies built without ``store=``."""
+    built = ALL_STORES[request.param](tmp_path)
+    set_store(built)
+    yield built
+    set_store(None)
+    built.close()
