@@ -50,6 +50,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/pii.py
 	$(BIN)/python bench/runlog.py
 	$(BIN)/python bench/approvals.py
+	$(BIN)/python bench/stores.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,144 @@
+"""SQLite store: reserve + settle against a bare BEGIN IMMEDIATE; UPDATE; COMMIT, and 8 processes x 500 calls.
+
+Run it with ``make bench`` or ``.venv/bin/python bench/stores.py`` (``--quick``: fewer samples).
+Both sides run on one file in a temporary folder, with the store's pragmas (WAL,
+``synchronous=NORMAL``), in the same run. Latencies are per pair of operations
+(reserve then settle: two transactions) and per bare transaction, in microseconds.
+The exit status is 0 whatever the figures: this is a report, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.stores._workers
+
+from tests.stores import _workers
+
+from _report import Target, fmt, machine_lines, percentile_us, ratio, targets_table
+from proctor.stores import SQLiteStore
+
+
+def bare(path: Path, count: int) -> list[int]:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS bare (key TEXT PRIMARY KEY, n INTEGER) WITHOUT ROWID")
+    conn.execute("INSERT OR REPLACE INTO bare VALUES ('k', 0)")
+    samples = [0] * count
+    clock = time.perf_counter_ns
+    for i in range(count):
+        start = clock()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE bare SET n = n + 1 WHERE key = 'k'")
+        conn.execute("COMMIT")
+        samples[i] = clock() - start
+    conn.close()
+    return samples
+
+
+def store_pairs(path: Path, count: int) -> list[int]:
+    store = SQLiteStore(path)
+    samples = [0] * count
+    clock = time.perf_counter_ns
+    for i in range(count):
+        start = clock()
+        now = time.time()
+        lease, _, _ = store.reserve("budget:a", 5, None, 0, now, 300.0)
+        assert lease is not None
+        store.settle("budget:a", lease, 3, 0)
+        samples[i] = clock() - start
+    store.close()
+    return samples
+
+
+def processes(folder: Path, count: int, calls: int) -> tuple[bool, float, float]:
+    """``count`` processes x ``calls`` calls under a budget and a rate limit: exact?, us per call, wall s."""
+    path = folder / "procs.db"
+    _workers.policies(str(path), 300.0)
+    context = multiprocessing.get_context("spawn")
+    outputs = [folder / f"w{n}.txt" for n in range(count)]
+    workers = [
+        context.Process(target=_workers.run, args=(str(path), n, calls, str(outputs[n]), 300.0, None))
+        for n in range(count)
+    ]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    wall = time.perf_counter() - start
+    cents = admitted = 0
+    for output in outputs:
+        for line in output.read_text().splitlines():
+            if line.startswith("spent "):
+                cents += int(line.split()[1])
+                admitted += 1
+    budget, rate, _ = _workers.policies(str(path), 300.0)
+    exact = (
+        all(worker.exitcode == 0 for worker in workers)
+        and budget.spent("a") * 100 == cents
+        and budget.spent("a") <= _workers.LIMIT
+        and budget.reserved("a") == 0
+        and rate.remaining("a") == _workers.RATE - admitted
+    )
+    return exact, wall * 1e6 / (count * calls), wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer samples: a smoke run")
+    args = parser.parse_args()
+    count = 500 if args.quick else 5000
+    console = Console()
+    for line in machine_lines({}):
+        console.print(line)
+    with tempfile.TemporaryDirectory() as folder_name:
+        folder = Path(folder_name)
+        bare(folder / "one.db", 200)  # warm up the file system and the module
+        store_pairs(folder / "one.db", 200)
+        bare_ns = bare(folder / "one.db", count)
+        pair_ns = store_pairs(folder / "one.db", count)
+        exact, per_call_us, wall = processes(folder, 8, 500)
+    table = Table(title=f"SQLite store, one process, {count} samples (us)", title_justify="left")
+    for column in ("what", "p50", "p99"):
+        table.add_column(column, justify="right" if column != "what" else "left")
+    b50, b99 = percentile_us(bare_ns, 0.5), percentile_us(bare_ns, 0.99)
+    s50, s99 = percentile_us(pair_ns, 0.5), percentile_us(pair_ns, 0.99)
+    table.add_row("bare BEGIN IMMEDIATE; UPDATE; COMMIT", fmt(b50), fmt(b99))
+    table.add_row("SQLiteStore reserve + settle (2 transactions)", fmt(s50), fmt(s99))
+    console.print(table)
+    p50_ratio = ratio(s50, b50)
+    console.print(
+        targets_table(
+            [
+                Target(
+                    "reserve + settle p50 / bare transaction p50",
+                    "<= 2x",
+                    fmt(p50_ratio, ".2f", "x"),
+                    f"bare {fmt(b50)} us, store {fmt(s50)} us; p99 {fmt(s99)} us",
+                    None if p50_ratio is None else p50_ratio <= 2.0,
+                ),
+                Target(
+                    "8 processes x 500 calls (budget + rate, one file): exact, no busy error",
+                    "exact",
+                    "exact" if exact else "NOT exact",
+                    f"wall {wall:.2f}s incl. start; {per_call_us:.0f} us/call overall; p99 not measured",
+                    exact,
+                ),
+            ]
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
