@@ -1,11 +1,15 @@
-"""The one check for amounts users pass in: costs, limits, periods, weights."""
+"""Amounts: the one check for those users pass in (costs, limits, periods, weights), and the exact
+units that sums of costs are kept in."""
 
 from __future__ import annotations
 
 import math
 from typing import TypeGuard
 
-__all__ = ["is_amount"]
+__all__ = ["UNIT", "from_units", "is_amount", "to_units"]
+
+UNIT = 1_000_000_000
+"""Billionths: a cost kept in units adds and subtracts exactly."""
 
 
 def is_amount(value: object, *, minimum: float = 0.0, inclusive: bool = True) -> TypeGuard[int | float]:
@@ -18,3 +22,13 @@ def is_amount(value: object, *, minimum: float = 0.0, inclusive: bool = True) ->
     if inclusive:
         return minimum <= value < math.inf
     return minimum < value < math.inf
+
+
+def to_units(amount: float) -> int:
+    """``amount`` in billionths, rounded to the nearest."""
+    return round(amount * UNIT)
+
+
+def from_units(units: int) -> float:
+    """Billionths back to an amount."""
+    return units / UNIT

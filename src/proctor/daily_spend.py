@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from zoneinfo import ZoneInfo
 
+from proctor._numbers import from_units, to_units
 from proctor.policy.budget import BudgetPolicy
 
 __all__ = ["DailySpend", "Hold"]
@@ -25,7 +26,7 @@ class DailySpend:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ledgers: dict[str | None, BudgetPolicy] = {None: BudgetPolicy(period="day")}
-        self._held: dict[str, float] = {}
+        self._held: dict[str, int] = {}  # in units, so that holding and letting go leave no residue
         self.deciding = threading.RLock()
         """Held by a caller from reading ``spent`` to its ``hold``, so that no other call slips between."""
 
@@ -38,21 +39,24 @@ class DailySpend:
                 if ledger is None:
                     ledger = BudgetPolicy(period="day", timezone=ZoneInfo(zone) if zone else None)
                     self._ledgers = {**self._ledgers, zone: ledger}
-        return ledger.spent(key) + self._held.get(key, 0.0)
+        held = self._held.get(key)
+        spent = ledger.spent(key)
+        return spent if held is None else from_units(to_units(spent) + held)  # exact, as what-if sums
 
     def hold(self, key: str, estimate: float) -> Hold:
         """Count ``estimate`` as spent by ``key`` until the returned hold is settled."""
+        units = to_units(estimate)
         with self._lock:
-            self._held[key] = self._held.get(key, 0.0) + estimate
-        return Hold(self, key, estimate)
+            self._held[key] = self._held.get(key, 0) + units
+        return Hold(self, key, units)
 
-    def _let_go(self, key: str, estimate: float) -> None:
+    def _let_go(self, key: str, units: int) -> None:
         with self._lock:
-            left = self._held.get(key, 0.0) - estimate
-            if left > 1e-12:
+            left = self._held.get(key, 0) - units
+            if left:
                 self._held[key] = left
             else:
-                self._held.pop(key, None)
+                del self._held[key]
 
     def record(self, key: str, amount: float) -> None:
         """Add spend of ``key`` now."""
@@ -65,10 +69,10 @@ class Hold:
 
     __slots__ = ("_daily", "_estimate", "_key")
 
-    def __init__(self, daily: DailySpend, key: str, estimate: float) -> None:
+    def __init__(self, daily: DailySpend, key: str, units: int) -> None:
         self._daily: DailySpend | None = daily
         self._key = key
-        self._estimate = estimate
+        self._estimate = units
 
     def settle(self, actual: float) -> None:
         """The call ended having cost ``actual``: that replaces the estimate. Later calls do nothing."""

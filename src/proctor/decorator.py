@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
-from proctor._numbers import is_amount
+from proctor._numbers import from_units, is_amount, to_units
 from proctor.approvals.base import ApprovalChannel, ApprovalDecision, ApprovalRequest
 from proctor.approvals.callback import CallbackChannel
 from proctor.approvals.durable import DurableChannel
@@ -222,6 +222,7 @@ class _Call:
         "approval",
         "args",
         "bound",
+        "decided_at",
         "estimate",
         "facts",
         "frame",
@@ -258,6 +259,7 @@ class _Call:
         self.facts: Facts | None = None
         self.seq = 0
         self.actual = 0.0
+        self.decided_at: float | None = None  # when the rules decided it: its recorded start
         self.held = 0.0  # the estimate counted in cost_run (and, through ``hold``, cost_today) while it runs
         self.hold: Hold | None = None
         self.approval: dict[str, Any] | None = None
@@ -388,6 +390,7 @@ class _Guard:
             )
             same_before = run._count_call(key)
         if rules is None:
+            call.decided_at = time.time()
             self._hold(call)
             return
         if "cost_today" in rules.uses or "cost_run" in rules.uses:
@@ -405,6 +408,7 @@ class _Guard:
         facts = self._facts(rules, run, bound, call.estimate, calls_before, same_before)
         call.facts = facts
         verdict = call.verdict = rules.evaluate(facts)
+        call.decided_at = time.time()  # under the lock, when rules read spend: the order of decisions
         action = verdict.action
         if action is Action.ALLOW:
             self._hold(call)
@@ -434,7 +438,7 @@ class _Guard:
             args=bound,
             input=run.input,
             cost=estimate,
-            cost_run=run.cost + run.held,
+            cost_run=from_units(to_units(run.cost) + run.held) if run.held else run.cost,
             tool_calls_in_run=calls,
             same_call_in_run=same,
             labels=self.labels,
@@ -457,18 +461,19 @@ class _Guard:
         estimate = call.estimate
         if not estimate or call.held:
             return
-        with call.run._lock:
-            call.run.held += estimate
         call.held = estimate
+        if call.parent is not None:  # the run's own call is what cost_run adds up, not part of it
+            with call.run._lock:
+                call.run.held += to_units(estimate)
         if _spends_live(call):
             call.hold = _daily.hold(f"{self.service}/{self.agent}", estimate)
 
     def _let_go(self, call: _Call, actual: float) -> None:
         """The call ended having cost ``actual``: that replaces its estimate in cost_run and cost_today."""
         held, call.held = call.held, 0.0
-        if held:
+        if held and call.parent is not None:
             with call.run._lock:
-                call.run.held -= held
+                call.run.held -= to_units(held)
         hold, call.hold = call.hold, None
         if hold is not None:
             hold.settle(actual)
@@ -809,6 +814,10 @@ class _Guard:
         if run.replay is not None:
             run.replay.decided(call.seq, self.tool, decisions)
         if run.log is not None:
+            if call.decided_at is not None:  # what-if sees calls in the order they were decided,
+                started = call.decided_at  # and each running until it let go of its estimate
+                if duration is not None and call.approval is None:
+                    duration = time.time() - started
             run.log.action(  # positional: this is every recorded call's path
                 run.run_id,
                 call.seq,

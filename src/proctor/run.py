@@ -73,8 +73,8 @@ class Run:
         self.input = input
         self.started = time.time()
         self.cost = 0.0
-        self.held = 0.0
-        """The estimates of the run's calls still running: they count in ``cost_run``."""
+        self.held = 0
+        """The estimates of the run's calls still running, in units: they count in ``cost_run``."""
         self.tool_calls = 0
         self.terminated: RunTerminated | None = None
         self._calls: dict[str, int] = {}

@@ -40,6 +40,7 @@ from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from proctor._numbers import from_units, to_units
 from proctor.decision import Action
 from proctor.rules.facts import Facts
 from proctor.rules.ruleset import RuleSet, Verdict
@@ -190,6 +191,8 @@ class _Walk:
         "cost",
         "decisions",
         "ended",
+        "held",
+        "holding",
         "input",
         "members",
         "position",
@@ -216,6 +219,8 @@ class _Walk:
         self.input: Any = None
         self.same: dict[tuple[str, str | None], int] | None = None
         self.spent = 0.0  # recorded cost of the calls that ended by the last action's start
+        self.held = 0  # estimates of the calls running at the last action's start, in units
+        self.holding: list[tuple[float, int]] = []  # (end, units) of the calls whose estimate is held
         self.stop: float | None = None  # when the run was stopped, on the recorded clock
         self.status = run.status
         self.recorded = run.cost
@@ -238,6 +243,23 @@ class _Walk:
             self.ended = open_
         return self.spent
 
+    def hold(self, end: float, estimate: float) -> None:
+        """A call of the run holds ``estimate`` in its cost_run from now until ``end``."""
+        units = to_units(estimate)
+        self.held += units
+        self.holding.append((end, units))
+
+    def held_by(self, at: float) -> int:
+        """The estimates of the run's calls still running at ``at``, in units; ``at`` never goes back."""
+        left = []
+        for end, units in self.holding:
+            if end <= at:
+                self.held -= units
+            else:
+                left.append((end, units))
+        self.holding = left
+        return self.held
+
     def charged_by(self, count: int, at: float) -> float:
         """The recorded cost of the first ``count`` actions whose calls ended by ``at``."""
         total = 0.0
@@ -249,41 +271,53 @@ class _Walk:
 
 
 class _Account:
-    """What one (service, agent) spent since midnight on the virtual clock; its charges not counted yet."""
+    """What one (service, agent) spent since midnight on the virtual clock, with the estimates of its
+    calls running then (as live calls see them); its charges not counted yet."""
 
-    __slots__ = ("day", "due", "next_day", "spent", "zone")
+    __slots__ = ("day", "due", "held", "next_day", "spent", "zone")
 
     def __init__(self, zone: tzinfo | None) -> None:
         self.zone = zone
         self.day = math.inf  # the current day runs from ``day`` to ``next_day``: none yet
         self.next_day = -math.inf
-        self.spent = 0.0
-        # (at, amount, walk) by ``at``, then in the order charged: the order a heap would give them
-        self.due: deque[tuple[float, float, _Walk | None]] = deque()
+        self.spent = 0  # in units, as live ledgers keep it: sums do not depend on their order
+        self.held = 0  # estimates of the calls running, in units: they count whatever the day
+        # (at, amount, walk, held) by ``at``, then in the order charged: the order a heap would give them
+        self.due: deque[tuple[float, float, _Walk | None, bool]] = deque()
 
-    def charge(self, at: float, amount: float, walk: _Walk | None = None) -> None:
-        """Spend ``amount`` at ``at``; by ``walk``, unless it is stopped before ``at``."""
+    def charge(self, at: float, amount: float, walk: _Walk | None = None, held: bool = False) -> None:
+        """Spend ``amount`` at ``at``, by ``walk`` unless it is stopped before ``at``; ``held``: a change
+        of the estimates held (in units), which counts whatever the day and however the walk ends."""
         due = self.due
+        entry = (at, amount, walk, held)
         if due and at < due[-1][0]:
-            due.insert(bisect.bisect_right(due, at, key=_WHEN), (at, amount, walk))
+            due.insert(bisect.bisect_right(due, at, key=_WHEN), entry)
         else:
-            due.append((at, amount, walk))
+            due.append(entry)
+
+    def hold(self, start: float, end: float, estimate: float) -> None:
+        """A call that began at ``start`` and ended at ``end`` held ``estimate`` in between."""
+        units = to_units(estimate)
+        self.charge(start, units, None, True)
+        self.charge(end, -units, None, True)
 
     def today(self, at: float) -> float:
-        """What was spent since the midnight before ``at``, up to ``at``: the charges due by then."""
+        """What was spent since the midnight before ``at``, up to ``at``, with the estimates held then."""
         day = self.day
         if not day <= at < self.next_day:
             day, self.next_day = _day_of(at, self.zone)
             self.day = day
-            self.spent = 0.0
+            self.spent = 0
         due = self.due
         spent = self.spent
         while due and due[0][0] <= at:
-            when, amount, walk = due.popleft()
-            if when >= day and (walk is None or walk.stop is None or when <= walk.stop):
-                spent += amount
+            when, amount, walk, held = due.popleft()
+            if held:
+                self.held += int(amount)
+            elif when >= day and (walk is None or walk.stop is None or when <= walk.stop):
+                spent += to_units(amount)
         self.spent = spent
-        return spent
+        return from_units(spent + self.held)
 
 
 class _DailySpend(dict[tuple[str, str], _Account]):
@@ -394,6 +428,8 @@ class _Evaluator:
             return True
         if needs.after:
             walk.top_facts = facts
+        if self.daily is not None and run.estimated_cost:  # held while the run's own call ran
+            self.daily[run.service, run.agent].hold(run.started, run.ended or run.started, run.estimated_cost)
         return False
 
     def finish(self, walk: _Walk) -> ReplayResult:
@@ -496,6 +532,8 @@ class _Evaluator:
                     facts.now = datetime.fromtimestamp(started, self.zone)
                 if needs.cost_run:
                     facts.cost_run = walk.spent_by(started) if walk.ended else walk.spent
+                    if walk.holding:
+                        facts.cost_run = from_units(to_units(facts.cost_run) + walk.held_by(started))
                 if needs.cost_today and account is not None:
                     facts.cost_today = account.today(started)
                 verdict = evaluate(facts)
@@ -504,10 +542,26 @@ class _Evaluator:
             recorded = recorded_of(text) or self.recorded_of(text)
             if before is _DENY or before is _TERMINATE:
                 append(decision(action[_SEQ], tool, verdict, verdict, recorded[0]))
-                return self.stopped(walk, index, started, before)
+                if recorded[0] != before:
+                    return self.stopped(walk, index, started, before)
+                # Refused in the recording too: the run went on as recorded (its code may have
+                # caught the refusal), and the call spent nothing.
+                index += 1
+                if index == count:
+                    return True
+                if actions[index][_STARTED] >= until:
+                    walk.position = index + 1
+                    return False
+                continue
             end = started + (action[_DURATION] or 0.0)
             cost = action[_ACTUAL]
-            if cost:  # the call runs: what it cost counts from its end
+            estimate = action[_ESTIMATED]
+            if estimate:  # the call runs: its estimate counts while it does (live calls hold it)
+                if track_run:
+                    walk.hold(end, estimate)
+                if account is not None:
+                    account.hold(started, end, estimate)
+            if cost:  # what it cost counts from its end
                 if track_run:
                     walk.ended.append((end, cost))
                 if account is not None:
@@ -515,7 +569,7 @@ class _Evaluator:
                     if due and end < due[-1][0]:
                         account.charge(end, cost, walk)
                     else:
-                        due.append((end, cost, walk))
+                        due.append((end, cost, walk, False))
             decided = verdict
             if needs.after and after is not None and (action[status_at] == "succeeded" or recorded[1]):
                 facts.output = _decode(action[status_at + 1])
@@ -601,13 +655,18 @@ def _charge_others(log: RunLog, walks: list[_Walk], daily: _DailySpend) -> None:
     walked = {member for walk in walks for member in walk.members}
     # A run that began more than a day before the first midnight is taken to have ended by then.
     since = _day_of(first, daily.zone)[0] - _DAY
-    columns = ("run_id", "service", "agent", "ended", "actual_cost")
+    columns = ("run_id", "service", "agent", "started", "ended", "estimated_cost", "actual_cost")
     others = [run for run in log.run_rows(columns, since=since, until=last) if run[0] not in walked]
-    for _, service, agent, ended, cost in others:
+    for _, service, agent, started, ended, estimate, cost in others:
+        if estimate:
+            daily[service, agent].hold(started, ended or started, estimate)
         if cost and ended is not None:
             daily[service, agent].charge(ended, cost)
-    columns = ("service", "agent", "started", "duration", "actual_cost")
+    columns = ("service", "agent", "started", "duration", "estimated_cost", "actual_cost", "status")
     for actions in log.action_rows([run[0] for run in others], columns):
-        for _, service, agent, started, duration, cost in actions:
+        for _, service, agent, started, duration, estimate, cost, status in actions:
+            end = started + (duration or 0.0)
+            if estimate and status != "denied":
+                daily[service, agent].hold(started, end, estimate)
             if cost:
-                daily[service, agent].charge(started + (duration or 0.0), cost)
+                daily[service, agent].charge(end, cost)
