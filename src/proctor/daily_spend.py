@@ -25,7 +25,7 @@ class DailySpend:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ledgers: dict[str | None, BudgetPolicy] = {None: BudgetPolicy(period="day")}
+        self._ledgers: dict[str | None, BudgetPolicy] = {None: _ledger(None)}
         self._held: dict[str, int] = {}  # in units, so that holding and letting go leave no residue
         self.deciding = threading.RLock()
         """Held by a caller from reading ``spent`` to its ``hold``, so that no other call slips between."""
@@ -37,7 +37,7 @@ class DailySpend:
             with self._lock:
                 ledger = self._ledgers.get(zone)
                 if ledger is None:
-                    ledger = BudgetPolicy(period="day", timezone=ZoneInfo(zone) if zone else None)
+                    ledger = _ledger(zone)
                     self._ledgers = {**self._ledgers, zone: ledger}
         held = self._held.get(key)
         spent = ledger.spent(key)
@@ -62,6 +62,16 @@ class DailySpend:
         """Add spend of ``key`` now."""
         for ledger in self._ledgers.values():
             ledger.record_spend(key, amount)
+
+
+def _ledger(zone: str | None) -> BudgetPolicy:
+    """The day's spend in ``zone``, under a namespace of its own: on a shared store it can meet
+    neither a user's budget nor the ledger of another zone (each records every spend)."""
+    return BudgetPolicy(
+        period="day",
+        timezone=ZoneInfo(zone) if zone else None,
+        namespace=f"proctor.cost_today:{zone or 'local'}",
+    )
 
 
 class Hold:
