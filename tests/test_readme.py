@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import proctor
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
@@ -16,6 +18,12 @@ def test_readme_has_examples() -> None:
 
 
 @pytest.mark.parametrize("source", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_example_runs(source: str, capsys: pytest.CaptureFixture[str]) -> None:
-    exec(compile(source, str(README), "exec"), {"__name__": "readme_example"})
+def test_readme_example_runs(
+    source: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # what an example writes (a budgets file) stays out of the checkout
+    try:
+        exec(compile(source, str(README), "exec"), {"__name__": "readme_example"})
+    finally:
+        proctor.set_store(None)  # an example's default store is not the next test's
     capsys.readouterr()
