@@ -1,7 +1,9 @@
-"""A synchronous approval wait that ends early (Ctrl-C, SystemExit, an error) withdraws its request."""
+"""A synchronous approval wait that ends early (Ctrl-C, SystemExit, an error) withdraws its request;
+a call that starts waiting says so."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -10,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from proctor import ApprovalChannel, ApprovalDecision, ApprovalRequest, ApprovalStore, runlog
+from proctor import (
+    ApprovalChannel,
+    ApprovalDecision,
+    ApprovalRequest,
+    ApprovalStore,
+    DurableChannel,
+    RuleViolationError,
+    runlog,
+)
 from proctor.approvals import ApprovalError
 from tests.approvals.helpers import pending_one
 from tests.approvals.test_durable import POLICY, subprocess_env
@@ -81,3 +91,21 @@ def test_any_end_of_a_sync_wait_withdraws_through_the_channel(error: BaseExcepti
     [request] = channel.withdrawn
     assert request.tool.endswith("refund")
     assert dict(request.args) == {"amount": 250}
+
+
+def test_a_waiting_call_says_what_it_waits_for_and_how_to_decide(
+    store: ApprovalStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = {"policies": [{**POLICY["policies"][0], "timeout": 0.2}]}
+
+    @runlog(service="support", policies=policy, approvals=DurableChannel(store), record=False)
+    def refund(amount: int) -> str:
+        return f"refunded {amount}"
+
+    with caplog.at_level(logging.WARNING, logger="proctor.approvals"), pytest.raises(RuleViolationError):
+        refund(250)
+    [record] = store.list()
+    [line] = [r.getMessage() for r in caplog.records if r.name == "proctor.approvals"]
+    assert f"waits up to 0.2s for approval {record.id} (rule big_refund)" in line
+    assert f"`proctor approvals approve {record.id}`" in line
+    assert "proctor serve" in line
