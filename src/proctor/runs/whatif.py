@@ -546,40 +546,34 @@ class _Evaluator:
                     return self.stopped(walk, index, started, before)
                 # Refused in the recording too: the run went on as recorded (its code may have
                 # caught the refusal), and the call spent nothing.
-                index += 1
-                if index == count:
-                    return True
-                if actions[index][_STARTED] >= until:
-                    walk.position = index + 1
-                    return False
-                continue
-            end = started + (action[_DURATION] or 0.0)
-            cost = action[_ACTUAL]
-            estimate = action[_ESTIMATED]
-            if estimate:  # the call runs: its estimate counts while it does (live calls hold it)
-                if track_run:
-                    walk.hold(end, estimate)
-                if account is not None:
-                    account.hold(started, end, estimate)
-            if cost:  # what it cost counts from its end
-                if track_run:
-                    walk.ended.append((end, cost))
-                if account is not None:
-                    due = account.due
-                    if due and end < due[-1][0]:
-                        account.charge(end, cost, walk)
-                    else:
-                        due.append((end, cost, walk, False))
-            decided = verdict
-            if needs.after and after is not None and (action[status_at] == "succeeded" or recorded[1]):
-                facts.output = _decode(action[status_at + 1])
-                late = after.evaluate(facts)
-                if late.action is _DENY or late.action is _TERMINATE:
-                    append(decision(action[_SEQ], tool, late, verdict, recorded[0]))
-                    return self.stopped(walk, index + 1, end, late.action)
-                if late.action is _LOG and before is _ALLOW:
-                    decided = late
-            append(decision(action[_SEQ], tool, decided, verdict, recorded[0]))
+            else:
+                end = started + (action[_DURATION] or 0.0)
+                cost = action[_ACTUAL]
+                estimate = action[_ESTIMATED]
+                if estimate:  # the call runs: its estimate counts while it does (live calls hold it)
+                    if track_run:
+                        walk.hold(end, estimate)
+                    if account is not None:
+                        account.hold(started, end, estimate)
+                if cost:  # what it cost counts from its end
+                    if track_run:
+                        walk.ended.append((end, cost))
+                    if account is not None:
+                        due = account.due
+                        if due and end < due[-1][0]:
+                            account.charge(end, cost, walk)
+                        else:
+                            due.append((end, cost, walk, False))
+                decided = verdict
+                if needs.after and after is not None and (action[status_at] == "succeeded" or recorded[1]):
+                    facts.output = _decode(action[status_at + 1])
+                    late = after.evaluate(facts)
+                    if late.action is _DENY or late.action is _TERMINATE:
+                        append(decision(action[_SEQ], tool, late, verdict, recorded[0]))
+                        return self.stopped(walk, index + 1, end, late.action)
+                    if late.action is _LOG and before is _ALLOW:
+                        decided = late
+                append(decision(action[_SEQ], tool, decided, verdict, recorded[0]))
             index += 1
             if index == count:
                 return True
