@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proctor import RuleViolationError, current_run, runlog
+from proctor import RuleViolationError, RunTerminated, current_run, runlog
 from proctor.decorator import _daily
 from proctor.runs import recording_into
 
@@ -165,3 +165,30 @@ def test_a_hard_cap_is_never_passed_by_concurrent_calls(estimates: list[float], 
         spent = sum(future.result() for future in futures)
     assert spent <= limit + 1e-9
     assert _daily.spent(f"{service}/{service}") == pytest.approx(spent)
+
+
+def test_what_a_failing_call_reported_counts_once() -> None:
+    service = fresh_service()
+    key = f"{service}/{service}"
+
+    @runlog(service=service, record=False)  # no estimate: only what it reports
+    def paid_then_failed() -> None:
+        current_run().add_cost(0.25)
+        raise ValueError("upstream broke after charging")
+
+    stop_on_output = {"policies": [{"id": "stop", "when": {"output": "bad"}, "action": "terminate"}]}
+
+    @runlog(service=service, cost=0.5, policies=stop_on_output)
+    def answered() -> str:
+        current_run().add_cost(0.125)
+        return "bad"
+
+    with pytest.raises(ValueError, match="upstream broke"):
+        paid_then_failed()
+    assert _daily.spent(key) == pytest.approx(0.25)
+    with recording_into(None), pytest.raises(RunTerminated):
+        answered()  # its spend is counted when it returns, not again when the rule on its output stops it
+    assert _daily.spent(key) == pytest.approx(0.375)
+    with pytest.raises(RunTerminated):
+        answered()  # recorded, the same
+    assert _daily.spent(key) == pytest.approx(0.5)

@@ -235,6 +235,7 @@ class _Call:
         "requested",
         "run",
         "seq",
+        "settled",
         "verdict",
     )
 
@@ -262,6 +263,7 @@ class _Call:
         self.decided_at: float | None = None  # when the rules decided it: its recorded start
         self.held = 0.0  # the estimate counted in cost_run (and, through ``hold``, cost_today) while it runs
         self.hold: Hold | None = None
+        self.settled = False  # its spend is counted: nothing more may be
         self.approval: dict[str, Any] | None = None
         self.policy_error: PolicyViolationError | None = None
         self.recorded: ActionRecord | None = None
@@ -470,6 +472,7 @@ class _Guard:
 
     def _let_go(self, call: _Call, actual: float) -> None:
         """The call ended having cost ``actual``: that replaces its estimate in cost_run and cost_today."""
+        call.settled = True
         held, call.held = call.held, 0.0
         if held and call.parent is not None:
             with call.run._lock:
@@ -486,7 +489,7 @@ class _Guard:
 
     def abandon(self, call: _Call) -> None:
         """The call ended without a result (it raised, or a policy stopped it): what it reported counts."""
-        if call.held:
+        if not call.settled and (call.held or call.frame.reported):
             self._let_go(call, call.frame.reported or 0.0)
 
     def _patch(self, call: _Call, bound: dict[str, Any]) -> None:
