@@ -73,9 +73,13 @@ _UPDATE_LEDGER = (
 _INSERT_LEASE = "INSERT INTO proctor_leases (key, id, amount, expires) VALUES (?, ?, ?, ?)"
 _SELECT_LEASE = "SELECT amount, expired FROM proctor_leases WHERE key = ? AND id = ?"
 _DELETE_LEASE = "DELETE FROM proctor_leases WHERE key = ? AND id = ?"
+# One statement reads the lease and moves it from reserved to spent (an expired lease was given
+# back already, so only its actual spend counts); it changes no row when the lease is gone.
 _SETTLE_LEDGER = (
-    "UPDATE proctor_ledgers SET reserved = reserved - ?, "
-    "spent = CASE WHEN period < ? THEN 0 ELSE spent END + ?, period = MAX(period, ?) WHERE key = ?"
+    "UPDATE proctor_ledgers SET reserved = reserved - COALESCE((SELECT amount FROM proctor_leases "
+    "WHERE key = ?1 AND id = ?2 AND expired = 0), 0), "
+    "spent = CASE WHEN period < ?3 THEN 0 ELSE spent END + ?4, period = MAX(period, ?3) "
+    "WHERE key = ?1 AND EXISTS (SELECT 1 FROM proctor_leases WHERE key = ?1 AND id = ?2)"
 )
 _UPSERT_BUCKET = (
     "INSERT INTO proctor_buckets (key, level, updated) VALUES (?, ?, ?) "
@@ -226,12 +230,9 @@ class SQLiteStore(Store, LedgerSupport, TokenBucketSupport):
 
     def settle(self, key: str, lease_id: int, actual: int, window: int) -> bool:
         def body(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(_SELECT_LEASE, (key, lease_id)).fetchone()
-            if row is None:
+            if not conn.execute(_SETTLE_LEDGER, (key, lease_id, window, actual)).rowcount:
                 return False  # settled or released already
-            amount, expired = row
             conn.execute(_DELETE_LEASE, (key, lease_id))
-            conn.execute(_SETTLE_LEDGER, (0 if expired else amount, window, actual, window, key))
             return True
 
         return self._run(body)
