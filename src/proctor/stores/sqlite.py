@@ -166,7 +166,7 @@ class SQLiteStore(Store, LedgerSupport, TokenBucketSupport):
 
     def _run(self, body: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
         """``body`` in one transaction (``BEGIN IMMEDIATE`` if it writes), retried while the file is busy."""
-        deadline = 0.0
+        deadline = time.monotonic() + self.busy_timeout  # the connection's own busy wait counts too
         pause = 0.001
         with self._lock:
             while True:
@@ -186,10 +186,7 @@ class SQLiteStore(Store, LedgerSupport, TokenBucketSupport):
                 except sqlite3.OperationalError as exc:
                     if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _BUSY_CODES:
                         raise
-                    now = time.monotonic()
-                    if not deadline:
-                        deadline = now + self.busy_timeout
-                    elif now >= deadline:
+                    if time.monotonic() >= deadline:
                         raise StoreError(
                             f"{self.path} stayed busy for {self.busy_timeout:g}s (other processes hold it); "
                             "raise busy_timeout or spread the load",
