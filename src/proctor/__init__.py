@@ -67,7 +67,7 @@ from proctor.runs import (
     set_run_log,
 )
 from proctor.scheduling import OPTIMIZE_FOR_ALPHA, AsyncLOCOScheduler, Grant, LOCOScheduler
-from proctor.stores import MemoryStore, Store, set_store, store_from_url
+from proctor.stores import MemoryStore, SQLiteStore, Store, set_store, store_from_url
 from proctor.task import Task
 
 __all__ = [
@@ -117,6 +117,7 @@ __all__ = [
     "RunLog",
     "RunResumed",
     "RunTerminated",
+    "SQLiteStore",
     "SecurityLabel",
     "SharedResource",
     "ShutdownError",
