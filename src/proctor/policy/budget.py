@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
 
-from proctor._numbers import is_amount
+from proctor._numbers import from_units, is_amount, to_units
 from proctor.decision import Action, Decision
 from proctor.errors import BudgetExceededError, ConfigurationError
 from proctor.outcome import Outcome
@@ -27,19 +27,10 @@ logger = logging.getLogger("proctor.budget")
 Mode = Literal["reject", "alert", "downgrade"]
 _MODES = ("reject", "alert", "downgrade")
 _CALENDAR_PERIODS = ("hour", "day", "month")
-_SCALE = 1_000_000_000  # ledgers hold billionths of a unit, so sums are exact
 _ALERTS_KEPT = 100
 DEFAULT_LEASE = 300.0
 """Seconds a reservation is held by default before it is given back."""
 _ALLOW = Action.ALLOW
-
-
-def _to_units(amount: float) -> int:
-    return round(amount * _SCALE)
-
-
-def _from_units(units: int) -> float:
-    return units / _SCALE
 
 
 def _check_amount(what: str, value: object) -> float:
@@ -135,11 +126,11 @@ class BudgetPolicy(Policy):
 
     def spent(self, agent_id: str) -> float:
         """Spend committed by ``agent_id`` in the current period."""
-        return _from_units(self._ledger(agent_id)[0])
+        return from_units(self._ledger(agent_id)[0])
 
     def reserved(self, agent_id: str) -> float:
         """Cost reserved by ``agent_id``'s tasks that are running now."""
-        return _from_units(self._ledger(agent_id)[1])
+        return from_units(self._ledger(agent_id)[1])
 
     def remaining(self, agent_id: str) -> float | None:
         """What ``agent_id`` may still reserve this period: limit - spent - reserved; None if unlimited."""
@@ -147,11 +138,11 @@ class BudgetPolicy(Policy):
         if limit is None:
             return None
         spent, reserved = self._ledger(agent_id)
-        return max(_from_units(_to_units(limit) - spent - reserved), 0.0)
+        return max(from_units(to_units(limit) - spent - reserved), 0.0)
 
     def record_spend(self, agent_id: str, cost: float) -> None:
         """Add spend made outside any grant."""
-        self._store.spend(self._prefix + agent_id, _to_units(_check_amount("cost", cost)), self._current())
+        self._store.spend(self._prefix + agent_id, to_units(_check_amount("cost", cost)), self._current())
 
     def reset(self, agent_id: str) -> None:
         """Start ``agent_id``'s spend over at zero."""
@@ -186,9 +177,9 @@ class BudgetPolicy(Policy):
         if limit is None:
             return True
         spent, reserved = self._ledger(agent_id)
-        if spent + reserved + _to_units(cost) <= _to_units(limit):
+        if spent + reserved + to_units(cost) <= to_units(limit):
             return True
-        current = _from_units(spent + reserved)
+        current = from_units(spent + reserved)
         self._exceeded(agent_id, current, cost, limit)
         if self.on_exceeded == "reject":
             raise BudgetExceededError(agent_id, current, limit, cost, self.name)
@@ -205,7 +196,7 @@ class BudgetPolicy(Policy):
         cost = task.cost
         if cost is None:
             cost = task.weight
-        units = round(cost * _SCALE)
+        units = to_units(cost)
         limit = self._limits.get(agent_id, self.default_limit)
         key = self._prefix + agent_id
         now = self._clock()
@@ -213,18 +204,18 @@ class BudgetPolicy(Policy):
         if limit is None:
             lease_id, _, _ = self._store.reserve(key, units, None, window, now, self.lease)
             return Decision(_ALLOW, self.name, reservation=(lease_id, units))
-        limit_units = round(limit * _SCALE)
+        limit_units = to_units(limit)
         if self.on_exceeded == "reject":
             lease_id, spent, reserved = self._store.reserve(key, units, limit_units, window, now, self.lease)
             if lease_id is None:
-                current = _from_units(spent + reserved)
+                current = from_units(spent + reserved)
                 self._exceeded(agent_id, current, cost, limit)
                 raise BudgetExceededError(agent_id, current, limit, cost, self.name)
             return Decision(_ALLOW, self.name, reservation=(lease_id, units))
         lease_id, spent, reserved = self._store.reserve(key, units, None, window, now, self.lease)
         if spent + reserved + units <= limit_units:
             return Decision(_ALLOW, self.name, reservation=(lease_id, units))
-        current = _from_units(spent + reserved)
+        current = from_units(spent + reserved)
         detail = f"cost {cost:g} brings spend to {current + cost:g}, over the limit of {limit:g}"
         self._exceeded(agent_id, current, cost, limit)
         if self.on_exceeded == "alert":
@@ -254,7 +245,7 @@ class BudgetPolicy(Policy):
         if not isinstance(held, tuple) or held[0] is None:
             return
         lease_id, units = held
-        actual = units if outcome.cost is None else _to_units(outcome.cost)
+        actual = units if outcome.cost is None else to_units(outcome.cost)
         self._store.settle(self._prefix + agent_id, lease_id, actual, self._current())
 
     def summary(self) -> dict[str, Any]:
