@@ -200,7 +200,7 @@ class BudgetPolicy(Policy):
         limit = self._limits.get(agent_id, self.default_limit)
         key = self._prefix + agent_id
         now = self._clock()
-        window = 0 if self._window.period is None else self._window.index(now)
+        window = self._window_at(now)
         if limit is None:
             lease_id, _, _ = self._store.reserve(key, units, None, window, now, self.lease)
             return Decision(_ALLOW, self.name, reservation=(lease_id, units))
@@ -255,7 +255,7 @@ class BudgetPolicy(Policy):
         """
         agents = set(self._limits)
         now = self._clock()
-        window = 0 if self._window.period is None else self._window.index(now)
+        window = self._window_at(now)
         for key in self._store.keys(self._prefix):
             if any(self._store.get(key, window, now)):
                 agents.add(key[len(self._prefix) :])
@@ -270,12 +270,16 @@ class BudgetPolicy(Policy):
 
     def _ledger(self, agent_id: str) -> tuple[int, int]:
         now = self._clock()
-        window = 0 if self._window.period is None else self._window.index(now)
+        window = self._window_at(now)
         return self._store.get(self._prefix + agent_id, window, now)
 
     def _current(self) -> int:
+        return self._window_at(self._clock())
+
+    def _window_at(self, now: float) -> int:
+        """The index of the period ``now`` falls in; 0 when spend never starts over."""
         window = self._window
-        return 0 if window.period is None else window.index(self._clock())
+        return 0 if window.period is None else window.index(now)
 
 
 BudgetManager = BudgetPolicy
