@@ -10,7 +10,7 @@ import pytest
 
 from proctor import ApprovalError, ApprovalStore, Approvers, RunLog
 from proctor.approvals import Person
-from proctor.runs._schema import MIGRATIONS, SCHEMA_VERSION
+from proctor.db.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.approvals.helpers import REQUEST, request
 
 APPROVERS = Approvers(

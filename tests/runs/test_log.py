@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from proctor import ConfigurationError, StoreError
+from proctor.db import RunWriter
 from proctor.pii import PIIDetector
 from proctor.runs import REPR_MARKER, RunLog, encode
 from proctor.runs.log import NO_RESULT, decode
@@ -59,9 +60,9 @@ class Blocked:
         self.gate = threading.Event()
         original = RunLog._commit
 
-        def held_commit(run_log: RunLog, connection: sqlite3.Connection, records: list[Any]) -> bool:
+        def held_commit(run_log: RunLog, writer: RunWriter, records: list[Any]) -> bool:
             self.gate.wait(10)
-            return original(run_log, connection, records)
+            return original(run_log, writer, records)
 
         monkeypatch.setattr(RunLog, "_commit", held_commit)
 

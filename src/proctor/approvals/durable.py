@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Collection
-from pathlib import Path
 
 from proctor.approvals.approvers import Approvers, approvers_path
 from proctor.approvals.base import ApprovalDecision, ApprovalRequest
 from proctor.approvals.notify import WebhookNotifier
 from proctor.approvals.polling import PollingChannel
 from proctor.approvals.store import ApprovalError, ApprovalRecord, ApprovalStore
+from proctor.db import database_from_url
 from proctor.errors import ConfigurationError
 from proctor.runs.default import run_log
-from proctor.runs.log import DEFAULT_PATH
 
 __all__ = ["DurableChannel"]
 
@@ -54,7 +52,7 @@ class DurableChannel(PollingChannel):
         self._store = store
         self._approvers = approvers
         self._notifier = notifier
-        self._stores: dict[Path, ApprovalStore] = {}
+        self._stores: dict[str, ApprovalStore] = {}  # by database URL
         self._lock = threading.Lock()
 
     def submit(self, request: ApprovalRequest) -> str:
@@ -100,11 +98,11 @@ class DurableChannel(PollingChannel):
         if self._store is not None:
             return self._store
         log = run_log()
-        path = log.path if log is not None else Path(os.environ.get("PROCTOR_DB") or DEFAULT_PATH)
+        url = (log.database if log is not None else database_from_url()).url
         with self._lock:
-            store = self._stores.get(path)
+            store = self._stores.get(url)
             if store is None:
-                store = self._stores[path] = ApprovalStore(path)
+                store = self._stores[url] = ApprovalStore(url)
         return store
 
     def _notify(self, record: ApprovalRecord) -> None:

@@ -1,4 +1,4 @@
-"""ApprovalStore: approval requests and the decisions on them, kept in proctor's SQLite database.
+"""ApprovalStore: approval requests and the decisions on them, kept in proctor's database.
 
 A request is ``pending`` until people decide it (``approved``, ``denied``),
 its waiter gives up (``expired``) or someone withdraws it (``cancelled``).
@@ -10,25 +10,20 @@ database sees both or neither.
 from __future__ import annotations
 
 import builtins
-import json
 import os
-import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from proctor.approvals.approvers import Approvers
 from proctor.approvals.base import ApprovalRequest
-from proctor.errors import ApprovalError, StoreError
+from proctor.db import Database, database_from_url
+from proctor.db.records import ApprovalRecord, DecisionRecord
+from proctor.errors import ApprovalError
 from proctor.pii.detector import PIIDetector
-from proctor.runs._schema import connect, migrate
-from proctor.runs.encode import dumps, snapshot
-from proctor.runs.log import DEFAULT_PATH
+from proctor.runs.encode import snapshot
 
 __all__ = [
     "APPROVAL_STATUSES",
@@ -41,82 +36,30 @@ __all__ = [
 APPROVAL_STATUSES = ("pending", "approved", "denied", "expired", "cancelled")
 """Every status a request can have; only ``pending`` ones accept decisions."""
 
-_COLUMNS = (
-    "id, run_id, seq, service, agent, tool, args, rule_id, rule_name, message, approvers, quorum,"
-    " created, deadline, status, decided"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ApprovalRecord:
-    """An approval request as stored.
-
-    ``args`` are the action's arguments with personal data redacted;
-    ``approvers`` the groups whose members may decide (empty: any listed
-    person); ``quorum`` the distinct approvals needed. Times are Unix seconds;
-    ``deadline`` is when the waiting call gives up (people may still decide a
-    pending request after it), ``decided`` when the status last changed.
-    """
-
-    id: str
-    run_id: str
-    seq: int
-    service: str
-    agent: str
-    tool: str
-    args: Any
-    rule_id: str
-    rule_name: str | None
-    message: str
-    approvers: tuple[str, ...]
-    quorum: int
-    created: float
-    deadline: float
-    status: str
-    decided: float | None
-
-    @property
-    def pending(self) -> bool:
-        """Whether the request still accepts decisions."""
-        return self.status == "pending"
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionRecord:
-    """One person's decision on a request, as the audit trail keeps it."""
-
-    approval_id: str
-    approver: str
-    approved: bool
-    comment: str | None
-    at: float
-
 
 class ApprovalStore:
-    """Approval requests in one SQLite file, shared by every process that opens it.
+    """Approval requests in proctor's database, shared by every process that opens it.
 
     Parameters:
-        path: the database; the run log's by default (``$PROCTOR_DB``, else ``.proctor/runs.db``).
-            It is created, or brought to the current schema, when missing or older.
+        path: the database: a file path (SQLite) or a URL (``sqlite:///runs.db``); the run log's by
+            default (``$PROCTOR_DB``, else ``.proctor/runs.db``). It is created, or brought to the
+            current schema, when missing or older.
         pii: redact personal data in the arguments before they are stored, with the built-in
             detector (True), with this detector, or not at all (False).
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, pii: bool | PIIDetector = True) -> None:
-        self.path = Path(path if path is not None else os.environ.get("PROCTOR_DB") or DEFAULT_PATH)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the folder of the database {self.path}: {exc}", exc) from exc
-        migrate(self.path)
-        try:
-            self._connection = connect(self.path)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the database {self.path}: {exc}", exc) from exc
-        self._lock = threading.Lock()  # one connection, used by one thread at a time
+        self.database: Database = database_from_url(path)
+        """Where the requests are kept."""
+        self.database.prepare()
         self._detector: PIIDetector | None = (
             pii if isinstance(pii, PIIDetector) else PIIDetector() if pii else None
         )
+
+    @property
+    def path(self) -> Path:
+        """The database file; ``ConfigurationError`` for a database that is not a file."""
+        return self.database.path
 
     # -- requests
 
@@ -131,7 +74,6 @@ class ApprovalStore:
             raise ApprovalError(f"quorum must be 1 or more, got {request.quorum}")
         if not request.timeout >= 0:
             raise ApprovalError(f"timeout must be 0 or more seconds, got {request.timeout!r}")
-        args = self.stored_args(request)
         created = time.time()
         record = ApprovalRecord(
             id=uuid.uuid4().hex,
@@ -140,7 +82,7 @@ class ApprovalStore:
             service=request.service,
             agent=request.agent,
             tool=request.tool,
-            args=args,
+            args=self.stored_args(request),
             rule_id=request.rule_id,
             rule_name=request.rule_name,
             message=request.message,
@@ -151,21 +93,13 @@ class ApprovalStore:
             status="pending",
             decided=None,
         )
-        row = (
-            *(record.id, record.run_id, record.seq, record.service, record.agent, record.tool),
-            dumps(args),
-            *(record.rule_id, record.rule_name, record.message),
-            json.dumps(list(record.approvers)),
-            *(record.quorum, record.created, record.deadline, record.status, record.decided),
-        )
-        with self._transaction() as connection:
-            connection.execute(f"INSERT INTO approvals ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", row)
+        with self.database.approval_changes() as changes:
+            changes.add(record)
         return record
 
     def get(self, id: str) -> ApprovalRecord:
         """The request ``id``; ``ApprovalError`` when there is none."""
-        with self._reading() as connection:
-            return self._get(connection, id)
+        return _known(id, self.database.approval(id))
 
     def resolve(self, prefix: str) -> str:
         """The id of the one request whose id is ``prefix`` or starts with it (like git's short ids).
@@ -173,21 +107,15 @@ class ApprovalStore:
         ``ApprovalError`` when none does, or when several do (it lists them, newest first).
         """
         prefix = prefix.strip()
-        with self._reading() as connection:
-            rows = connection.execute(
-                "SELECT id, status, tool, agent FROM approvals"
-                " WHERE id = ?1 OR (?1 != '' AND substr(id, 1, length(?1)) = ?1)"
-                " ORDER BY id = ?1 DESC, created DESC LIMIT 11",
-                (prefix,),
-            ).fetchall()
-        if not rows:
+        records = self.database.approvals_by_prefix(prefix, 11)
+        if not records:
             raise ApprovalError(
                 f"unknown approval id {prefix!r}; `proctor approvals list` shows the ids", prefix
             )
-        if rows[0][0] == prefix or len(rows) == 1:
-            return str(rows[0][0])
-        shown = "".join(f"\n  {id}  {status:9} {tool} of {agent}" for id, status, tool, agent in rows[:10])
-        more = "\n  ..." if len(rows) > 10 else ""
+        if records[0].id == prefix or len(records) == 1:
+            return records[0].id
+        shown = "".join(f"\n  {r.id}  {r.status:9} {r.tool} of {r.agent}" for r in records[:10])
+        more = "\n  ..." if len(records) > 10 else ""
         raise ApprovalError(
             f"approval id prefix {prefix!r} is ambiguous: it starts several ids (newest first); "
             f"give more of the one you mean:{shown}{more}",
@@ -198,52 +126,24 @@ class ApprovalStore:
         """Requests, newest first: all, or those with ``status``; at most ``limit`` (None: no limit)."""
         if status is not None and status not in APPROVAL_STATUSES:
             raise ApprovalError(f"unknown status {status!r}; one of {', '.join(APPROVAL_STATUSES)}")
-        params: builtins.list[Any] = [] if status is None else [status]
-        where = "" if status is None else "WHERE status = ?"
-        query = f"SELECT {_COLUMNS} FROM approvals {where} ORDER BY created DESC, rowid DESC"
-        if limit is not None:
-            query += " LIMIT ?"
-            params.append(limit)
-        with self._reading() as connection:
-            return [_record(row) for row in connection.execute(query, params)]
+        return self.database.approvals(status, limit)
+
+    def of_run(self, run_id: str) -> builtins.list[ApprovalRecord]:
+        """The requests of run ``run_id``, oldest first."""
+        return self.database.approvals_of_run(run_id)
 
     def find(self, run_id: str, seq: int, tool: str, rule_id: str) -> ApprovalRecord | None:
         """The newest request for action ``seq`` of run ``run_id`` by rule ``rule_id``; None if none."""
-        with self._reading() as connection:
-            row = connection.execute(
-                f"SELECT {_COLUMNS} FROM approvals WHERE run_id = ? AND seq = ? AND tool = ? AND rule_id = ?"
-                " ORDER BY created DESC, rowid DESC LIMIT 1",
-                (run_id, seq, tool, rule_id),
-            ).fetchone()
-        return None if row is None else _record(row)
+        return self.database.latest_approval(run_id, seq, tool, rule_id)
 
     def decisions(self, id: str) -> builtins.list[DecisionRecord]:
         """The decisions taken on request ``id``, oldest first; ``ApprovalError`` when there is no such."""
-        with self._reading() as connection:
-            self._get(connection, id)
-            rows = connection.execute(
-                "SELECT approval_id, approver, approved, comment, at FROM approval_decisions"
-                " WHERE approval_id = ? ORDER BY at, rowid",
-                (id,),
-            ).fetchall()
-        return [DecisionRecord(row[0], row[1], bool(row[2]), row[3], row[4]) for row in rows]
+        self.get(id)
+        return self.database.decisions(id)
 
     def finished(self, ids: Collection[str]) -> builtins.list[ApprovalRecord]:
         """The requests among ``ids`` that are no longer pending, in one read (the waiters' poll)."""
-        ids = builtins.list(ids)
-        records: builtins.list[ApprovalRecord] = []
-        with self._reading() as connection:
-            for start in range(0, len(ids), 500):  # well under SQLite's limit on bound parameters
-                chunk = ids[start : start + 500]
-                records.extend(
-                    _record(row)
-                    for row in connection.execute(
-                        f"SELECT {_COLUMNS} FROM approvals WHERE status != 'pending'"
-                        f" AND id IN ({', '.join('?' * len(chunk))})",
-                        chunk,
-                    )
-                )
-        return records
+        return self.database.finished_approvals(ids)
 
     # -- changes
 
@@ -267,8 +167,8 @@ class ApprovalStore:
         if not approver:
             raise ApprovalError("say who decides: the approver's name is empty", id)
         comment = comment.strip() or None if comment is not None else None
-        with self._transaction() as connection:
-            record = self._get(connection, id)
+        with self.database.approval_changes() as changes:
+            record = _known(id, changes.get(id))
             if not record.pending:
                 raise ApprovalError(
                     f"approval {id} is already {record.status}; it takes no more decisions", id
@@ -277,31 +177,19 @@ class ApprovalStore:
                 refusal = approvers.refusal(approver, record.approvers)
                 if refusal is not None:
                     raise ApprovalError(f"{refusal}, so they may not decide approval {id}", id)
-            earlier = connection.execute(
-                "SELECT approved FROM approval_decisions WHERE approval_id = ? AND approver = ?",
-                (id, approver),
-            ).fetchone()
+            earlier = changes.decision(id, approver)
             if earlier is not None:
-                said = "approved" if earlier[0] else "denied"
+                said = "approved" if earlier else "denied"
                 raise ApprovalError(f"{approver} already {said} approval {id}; each person decides once", id)
             now = time.time()
-            connection.execute(
-                "INSERT INTO approval_decisions (approval_id, approver, approved, comment, at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (id, approver, int(approved), comment, now),
-            )
+            changes.add_decision(DecisionRecord(id, approver, approved, comment, now))
             if approved:
-                (count,) = connection.execute(
-                    "SELECT COUNT(*) FROM approval_decisions WHERE approval_id = ? AND approved = 1", (id,)
-                ).fetchone()
-                status = "approved" if count >= record.quorum else "pending"
+                status = "approved" if changes.approvals(id) >= record.quorum else "pending"
             else:
                 status = "denied"
             if status != "pending":
-                connection.execute(
-                    "UPDATE approvals SET status = ?, decided = ? WHERE id = ?", (status, now, id)
-                )
-            return self._get(connection, id)
+                changes.set_status(id, status, now)
+            return _known(id, changes.get(id))
 
     def expire(self, id: str) -> ApprovalRecord:
         """Mark request ``id`` expired if it is still pending (its waiter gave up); returns it after."""
@@ -321,17 +209,15 @@ class ApprovalStore:
 
         For a resumed run that waits again on the request its first attempt made.
         """
-        with self._transaction() as connection:
-            connection.execute(
-                "UPDATE approvals SET deadline = ? WHERE id = ? AND status = 'pending' AND deadline < ?",
-                (deadline, id, deadline),
-            )
-            return self._get(connection, id)
+        with self.database.approval_changes() as changes:
+            record = _known(id, changes.get(id))
+            if record.pending and record.deadline < deadline:
+                changes.set_deadline(id, deadline)
+            return _known(id, changes.get(id))
 
     def close(self) -> None:
         """Close the connection to the database."""
-        with self._lock:
-            self._connection.close()
+        self.database.close()
 
     def __enter__(self) -> ApprovalStore:
         return self
@@ -340,70 +226,21 @@ class ApprovalStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"ApprovalStore({str(self.path)!r})"
+        return f"ApprovalStore({str(self.database)!r})"
 
     # -- internals
 
     def _close(self, id: str, status: str) -> ApprovalRecord:
-        with self._transaction() as connection:
-            connection.execute(
-                "UPDATE approvals SET status = ?, decided = ? WHERE id = ? AND status = 'pending'",
-                (status, time.time(), id),
-            )
-            return self._get(connection, id)
-
-    @staticmethod
-    def _get(connection: sqlite3.Connection, id: str) -> ApprovalRecord:
-        row = connection.execute(f"SELECT {_COLUMNS} FROM approvals WHERE id = ?", (id,)).fetchone()
-        if row is None:
-            raise ApprovalError(f"unknown approval id {id!r}; `proctor approvals list` shows the ids", id)
-        return _record(row)
-
-    @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                yield self._connection
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot read approvals from {self.path}: {exc}", exc) from exc
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that holds the database's write lock from its start (BEGIN IMMEDIATE)."""
-        with self._lock:
-            connection = self._connection
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    yield connection
-                except BaseException:
-                    connection.execute("ROLLBACK")
-                    raise
-                connection.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise StoreError(f"cannot write approvals to {self.path}: {exc}", exc) from exc
+        with self.database.approval_changes() as changes:
+            record = _known(id, changes.get(id))
+            if record.pending:
+                changes.set_status(id, status, time.time())
+                record = _known(id, changes.get(id))
+            return record
 
 
-def _record(row: tuple[Any, ...]) -> ApprovalRecord:
-    (id, run_id, seq, service, agent, tool, args, rule_id, rule_name, message, approvers) = row[:11]
-    quorum, created, deadline, status, decided = row[11:]
-    return ApprovalRecord(
-        id,
-        run_id,
-        seq,
-        service,
-        agent,
-        tool,
-        json.loads(args),
-        rule_id,
-        rule_name,
-        message,
-        tuple(json.loads(approvers)),
-        quorum,
-        created,
-        deadline,
-        status,
-        decided,
-    )
+def _known(id: str, record: ApprovalRecord | None) -> ApprovalRecord:
+    """``record``; ``ApprovalError`` when there is no request ``id``."""
+    if record is None:
+        raise ApprovalError(f"unknown approval id {id!r}; `proctor approvals list` shows the ids", id)
+    return record

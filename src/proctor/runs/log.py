@@ -1,10 +1,10 @@
-"""RunLog: runs and their actions, written to SQLite (WAL) by a background thread.
+"""RunLog: runs and their actions, written to proctor's database by a background thread.
 
 Callers hand over a snapshot of each record and go on; a writer thread
 redacts, encodes and commits records in batches. ``flush()`` returns once
 everything handed over before it is committed, and is called at exit. A
-commit survives the process being killed (SIGKILL included): SQLite's WAL
-keeps every committed transaction.
+commit survives the process being killed (SIGKILL included): the database
+(SQLite's WAL, by default) keeps every committed transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import logging
 import marshal
 import os
-import sqlite3
 import threading
 import time
 import weakref
@@ -23,21 +22,19 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from queue import Empty, SimpleQueue
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from proctor._signals import leave_signals_to_main_thread
+from proctor.db import DEFAULT_PATH, Database, RowKind, RunWriter, database_from_url
+from proctor.db.records import ActionRecord, RunRecord
 from proctor.errors import ConfigurationError, StoreError
 from proctor.pii.detector import PIIDetector
 from proctor.runs import termination
-from proctor.runs._schema import connect, migrate
 from proctor.runs.encode import Marshalled, error_value, freeze, thaw, to_json
 
 __all__ = ["DEFAULT_PATH", "NO_RESULT", "RUN_STATUSES", "ActionRecord", "RunLog", "RunRecord", "decode"]
 
 logger = logging.getLogger("proctor.runs")
-
-DEFAULT_PATH = ".proctor/runs.db"
-"""Where the run log lives when neither the caller nor ``PROCTOR_DB`` says."""
 
 RUN_STATUSES = ("running", "succeeded", "failed", "denied", "terminated", "cancelled")
 """How a run or an action ended; ``running`` until it has."""
@@ -59,74 +56,6 @@ def decode(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class RunRecord(NamedTuple):
-    """One run as stored. JSON columns are text; ``decode`` them when needed."""
-
-    run_id: str
-    service: str
-    agent: str
-    tool: str
-    function: str
-    started: float
-    ended: float | None
-    status: str
-    input: str | None
-    output: str | None
-    error: str | None
-    labels: str | None
-    estimated_cost: float | None
-    actual_cost: float | None
-    cost: float
-    decisions: str | None
-    approval: str | None
-    effects: str | None
-    resumed_from: str | None
-    """The run this one continues (``proctor.resume``), else None."""
-    redacted: bool
-
-
-class ActionRecord(NamedTuple):
-    """One action of a run as stored. ``args`` are as called (after ``modify``);
-    ``requested_args`` as the caller passed them, when a rule changed them."""
-
-    run_id: str
-    seq: int
-    tool: str
-    service: str
-    agent: str
-    started: float
-    duration: float | None
-    status: str
-    args: str | None
-    requested_args: str | None
-    result: str | None
-    error: str | None
-    labels: str | None
-    estimated_cost: float | None
-    actual_cost: float | None
-    decisions: str | None
-    approval: str | None
-    effects: str | None
-    redacted: bool
-
-
-# What a run read from the log says it cost: a run that never ended (its process died) has no total
-# stored, so it is what its actions spent.
-_COST = (
-    "CASE WHEN status = 'running' THEN"
-    " (SELECT COALESCE(SUM(actual_cost), 0) FROM actions WHERE actions.run_id = runs.run_id)"
-    " ELSE cost END"
-)
-
-
-def _selected(columns: Sequence[str]) -> str:
-    """The SELECT list that reads ``columns`` of the runs, ``cost`` as a run read from the log has it."""
-    return ", ".join(_COST if column == "cost" else column for column in columns)
-
-
-_RUN_SELECT = _selected(RunRecord._fields)
-_ACTION_COLUMNS = ", ".join(ActionRecord._fields)
-
 _instances: weakref.WeakSet[RunLog] = weakref.WeakSet()
 """The logs of this process, for the fork handler."""
 
@@ -145,26 +74,7 @@ def _flush_every_log(timeout: float) -> None:
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
-_START_RUN = (
-    "INSERT OR IGNORE INTO runs (run_id, service, agent, tool, function, started, status, input, labels,"
-    " redacted) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)"
-)
-_START_RESUMED_RUN = (
-    "INSERT OR IGNORE INTO runs (run_id, service, agent, tool, function, started, status, input, labels,"
-    " redacted, resumed_from) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)"
-)
-_ADD_ACTION = f"INSERT OR REPLACE INTO actions ({_ACTION_COLUMNS}) VALUES ({', '.join('?' * 19)})"
-# Most actions: no modify, error, labels, approval, decision or redaction. Every parameter bound
-# costs the writer; the columns left out take their defaults.
-_ADD_PLAIN_ACTION = (
-    "INSERT OR REPLACE INTO actions (run_id, seq, tool, service, agent, started, duration, status, args,"
-    f" result, estimated_cost, actual_cost) VALUES ({', '.join('?' * 12)})"
-)
-_END_RUN = (
-    "UPDATE runs SET ended = ?, status = ?, output = ?, error = ?, estimated_cost = ?, actual_cost = ?,"
-    " cost = ?, decisions = ?, approval = ?, effects = ?, redacted = redacted OR ? WHERE run_id = ?"
-)
-_ORDER = {_START_RUN: 0, _START_RESUMED_RUN: 0, _ADD_ACTION: 1, _ADD_PLAIN_ACTION: 1, _END_RUN: 2}
+_ORDER: dict[RowKind, int] = {"run": 0, "resumed_run": 0, "action": 1, "plain_action": 1, "end": 2}
 """Run starts, then actions, then run ends: a run's end updates the row its start made."""
 
 _FLUSH = "flush"
@@ -194,10 +104,11 @@ _STOP = "stop"
 
 
 class RunLog:
-    """A run log in one SQLite file.
+    """A run log in proctor's database.
 
     Parameters:
-        path: the database file; ``$PROCTOR_DB``, else ``.proctor/runs.db``.
+        path: the database: a file path (SQLite) or a URL (``sqlite:///runs.db``); ``$PROCTOR_DB``,
+            else ``.proctor/runs.db``. It is created, or brought to the current schema.
         queue_size: records waiting for the writer at most.
         on_full: when the queue is full, ``"block"`` the caller until there
             is room (nothing is lost), or ``"drop"`` the record and count it
@@ -221,11 +132,9 @@ class RunLog:
             raise ConfigurationError(f"on_full must be 'block' or 'drop', got {on_full!r}")
         if queue_size < 1 or batch < 1:
             raise ConfigurationError("queue_size and batch must be >= 1")
-        self.path = Path(path if path is not None else os.environ.get("PROCTOR_DB") or DEFAULT_PATH)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the folder of the run log {self.path}: {exc}", exc) from exc
+        self.database: Database = database_from_url(path)
+        """Where the records go."""
+        self.database.prepare()
         self._drop = on_full == "drop"
         self._detector: PIIDetector | None = (
             pii if isinstance(pii, PIIDetector) else PIIDetector() if pii else None
@@ -243,7 +152,6 @@ class RunLog:
         self._room = threading.Condition()
         self._closed = False
         self._forked = False
-        self._migrate()
         self._start_writer()
         _instances.add(self)
 
@@ -251,7 +159,7 @@ class RunLog:
         self._forked = False
         self._closed = False
         self._writer = threading.Thread(
-            target=self._write_loop, name=f"proctor-runlog:{self.path}", daemon=True
+            target=self._write_loop, name=f"proctor-runlog:{self.database}", daemon=True
         )
         self._writer.start()
         atexit.register(self.close)
@@ -402,12 +310,16 @@ class RunLog:
         return done.wait(timeout)
 
     def close(self) -> None:
-        """Commit what is queued and stop the writer; later records are dropped and counted."""
+        """Commit what is queued and stop the writer; later records are dropped and counted.
+
+        The log can still be read.
+        """
         if self._writer.is_alive():
             self._pending.append((_STOP,))
             self._wake.put(None)
             self._writer.join()
         self._closed = True
+        self.database.close()
         atexit.unregister(self.close)
 
     def __enter__(self) -> RunLog:
@@ -438,26 +350,18 @@ class RunLog:
         if self.dropped == 1:
             reason = "it is closed" if self._closed else "its queue is full"
             logger.warning(
-                "the run log %s dropped a record because %s; see RunLog.dropped", self.path, reason
+                "the run log %s dropped a record because %s; see RunLog.dropped", self.database, reason
             )
 
     # -- the writer's side
-
-    def _connect(self) -> sqlite3.Connection:
-        return connect(self.path)
-
-    def _migrate(self) -> None:
-        migrate(self.path)
 
     def _write_loop(self) -> None:
         leave_signals_to_main_thread()
         pending = self._pending
         try:
-            connection = self._connect()
-        except (
-            sqlite3.Error
-        ) as exc:  # nothing can be written: count what comes as failed, never block callers
-            logger.error("the run log %s cannot be opened for writing: %s", self.path, exc)
+            writer = self.database.run_writer()
+        except StoreError as exc:  # nothing can be written: count what comes as failed, never block callers
+            logger.error("the run log %s cannot be opened for writing: %s", self.database, exc)
             self._closed = True
             self.failed += len(pending)
             pending.clear()
@@ -477,10 +381,10 @@ class RunLog:
                 for _ in range(min(len(pending), self._batch)):
                     records.append(pending.popleft())
                 self._make_room()
-                if self._commit(connection, records):
+                if self._commit(writer, records):
                     return
         finally:
-            connection.close()
+            writer.close()
             self._make_room()
 
     def _make_room(self) -> None:
@@ -492,11 +396,11 @@ class RunLog:
             finally:
                 self._room.release()
 
-    def _commit(self, connection: sqlite3.Connection, records: list[tuple[Any, ...]]) -> bool:
+    def _commit(self, writer: RunWriter, records: list[tuple[Any, ...]]) -> bool:
         """Write ``records`` in one transaction; True when the writer should stop."""
         waiting: list[_Done] = []
         stop = False
-        groups: dict[str, list[tuple[Any, ...]]] = {}  # statement: rows, in queue order
+        groups: dict[RowKind, list[tuple[Any, ...]]] = {}  # kind: rows, in queue order
         for record in records:
             kind = record[0]
             if kind == _FLUSH:
@@ -505,23 +409,23 @@ class RunLog:
                 stop = True
             else:
                 try:
-                    statement, values = self._row(record)
+                    kind, values = self._row(record)
                 except Exception:  # a record that cannot be encoded is lost alone, counted
                     self.failed += 1
-                    logger.exception("the run log %s could not encode a record", self.path)
+                    logger.exception("the run log %s could not encode a record", self.database)
                     continue
-                rows = groups.get(statement)
+                rows = groups.get(kind)
                 if rows is None:
-                    rows = groups[statement] = []
+                    rows = groups[kind] = []
                 rows.append(values)
-        ordered = [(statement, groups[statement]) for statement in sorted(groups, key=_ORDER.__getitem__)]
+        ordered = [(kind, groups[kind]) for kind in sorted(groups, key=_ORDER.__getitem__)]
         for attempt in range(3):
-            if not ordered or self._transaction(connection, ordered):
+            if not ordered or self._write(writer, ordered):
                 break
             if attempt == 2:  # the database refuses the batch: try its records one by one
-                for statement, rows in ordered:
+                for kind, rows in ordered:
                     for row in rows:
-                        if not self._transaction(connection, [(statement, [row])]):
+                        if not self._write(writer, [(kind, [row])]):
                             self.failed += 1
             else:
                 time.sleep(0.05 * (attempt + 1))
@@ -529,32 +433,25 @@ class RunLog:
             event.set()
         return stop
 
-    def _transaction(
-        self, connection: sqlite3.Connection, batches: list[tuple[str, list[tuple[Any, ...]]]]
-    ) -> bool:
-        """Write ``batches`` in one transaction; False (logged, rolled back) if the database refused."""
+    def _write(self, writer: RunWriter, batches: list[tuple[RowKind, list[tuple[Any, ...]]]]) -> bool:
+        """Write ``batches`` in one transaction; False (logged, nothing written) if the database refused."""
         try:
-            connection.execute("BEGIN")
-            for statement, rows in batches:
-                connection.executemany(statement, rows)
-            connection.execute("COMMIT")
-        except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:  # a value SQLite cannot take too
-            if connection.in_transaction:
-                connection.rollback()
+            writer.write(batches)
+        except StoreError as exc:
             count = sum(len(rows) for _, rows in batches)
-            logger.error("the run log %s could not write %d record(s): %s", self.path, count, exc)
+            logger.error("the run log %s could not write %d record(s): %s", self.database, count, exc)
             return False
         return True
 
-    def _row(self, record: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    def _row(self, record: tuple[Any, ...]) -> tuple[RowKind, tuple[Any, ...]]:
         kind = record[0]
         if kind == "run":
             _, run_id, service, agent, tool, function, started, input_, labels, resumed_from = record
             redacted, input_text, labels_text = self._encoded(input_, labels)
             row: tuple[Any, ...] = (run_id, service, agent, tool, function, started)
             if resumed_from is not None:
-                return _START_RESUMED_RUN, (*row, input_text or "null", labels_text, redacted, resumed_from)
-            return _START_RUN, (*row, input_text or "null", labels_text, redacted)
+                return "resumed_run", (*row, input_text or "null", labels_text, redacted, resumed_from)
+            return "run", (*row, input_text or "null", labels_text, redacted)
         if kind == "action":
             (_, run_id, seq, tool, service, agent, started, duration, status, args, requested) = record[:11]
             result, error, labels, estimated, actual, decisions, approval, effects = record[11:]
@@ -571,7 +468,7 @@ class RunLog:
                     and not decisions
                     and effects is None
                 ):
-                    return _ADD_PLAIN_ACTION, (
+                    return "plain_action", (
                         run_id,
                         seq,
                         tool,
@@ -598,7 +495,7 @@ class RunLog:
                 )
                 args_text = args_text or "null"  # None is "null"; NULL is for what was not there
                 result_text = None if result is NO_RESULT else result_text or "null"
-            return _ADD_ACTION, (
+            return "action", (
                 run_id,
                 seq,
                 tool,
@@ -623,7 +520,7 @@ class RunLog:
             record
         )
         redacted, output_text, error_text, approval_text = self._encoded(output, error, approval)
-        return _END_RUN, (
+        return "end", (
             ended,
             status,
             None if output is NO_RESULT else output_text or "null",
@@ -659,11 +556,14 @@ class RunLog:
 
     # -- reading
 
+    @property
+    def path(self) -> Path:
+        """The database file; ``ConfigurationError`` for a log kept in a database that is not a file."""
+        return self.database.path
+
     def run(self, run_id: str) -> RunRecord | None:
         """The stored run ``run_id``, or None."""
-        with self._reader() as connection:
-            row = connection.execute(f"SELECT {_RUN_SELECT} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return None if row is None else _run_record(row)
+        return self.database.run(run_id)
 
     def runs(
         self,
@@ -677,53 +577,23 @@ class RunLog:
         oldest_first: bool = False,
     ) -> list[RunRecord]:
         """Stored runs, newest first, filtered by service, agent, status and start time (Unix seconds)."""
-        clauses, values = [], []
-        for column, operator, value in (
-            ("service", "=", service),
-            ("agent", "=", agent),
-            ("status", "=", status),
-            ("started", ">=", since),
-            ("started", "<", until),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {operator} ?")
-                values.append(value)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        order = "ASC" if oldest_first else "DESC"
-        tail = ""
-        if limit is not None:
-            tail = " LIMIT ?"
-            values.append(limit)
-        with self._reader() as connection:
-            rows = connection.execute(
-                f"SELECT {_RUN_SELECT} FROM runs{where} ORDER BY started {order}, run_id{tail}", values
-            ).fetchall()
-        return [_run_record(row) for row in rows]
+        return self.database.runs(
+            service=service,
+            agent=agent,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            oldest_first=oldest_first,
+        )
 
     def actions(self, run_id: str) -> list[ActionRecord]:
         """The stored actions of ``run_id``, in the order they began."""
-        with self._reader() as connection:
-            rows = connection.execute(
-                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE run_id = ? ORDER BY seq", (run_id,)
-            ).fetchall()
-        return [_action_record(row) for row in rows]
+        return self.database.actions(run_id)
 
     def actions_of(self, run_ids: Sequence[str]) -> Iterator[ActionRecord]:
         """The stored actions of several runs, run by run in the order of ``run_ids``, each in order."""
-        chunk = 500
-        with self._reader() as connection:
-            for start in range(0, len(run_ids), chunk):
-                ids = run_ids[start : start + chunk]
-                marks = ", ".join("?" * len(ids))
-                rows = connection.execute(
-                    f"SELECT {_ACTION_COLUMNS} FROM actions WHERE run_id IN ({marks}) ORDER BY run_id, seq",
-                    ids,
-                ).fetchall()
-                by_run: dict[str, list[ActionRecord]] = {}
-                for row in rows:
-                    by_run.setdefault(row[0], []).append(_action_record(row))
-                for run_id in ids:
-                    yield from by_run.get(run_id, ())
+        return self.database.actions_of(run_ids)
 
     def run_rows(self, columns: Sequence[str], *, since: float, until: float) -> list[tuple[Any, ...]]:
         """A leaner ``runs(since=, until=, limit=None, oldest_first=True)``: plain tuples of ``columns``.
@@ -733,12 +603,7 @@ class RunLog:
         unknown = [column for column in columns if column not in RunRecord._fields]
         if unknown:
             raise ValueError(f"not columns of the runs: {unknown}")
-        selected = _selected(columns)
-        with self._reader() as connection:
-            return connection.execute(
-                f"SELECT {selected} FROM runs WHERE started >= ? AND started < ? ORDER BY started, run_id",
-                (since, until),
-            ).fetchall()
+        return self.database.run_rows(columns, since=since, until=until)
 
     def action_rows(self, run_ids: Sequence[str], columns: Sequence[str]) -> Iterator[list[tuple[Any, ...]]]:
         """A leaner ``actions_of``: for each of ``run_ids`` in order, its actions in seq order.
@@ -749,38 +614,14 @@ class RunLog:
         unknown = [column for column in columns if column not in ActionRecord._fields]
         if unknown:
             raise ValueError(f"not columns of the actions: {unknown}")
-        selected = ", ".join(("run_id", *columns))
-        chunk = 500
-        with self._reader() as connection:
-            for start in range(0, len(run_ids), chunk):
-                ids = run_ids[start : start + chunk]
-                marks = ", ".join("?" * len(ids))
-                rows = connection.execute(
-                    f"SELECT {selected} FROM actions WHERE run_id IN ({marks}) ORDER BY run_id, seq", ids
-                ).fetchall()
-                by_run: dict[str, list[tuple[Any, ...]]] = {}
-                for row in rows:
-                    by_run.setdefault(row[0], []).append(row)
-                for run_id in ids:
-                    yield by_run.get(run_id) or []
+        return self.database.action_rows(run_ids, columns)
 
     def spent(self, service: str, agent: str, since: float, until: float) -> float:
         """What ``service``/``agent`` was recorded to spend from ``since`` to ``until`` (Unix seconds).
 
         An action counts when it began in the span; a run's own call when it ended in it.
         """
-        with self._reader() as connection:
-            (actions,) = connection.execute(
-                "SELECT TOTAL(actual_cost) FROM actions WHERE service = ? AND agent = ?"
-                " AND started >= ? AND started < ?",
-                (service, agent, since, until),
-            ).fetchone()
-            (runs,) = connection.execute(
-                "SELECT TOTAL(actual_cost) FROM runs WHERE service = ? AND agent = ?"
-                " AND ended >= ? AND ended < ?",
-                (service, agent, since, until),
-            ).fetchone()
-        return float(actions) + float(runs)
+        return self.database.spent(service, agent, since, until)
 
     def claim(self, run_id: str, note: BaseException) -> bool:
         """End a run that is still ``running`` as ``cancelled`` with ``note``, at once and only once.
@@ -789,23 +630,11 @@ class RunLog:
         caller claimed it first). ``resume`` claims a run before it runs anything.
         """
         self.flush()
-        with self._reader() as connection:
-            connection.execute("BEGIN IMMEDIATE")
-            count = connection.execute(
-                "UPDATE runs SET status = 'cancelled', ended = ?, error = ?"
-                " WHERE run_id = ? AND status = 'running'",
-                (time.time(), to_json(error_value(note)), run_id),
-            ).rowcount
-            connection.execute("COMMIT")
-        return count == 1
+        return self.database.claim(run_id, time.time(), to_json(error_value(note)))
 
     def actions_cost(self, run_id: str) -> float:
         """What the actions of ``run_id`` cost, as recorded."""
-        with self._reader() as connection:
-            (total,) = connection.execute(
-                "SELECT COALESCE(SUM(actual_cost), 0) FROM actions WHERE run_id = ?", (run_id,)
-            ).fetchone()
-        return float(total)
+        return self.database.actions_cost(run_id)
 
     def chain(self, run: RunRecord) -> list[RunRecord]:
         """``run`` and the runs it continues (``proctor.resume``), the first of them first."""
@@ -819,72 +648,16 @@ class RunLog:
 
     def continued(self, run_ids: Sequence[str]) -> set[str]:
         """Those of ``run_ids`` that a resumed run continues."""
-        found: set[str] = set()
-        with self._reader() as connection:
-            for start in range(0, len(run_ids), 500):
-                ids = run_ids[start : start + 500]
-                found.update(
-                    row[0]
-                    for row in connection.execute(
-                        f"SELECT resumed_from FROM runs WHERE resumed_from IN ({', '.join('?' * len(ids))})",
-                        ids,
-                    )
-                )
-        return found
+        return self.database.continued(run_ids)
 
     def unclaim(self, run_id: str) -> None:
         """Undo ``claim``: the run is ``running`` again (its continuation never started)."""
-        with self._reader() as connection:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute(
-                "UPDATE runs SET status = 'running', ended = NULL, error = NULL"
-                " WHERE run_id = ? AND status = 'cancelled'",
-                (run_id,),
-            )
-            connection.execute("COMMIT")
+        self.database.unclaim(run_id)
 
     def prune(self, older_than: float) -> int:
         """Delete runs started before ``older_than`` (Unix seconds) and their actions; returns how many."""
         self.flush()
-        with self._reader() as connection:
-            connection.execute("BEGIN IMMEDIATE")
-            old = "SELECT run_id FROM runs WHERE started < ?"
-            connection.execute(f"DELETE FROM actions WHERE run_id IN ({old})", (older_than,))
-            count = connection.execute("DELETE FROM runs WHERE started < ?", (older_than,)).rowcount
-            connection.execute("COMMIT")
-        return int(count)
-
-    def _reader(self) -> _Reader:
-        return _Reader(self)
+        return self.database.prune(older_than)
 
     def __repr__(self) -> str:
-        return f"<RunLog {str(self.path)!r}>"
-
-
-def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    return RunRecord._make((*row[:-1], bool(row[-1])))
-
-
-def _action_record(row: tuple[Any, ...]) -> ActionRecord:
-    return ActionRecord._make((*row[:-1], bool(row[-1])))
-
-
-class _Reader:
-    """A short-lived connection for reads, closed on exit; driver errors become StoreError."""
-
-    def __init__(self, log: RunLog) -> None:
-        self._log = log
-        self._connection: sqlite3.Connection | None = None
-
-    def __enter__(self) -> sqlite3.Connection:
-        try:
-            self._connection = self._log._connect()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the run log {self._log.path}: {exc}", exc) from exc
-        return self._connection
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        assert self._connection is not None
-        self._connection.close()
-        if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"reading the run log {self._log.path} failed: {exc}", exc) from exc
+        return f"<RunLog {str(self.database)!r}>"

@@ -310,7 +310,7 @@ def replay(
     record = run_log_.run(run_id)
     if record is None:
         raise ConfigurationError(
-            f"no run {run_id!r} in {run_log_.path}; `proctor runs list` shows the recorded runs"
+            f"no run {run_id!r} in {run_log_.database}; `proctor runs list` shows the recorded runs"
         )
     return _replay_one(run_log_, record, _rules(policies), function, live)
 
@@ -371,7 +371,7 @@ def resume(run_id: str, *, function: Callable[..., Any] | None = None, log: RunL
     record = run_log_.run(run_id)
     if record is None:
         raise ConfigurationError(
-            f"no run {run_id!r} in {run_log_.path}; "
+            f"no run {run_id!r} in {run_log_.database}; "
             "`proctor runs list --status running` shows the runs to resume"
         )
     if record.status != "running":

@@ -101,7 +101,7 @@ def select_runs(
         run = log.run(run_id)
         if run is None:
             raise ConfigurationError(
-                f"no run {run_id!r} in {log.path}; `proctor runs list` shows recorded runs"
+                f"no run {run_id!r} in {log.database}; `proctor runs list` shows recorded runs"
             )
         runs = [run]
         if not (
