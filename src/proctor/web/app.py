@@ -90,25 +90,26 @@ def create_app(
     """The console over the database ``db``, signing people in with the tokens of the ``approvers`` file.
 
     Parameters:
-        db: proctor's SQLite database (runs, actions, approvals); created when missing.
+        db: proctor's database (runs, actions, approvals): a SQLite file's path or a URL such as
+            ``sqlite:///runs.db``; created when missing.
         approvers: the approvers file; it is reloaded when it changes.
         policies: the policy files whose rules the policies page shows; reloaded when they change.
         secret: the key that signs session cookies; ``$PROCTOR_SECRET``, else random (sign-ins
             then end when the process does).
 
-    Raises ``ConfigurationError`` for an invalid approvers file, ``PolicyConfigError`` for an
-    invalid policy file and ``StoreError`` when the database cannot be opened.
+    Raises ``ConfigurationError`` for an invalid approvers file or database URL,
+    ``PolicyConfigError`` for an invalid policy file and ``StoreError`` when the database
+    cannot be opened.
     """
-    path = Path(db)
     people = ApproversFile(Path(approvers))
     sources = tuple(PolicySource(file) for file in policies)
-    ApprovalStore(path, pii=False).close()  # the database opens, at the current schema
+    ApprovalStore(db, pii=False).close()  # the database opens, at the current schema
     templates = make_templates()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        with RunLog(path, pii=False) as log, ApprovalStore(path, pii=False) as store:
-            app.state.console = Console(path, log, store, people, sources, templates)
+        with RunLog(db, pii=False) as log, ApprovalStore(db, pii=False) as store:
+            app.state.console = Console(store.database, log, store, people, sources, templates)
             yield
 
     routes = [

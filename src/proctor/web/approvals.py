@@ -94,7 +94,8 @@ def _record(console: Console, approval_id: str) -> ApprovalRecord:
     try:
         return console.store.get(approval_id)
     except ApprovalError:
-        raise HTTPException(404, f"There is no approval request {approval_id!r} in {console.db}.") from None
+        detail = f"There is no approval request {approval_id!r} in {console.database}."
+        raise HTTPException(404, detail) from None
 
 
 def approvals_page(request: Request) -> Response:

@@ -12,7 +12,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proctor.rules.schema import Defaults, Rule
-from proctor.web.queries import decision_counts
 from proctor.web.state import console_of
 
 __all__ = ["policies_page"]
@@ -49,7 +48,7 @@ class PolicyFileView:
 def policies_page(request: Request) -> Response:
     """``GET /policies``."""
     console = console_of(request)
-    counts = decision_counts(console.db, time.time())
+    counts = console.database.decision_counts(time.time())
     files: list[PolicyFileView] = []
     known: set[str] = set()
     for source in console.policies:

@@ -13,7 +13,6 @@ from proctor.errors import ConfigurationError
 from proctor.runs.describe import approval_waits
 from proctor.runs.log import RUN_STATUSES
 from proctor.runs.selection import parse_age
-from proctor.web.queries import approval_ids, services
 from proctor.web.state import console_of
 
 __all__ = ["run_page", "runs_page"]
@@ -44,7 +43,7 @@ def runs_page(request: Request) -> Response:
         "section": "runs",
         "filters": filters,
         "statuses": RUN_STATUSES,
-        "services": services(console.db),
+        "services": console.database.services(),
         "records": records,
         "counts": counts,
         "limit": LIMIT,
@@ -61,9 +60,9 @@ def run_page(request: Request) -> Response:
     run_id = request.path_params["run_id"]
     run = console.log.run(run_id)
     if run is None:
-        raise HTTPException(404, f"There is no run {run_id!r} in {console.db}.")
+        raise HTTPException(404, f"There is no run {run_id!r} in {console.database}.")
     actions = console.log.actions(run_id)
-    approvals = [console.store.get(id) for id in approval_ids(console.db, run_id)]
+    approvals = console.store.of_run(run_id)
     context = {
         "section": "runs",
         "run": run,

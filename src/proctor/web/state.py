@@ -13,6 +13,7 @@ from starlette.templating import Jinja2Templates
 
 from proctor.approvals.approvers import Approvers
 from proctor.approvals.store import ApprovalStore
+from proctor.db import Database
 from proctor.errors import ConfigurationError
 from proctor.rules.source import PolicySource
 from proctor.runs.log import RunLog
@@ -57,9 +58,12 @@ class ApproversFile:
 
 @dataclass(frozen=True, slots=True)
 class Console:
-    """The console's state, shared by every request (``app.state.console``)."""
+    """The console's state, shared by every request (``app.state.console``).
 
-    db: Path
+    ``database`` is where ``log`` and ``store`` keep their records; the console's summaries read it.
+    """
+
+    database: Database
     log: RunLog
     store: ApprovalStore
     approvers: ApproversFile
