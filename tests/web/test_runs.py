@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -10,6 +12,7 @@ from proctor.approvals.store import ApprovalStore
 from proctor.runs import recording_into
 from proctor.runs.describe import seconds
 from proctor.runs.log import RunLog
+from proctor.web.app import create_app
 from tests.approvals.helpers import in_thread, pending_one
 from tests.web.conftest import NOW, People, ask, record_run, sign_in
 from tests.web.test_approvals import text
@@ -79,6 +82,16 @@ def test_the_list_shows_runs_newest_first_with_their_facts(client: TestClient, p
     assert "run-denied" in shown
     assert "billing refund-bot handle_ticket denied 2" in shown  # service, agent, tool, status, actions
     assert '<option value="billing">' in page.text  # known services to pick from
+
+
+@pytest.mark.usefixtures("runs")
+def test_the_console_serves_a_database_given_by_url(db: Path, people: People, policy_file: Path) -> None:
+    app = create_app(db=f"sqlite:///{db}", approvers=people.path, policies=[policy_file], secret="s")
+    with TestClient(app, follow_redirects=False) as client:
+        sign_in(client, people.tokens["bob"])
+        assert listed(client) == ["run-new", "run-denied", "run-old"]
+        assert '<option value="billing">' in client.get("/runs").text
+        assert client.get("/policies").status_code == 200
 
 
 @pytest.mark.usefixtures("runs")
