@@ -31,6 +31,10 @@ class Policy:
     name: str = "policy"
     """The name used by ``PolicyEnforcer.get_policy`` / ``remove_policy`` and in errors."""
 
+    blocking: bool = False
+    """True when ``admit``, ``rollback`` or ``settle`` may wait on I/O (a store shared with other
+    processes, a remote service): async schedulers then call them off the event loop."""
+
     # Whether the enforcer must call settle() / rollback(): skipping the
     # inherited no-ops keeps the dispatch path short.
     _settles: ClassVar[bool] = False

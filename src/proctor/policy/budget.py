@@ -101,6 +101,7 @@ class BudgetPolicy(Policy):
         if not isinstance(resolved, LedgerSupport):
             raise missing_capability(resolved, LedgerSupport, "BudgetPolicy")
         self._store = resolved
+        self.blocking = resolved.blocking
         self.namespace = self.name if namespace is None else namespace
         self._prefix = f"{self.namespace}:"
         self._alerts: deque[dict[str, Any]] = deque(maxlen=_ALERTS_KEPT)

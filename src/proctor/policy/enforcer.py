@@ -54,6 +54,7 @@ class PolicyEnforcer:
     def __init__(self, policies: Iterable[Policy] | None = None) -> None:
         self._lock = threading.Lock()
         self._policies: tuple[Policy, ...] = ()
+        self._blocking = False  # whether one of _policies blocks
         self._base: PolicyEnforcer | None = None
         self._checked: dict[tuple[str, Task], list[Admission]] = {}  # check_all() awaiting record_all()
         for policy in policies or ():
@@ -71,6 +72,12 @@ class PolicyEnforcer:
         return self._base._current() + self._policies
 
     @property
+    def blocking(self) -> bool:
+        """True when a policy may wait on I/O (``Policy.blocking``): async callers then admit and
+        settle off the event loop."""
+        return self._blocking or (self._base is not None and self._base.blocking)
+
+    @property
     def policies(self) -> list[Policy]:
         """A copy of the policies, in order."""
         return list(self._current())
@@ -84,6 +91,7 @@ class PolicyEnforcer:
             )
         with self._lock:
             self._policies = (*self._policies, policy)
+            self._blocking = self._blocking or policy.blocking
 
     def remove_policy(self, name: str) -> Policy | None:
         """Remove and return the first policy called ``name``; None if there is none."""
@@ -93,6 +101,7 @@ class PolicyEnforcer:
             for index, policy in enumerate(self._policies):
                 if policy.name == name:
                     self._policies = self._policies[:index] + self._policies[index + 1 :]
+                    self._blocking = any(kept.blocking for kept in self._policies)
                     return policy
         return None
 
@@ -165,6 +174,13 @@ class PolicyEnforcer:
                 policy.settle(agent_id, task, decision, outcome)
             except Exception:
                 logger.exception("policy %r failed to settle a task of agent %r", policy.name, agent_id)
+
+    def _withdraw(self, admission: Admission) -> None:
+        """The admitted task will not run: give back what its policies reserved instead of settling."""
+        if admission._settled:
+            return
+        admission._settled = True
+        self._rollback(admission.agent_id, admission.task, admission.policies, admission.decisions)
 
     @staticmethod
     def _rollback(agent_id: str, task: Task, policies: tuple[Policy, ...], decisions: list[Decision]) -> None:

@@ -63,6 +63,7 @@ class RatePolicy(Policy):
         if not isinstance(resolved, TokenBucketSupport):
             raise missing_capability(resolved, TokenBucketSupport, "RatePolicy")
         self._store = resolved
+        self.blocking = resolved.blocking
         self.namespace = self.name if namespace is None else namespace
         self._prefix = f"{self.namespace}:"
         self._clock = clock

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
+from typing import Any, TypeVar
 
 from proctor.agent import Agent
 from proctor.errors import BackpressureError, ShutdownError
+from proctor.policy.enforcer import Admission, PolicyEnforcer
 from proctor.scheduling.base import SchedulerBase, Waiter, check_timeout
 from proctor.scheduling.grant import Grant
 from proctor.task import Task
 
 __all__ = ["AsyncLOCOScheduler"]
+
+T = TypeVar("T")
 
 _monotonic = time.monotonic
 
@@ -35,6 +43,11 @@ class AsyncLOCOScheduler(SchedulerBase):
     outcome. An exception, a cancellation or a timeout anywhere in or around
     ``acquire()`` never leaks a slot or leaves a waiter behind. Use the
     scheduler from one event loop.
+
+    Policies whose calls may wait on I/O (``Policy.blocking``: a SQLite or
+    other shared store) are admitted and settled in one worker thread of the
+    scheduler, in the order of the grants and releases, so that the event
+    loop runs on meanwhile; policies on the in-memory store are called inline.
 
     Work may also be queued first: ``await scheduler.submit_task(agent_id, task)``
     puts the task on the agent's queue, where its weight counts in the agent's
@@ -85,7 +98,13 @@ class AsyncLOCOScheduler(SchedulerBase):
         """
         self._check_handle(handle)
         if handle._scheduler is not None:
-            self._finish(handle, None)
+            self._finish(handle)
+            enforcer = self._enforcer
+            if handle.admission is not None and enforcer is not None:
+                if enforcer.blocking:
+                    await asyncio.shield(self._off_loop(self._settle, handle, None))
+                else:
+                    self._settle(handle, None)
 
     async def submit_task(self, agent_id: str, task: Task) -> None:
         """Queue ``task`` for ``agent_id`` (registered if unknown); ``acquire(agent_id)`` serves it.
@@ -95,8 +114,8 @@ class AsyncLOCOScheduler(SchedulerBase):
         """
         self._submit(agent_id, task, _monotonic())
 
-    def _finish(self, grant: Grant, exc: BaseException | None) -> None:
-        """The work under ``grant`` has ended: pass the slot on, complete its task, settle the policies.
+    def _finish(self, grant: Grant) -> None:
+        """The work under ``grant`` has ended: pass the slot on and complete its task; settling is next.
 
         Leaving ``acquire()``'s block does the same, inline.
         """
@@ -107,8 +126,31 @@ class AsyncLOCOScheduler(SchedulerBase):
         self._count(grant)
         if agent._serving:
             agent._finish(grant.task)
-        if grant.admission is not None:
-            self._settle(grant, exc)
+
+    def _off_loop(self, call: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """``call(*args)`` in the scheduler's worker thread, which makes the calls in the order given.
+
+        Await the future shielded: a cancelled caller must not drop a call
+        that reserves or settles.
+        """
+        worker = self._worker
+        if worker is None:
+            worker = self._worker = ThreadPoolExecutor(1, thread_name_prefix="proctor-policies")
+        return asyncio.get_running_loop().run_in_executor(worker, contextvars.copy_context().run, call, *args)
+
+    async def _admit_off_loop(self, enforcer: PolicyEnforcer, agent_id: str, task: Task) -> Admission:
+        """``enforcer.admit`` in the worker thread; withdrawn once made if the caller has gone away."""
+        made = self._off_loop(enforcer.admit, agent_id, task)
+        try:
+            return await asyncio.shield(made)
+        except BaseException:
+            made.add_done_callback(functools.partial(self._withdraw, enforcer))
+            raise
+
+    def _withdraw(self, enforcer: PolicyEnforcer, made: asyncio.Future[Admission]) -> None:
+        """Give back what an admission made for a caller that went away reserved."""
+        if not made.cancelled() and made.exception() is None:  # else a rejection, rolled back already
+            self._off_loop(enforcer._withdraw, made.result())
 
     def _release(self) -> None:
         """Hand a held slot to the best live waiter, or free it."""
@@ -152,9 +194,14 @@ class AsyncLOCOScheduler(SchedulerBase):
                 self._idle = asyncio.get_running_loop().create_future()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._idle), timeout)
+        if self._worker is not None and not self._resource._holders:
+            # Its queued calls still run; a settle that comes later starts a new worker.
+            self._worker.shutdown(wait=False)
+            self._worker = None
         return {"cancelled_waiters": turned_away, "active_holders": self._resource._holders}
 
     _idle: asyncio.Future[None] | None = None
+    _worker: ThreadPoolExecutor | None = None
 
 
 class _Acquire:
@@ -226,9 +273,18 @@ class _Acquire:
             enforcer = scheduler._enforcer
             if enforcer is not None:
                 try:
-                    admission = enforcer.admit(agent_id, task)
-                except BaseException:
-                    agent.stats.rejected += 1
+                    if enforcer.blocking:
+                        admission = await scheduler._admit_off_loop(enforcer, agent_id, task)
+                    else:
+                        admission = enforcer.admit(agent_id, task)
+                except BaseException as exc:
+                    if isinstance(exc, asyncio.CancelledError):
+                        # Cancelled while the policies ran off the loop: the task was not served.
+                        agent.stats.cancelled += 1
+                        if claimed is not None:
+                            scheduler._unclaim(agent, claimed)
+                    else:
+                        agent.stats.rejected += 1
                     scheduler._release()
                     raise
             if claimed is not None:
@@ -301,5 +357,9 @@ class _Acquire:
             scheduler._metrics._count_session(agent_id, task.session_id, cost)
         if agent._serving:
             agent._finish(task)
-        if grant.admission is not None:
-            scheduler._settle(grant, exc)
+        enforcer = scheduler._enforcer
+        if grant.admission is not None and enforcer is not None:
+            if enforcer.blocking:
+                await asyncio.shield(scheduler._off_loop(scheduler._settle, grant, exc))
+            else:
+                scheduler._settle(grant, exc)

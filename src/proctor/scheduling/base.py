@@ -239,6 +239,12 @@ class SchedulerBase:
         self._queue.remove_backlog(agent.agent_id, task.weight, _since(queued))
         return task
 
+    def _unclaim(self, agent: Agent, task: Task) -> None:
+        """Put a claimed ``task`` back at the head of ``agent``'s queue: its caller went away unserved."""
+        if agent._owner is self:
+            agent._queued.appendleft(task)
+            self._queue.add_backlog(agent.agent_id, task.weight, task.arrival_tick)
+
     def _serve_oldest(self, agent: Agent) -> Task | None:
         """``agent.serve_oldest_task()`` for an agent whose queue this scheduler keeps."""
         served = agent._pop_oldest(time.monotonic())

@@ -62,6 +62,9 @@ class Store(ABC):
     base_exceptions: ClassVar[tuple[type[BaseException], ...]] = ()
     """Exceptions of the backend's driver that mean the store failed."""
 
+    blocking: ClassVar[bool] = True
+    """True when an operation may wait on I/O or on other processes: async callers run it off the loop."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         scheme = cls.__dict__.get("SCHEME")  # a subclass does not take over its parent's scheme

@@ -30,6 +30,7 @@ class MemoryStore(Store, LedgerSupport, TokenBucketSupport):
     """The embedded default: dictionaries behind one lock; lost when the process ends."""
 
     SCHEME = "memory"
+    blocking = False  # a dictionary update under a lock held only by other such updates
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
