@@ -36,6 +36,14 @@ Configurations:
   every loco agent submits one labelled task before the timing starts, and
   every cycle serves (and, with policies, checks) that task.
 
+A second asyncio table puts the rate and budget ledgers of the 3 policies in a
+``SQLiteStore`` (a fresh file per run, in a temporary folder): three
+transactions per cycle, each a call that can block. The scheduler makes such
+calls in its worker thread, off the event loop; the ``inline`` row runs the
+same workload on a ``SQLiteStore`` subclass that says it never blocks, so its
+calls stay on the loop, as before the scheduler moved them. That table runs a
+fifth of the cycles (at least 200).
+
 The last table checks the issue's targets and says PASS or FAIL with the
 measured figure. The exit status is 0 whatever the figures: this is a report,
 not a test.
@@ -48,13 +56,16 @@ import asyncio
 import gc
 import importlib
 import importlib.metadata
+import itertools
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -71,6 +82,8 @@ from proctor import (
     RatePolicy,
     SecurityLabel,
     SharedResource,
+    SQLiteStore,
+    Store,
     Task,
 )
 
@@ -101,6 +114,9 @@ PLAIN = "plain"
 POLICIES = "policies"
 LOCO_PLAIN = "loco"
 LOCO_POLICIES = "loco+policies"
+SQLITE_OFF_LOOP = "sqlite"
+SQLITE_INLINE = "sqlite-inline"
+SQLITE_SHARE = 5  # the SQLite table runs cycles // SQLITE_SHARE cycles
 
 AsyncAcquire = Callable[[int], AbstractAsyncContextManager[Any]]
 SyncAcquire = Callable[[int], AbstractContextManager[Any]]
@@ -139,14 +155,20 @@ def access_rules(ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:
     return {agent_id: {"labels": ["public", "internal"]} for agent_id in ids[::2]}
 
 
-def proctor_enforcer(ids: Sequence[str]) -> PolicyEnforcer:
+def proctor_enforcer(ids: Sequence[str], store: Store | None = None) -> PolicyEnforcer:
     return PolicyEnforcer(
         [
-            RatePolicy(default_limit=RATE_LIMIT, period=RATE_PERIOD),
+            RatePolicy(default_limit=RATE_LIMIT, period=RATE_PERIOD, store=store),
             AccessPolicy(access_rules(ids)),
-            BudgetPolicy(default_limit=BUDGET_LIMIT),
+            BudgetPolicy(default_limit=BUDGET_LIMIT, store=store),
         ]
     )
+
+
+class InlineSQLiteStore(SQLiteStore):
+    """A ``SQLiteStore`` that says its calls never block: the scheduler makes them on the event loop."""
+
+    blocking = False
 
 
 def _proctor_acquire(
@@ -214,6 +236,13 @@ async def _async_setup(config: str, agents: int, cycles: int, loco: Any) -> tupl
 
 async def _async_run(config: str, agents: int, cycles: int, loco: Any, timeout: float) -> float:
     acquire, check = await _async_setup(config, agents, cycles, loco)
+    elapsed = await _drive(acquire, agents, cycles, timeout)
+    check()
+    return elapsed
+
+
+async def _drive(acquire: AsyncAcquire, agents: int, cycles: int, timeout: float) -> float:
+    """Seconds for ``agents`` coroutines to do ``cycles`` acquire-release cycles between them."""
     start = asyncio.Event()
 
     async def agent(i: int, n: int) -> None:
@@ -232,13 +261,35 @@ async def _async_run(config: str, agents: int, cycles: int, loco: Any, timeout: 
             elapsed = time.perf_counter() - began
     except TimeoutError:
         raise RuntimeError(f"did not finish within {timeout:g}s") from None
-    check()
     return elapsed
 
 
 def run_async(config: str, agents: int, cycles: int, loco: Any, timeout: float) -> float:
     gc.collect()
     return asyncio.run(_async_run(config, agents, cycles, loco, timeout))
+
+
+def run_sqlite(config: str, agents: int, cycles: int, folder: Path, timeout: float) -> float:
+    """The 3-policy workload with the ledgers in a fresh SQLite file, called off the loop or inline."""
+    store_class = InlineSQLiteStore if config == SQLITE_INLINE else SQLiteStore
+    store = store_class(folder / f"run-{next(_files)}.db")
+    try:
+        ids = agent_ids(agents)
+        sched = AsyncLOCOScheduler(
+            [Agent(agent_id) for agent_id in ids],
+            SharedResource("llm_api", capacity=CAPACITY),
+            max_waiters=agents,
+            enforcer=proctor_enforcer(ids, store),
+        )
+        gc.collect()
+        elapsed = asyncio.run(_drive(_proctor_acquire(sched, ids, True), agents, cycles, timeout))
+        _proctor_check(sched, cycles)()
+        return elapsed
+    finally:
+        store.close()
+
+
+_files = itertools.count()
 
 
 # --------------------------------------------------------------------------- threads
@@ -415,6 +466,37 @@ def results_table(
             table.add_section()
     if loco_note is not None:
         table.caption = loco_note
+    return table
+
+
+def sqlite_table(
+    results: dict[tuple[str, int], Result], agent_counts: Sequence[int], cycles: int, statistic: str
+) -> Table:
+    """Store calls that can block, made off the event loop (the scheduler's way) against inline."""
+    table = Table(
+        title=f"asyncio: proctor + 3 policies, ledgers in a SQLiteStore; {cycles:,} cycles, "
+        f"capacity {CAPACITY}",
+        title_justify="left",
+    )
+    table.add_column("agents", justify="right")
+    table.add_column("store calls")
+    table.add_column(f"us/cycle ({statistic})", justify="right")
+    table.add_column("min-max", justify="right", style="dim")
+    table.add_column("vs inline", justify="right")
+    for agents in agent_counts:
+        inline = results[SQLITE_INLINE, agents].us
+        for config, label in (
+            (SQLITE_INLINE, "inline, on the event loop"),
+            (SQLITE_OFF_LOOP, "off the loop"),
+        ):
+            result = results[config, agents]
+            if result.error is not None:
+                table.add_row(str(agents), label, f"[red]failed: {result.error}[/red]", "", "")
+                continue
+            vs_inline = fmt(ratio(result.us, inline), ".2f", "x")
+            table.add_row(str(agents), label, fmt(result.us), result.spread, vs_inline)
+        if agents != agent_counts[-1]:
+            table.add_section()
     return table
 
 
@@ -609,6 +691,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             None if loco is not None else f"loco-agent is not installed: no comparison ({loco_problem})",
         )
     )
+    console.print()
+
+    # asyncio, the ledgers on SQLite
+    sqlite_configs = [SQLITE_INLINE, SQLITE_OFF_LOOP]
+    sqlite_cycles = max(cycles // SQLITE_SHARE, 200)
+    with (
+        tempfile.TemporaryDirectory(prefix="proctor-bench-") as folder,
+        status(progress_console, "asyncio on SQLite") as progress,
+    ):
+        sqlite_results = measure(
+            sqlite_configs,
+            agent_counts,
+            sqlite_cycles,
+            dict.fromkeys(sqlite_configs, repeat),
+            lambda config, agents, n: run_sqlite(config, agents, n, Path(folder), timeout),
+            progress,
+        )
+    console.print(sqlite_table(sqlite_results, agent_counts, sqlite_cycles, f"median of {repeat}"))
     console.print()
 
     # threads
