@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
@@ -23,23 +24,27 @@ from proctor._numbers import from_units, is_amount, to_units
 from proctor.approvals.base import ApprovalChannel, ApprovalDecision, ApprovalRequest
 from proctor.approvals.callback import CallbackChannel
 from proctor.approvals.durable import DurableChannel
-from proctor.daily_spend import DailySpend, Hold
 from proctor.decision import Action
 from proctor.errors import ConfigurationError, PolicyViolationError, RuleViolationError
 from proctor.outcome import Outcome, Status
 from proctor.pii.detector import PIIDetector
-from proctor.policy.enforcer import PolicyEnforcer
+from proctor.policy.daily import DailySpend, Hold
+from proctor.policy.enforcer import Admission, PolicyEnforcer
 from proctor.resource import SharedResource
 from proctor.rules.facts import MISSING, Facts
+from proctor.rules.limits import FileLimits
 from proctor.rules.patch import apply_patches
 from proctor.rules.ruleset import RuleSet, Verdict
 from proctor.rules.source import PolicySource, PolicySpec
 from proctor.run import Run, RunTerminated, WatchedRun, _active, _Frame, _replaying
-from proctor.runs.default import run_log
+from proctor.runs.default import process_run_log, run_log
 from proctor.runs.log import NO_RESULT, ActionRecord, RunLog
 from proctor.scheduling.async_scheduler import AsyncLOCOScheduler
 from proctor.scheduling.base import status_of
 from proctor.scheduling.thread_scheduler import LOCOScheduler
+from proctor.stores._default import resolve_store, shared_store
+from proctor.stores.base import Store
+from proctor.stores.memory import MemoryStore
 from proctor.task import Task
 
 if TYPE_CHECKING:
@@ -51,7 +56,49 @@ logger = logging.getLogger("proctor.rules")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_daily = DailySpend()  # spend per "service/agent" since midnight: the cost_today fact
+_dailies: dict[Store, DailySpend] = {}  # the cost_today ledgers, per store they live in
+_private_daily = MemoryStore()  # where they live when there is neither a store nor a run log
+_reads_daily = False
+"""Whether rules of this process read cost_today: from then on every call's spend is kept for it."""
+_replay_deciding = threading.RLock()  # a replay reads its recorded cost_today and charges it in one step
+
+
+def _daily_spend() -> DailySpend:
+    """The cost_today ledgers: on the process's store (``set_store``, ``PROCTOR_STORE``), else in the
+    database of the process's run log (shared by the host's processes, kept across restarts), else
+    (recording off) in this process's memory."""
+    store = resolve_store(None)
+    if store is None:
+        log = process_run_log()
+        store = shared_store(f"sqlite:///{log.path.resolve()}") if log is not None else _private_daily
+    daily = _dailies.get(store)
+    if daily is None:
+        daily = _dailies.setdefault(store, DailySpend(store))
+    return daily
+
+
+_file_limits: weakref.WeakKeyDictionary[RuleSet, FileLimits] = weakref.WeakKeyDictionary()
+_file_limits_lock = threading.Lock()
+
+
+def _limits_of(rules: RuleSet) -> FileLimits:
+    """The budgets and rate limits of ``rules``, on the store of the cost_today ledgers."""
+    store = _daily_spend().store
+    limits = _file_limits.get(rules)
+    if limits is None or limits.store is not store:
+        with _file_limits_lock:
+            limits = _file_limits.get(rules)
+            if limits is None or limits.store is not store:
+                limits = _file_limits[rules] = FileLimits(rules, store)
+    return limits
+
+
+def _note_rules(rules: RuleSet) -> None:
+    global _reads_daily
+    if not _reads_daily and "cost_today" in rules.uses:
+        _reads_daily = True
+
+
 _channel: ApprovalChannel | None = None
 _durable: DurableChannel | None = None
 
@@ -154,6 +201,8 @@ def runlog(
             scheduler = _scheduler_for(resource, inspect.iscoroutinefunction(function))
         _check_scheduler(function, scheduler)
         guard = _Guard(function, service, source, agent, name, cost, labels, on_deny, approvals)
+        if source is not None:
+            _note_rules(source.current())  # before any call, so that the first calls' spend counts too
         guard.enforcer = enforcer
         guard.scheduler = scheduler
         guard.record = record
@@ -223,16 +272,20 @@ class _Call:
         "args",
         "bound",
         "decided_at",
+        "downgraded",
+        "enforcer",
         "estimate",
         "facts",
         "frame",
         "held",
         "hold",
         "kwargs",
+        "limits",
         "parent",
         "policy_error",
         "recorded",
         "requested",
+        "rules",
         "run",
         "seq",
         "settled",
@@ -266,6 +319,10 @@ class _Call:
         self.settled = False  # its spend is counted: nothing more may be
         self.approval: dict[str, Any] | None = None
         self.policy_error: PolicyViolationError | None = None
+        self.rules: RuleSet | None = None  # the rules it was checked by
+        self.enforcer: PolicyEnforcer | None = None  # the code's, or the file's budgets and rate limits
+        self.limits: FileLimits | None = None
+        self.downgraded: list[dict[str, Any]] = []  # the limits that let it run over their limit
         self.recorded: ActionRecord | None = None
 
 
@@ -289,6 +346,8 @@ class _Guard:
         self.source = source
         self.agent = agent if agent is not None else service
         self.tool = name if name is not None else function.__qualname__
+        self.spender = f"{service}/{self.agent}"
+        """Whose spend ``cost_today`` adds up."""
         self.cost = cost
         self.labels = dict(labels) if labels is not None else MISSING
         self.stored_labels = dict(labels) if labels else None
@@ -381,6 +440,11 @@ class _Guard:
     def check(self, call: _Call, rules: RuleSet | None) -> None:
         """Count the call in its run and apply the rules' verdict; raises ``RunTerminated`` to terminate."""
         run = call.run
+        call.rules = rules
+        call.enforcer = self.enforcer
+        if rules is not None and (rules.budgets or rules.rate_limits):
+            limits = call.limits = _limits_of(rules)
+            call.enforcer = limits.enforcer(agent=self.agent, service=self.service, tool=self.tool)
         if call.parent is None:
             calls_before = same_before = 0
         else:
@@ -395,10 +459,9 @@ class _Guard:
             call.decided_at = time.time()
             self._hold(call)
             return
-        if "cost_today" in rules.uses or "cost_run" in rules.uses:
-            # Reading the spend and holding this call's estimate is one step: a call running at
-            # the same time in another thread sees this one's estimate, or this one sees its.
-            with _daily.deciding:
+        _note_rules(rules)
+        if "cost_today" in rules.uses and run.replay is not None:
+            with _replay_deciding:  # a replay's own recorded spend, not the shared ledgers
                 self._decide(call, rules, calls_before, same_before)
         else:
             self._decide(call, rules, calls_before, same_before)
@@ -407,10 +470,24 @@ class _Guard:
         """Evaluate the rules; hold the estimate of a call they let run; raises to terminate."""
         run = call.run
         bound = call.bound
-        facts = self._facts(rules, run, bound, call.estimate, calls_before, same_before)
-        call.facts = facts
-        verdict = call.verdict = rules.evaluate(facts)
-        call.decided_at = time.time()  # under the lock, when rules read spend: the order of decisions
+        facts = call.facts = self._facts(rules, run, bound, call.estimate, calls_before, same_before)
+        if "cost_today" in rules.uses and run.replay is None:
+            # Reading today's spend, deciding and holding this call's estimate are one step on the
+            # ledger's store: a call running at the same time, in any process, sees this one's estimate.
+            def admit(spent: float) -> bool:
+                facts.cost_today = spent
+                verdict = call.verdict = rules.evaluate(facts)
+                call.decided_at = time.time()  # inside the step: the order of decisions
+                return verdict.action in _RUNS
+
+            defaults = rules.defaults
+            call.hold = _daily_spend().decide(
+                self.spender, defaults.timezone, call.estimate, admit, defaults.lease
+            )
+        else:
+            call.verdict = rules.evaluate(facts)
+            call.decided_at = time.time()
+        verdict = call.verdict
         action = verdict.action
         if action is Action.ALLOW:
             self._hold(call)
@@ -440,19 +517,14 @@ class _Guard:
             args=bound,
             input=run.input,
             cost=estimate,
-            cost_run=from_units(to_units(run.cost) + run.held) if run.held else run.cost,
+            cost_run=from_units(to_units(run.cost) + run.held),  # in billionths, as what-if counts
             tool_calls_in_run=calls,
             same_call_in_run=same,
             labels=self.labels,
         )
         zone = rules.defaults.timezone
-        if "cost_today" in uses:
-            replay = run.replay
-            facts.cost_today = (
-                _daily.spent(f"{self.service}/{self.agent}", zone)
-                if replay is None
-                else replay.cost_today(self.service, self.agent, zone)
-            )
+        if "cost_today" in uses and run.replay is not None:  # live: _decide reads it in the ledger's step
+            facts.cost_today = run.replay.cost_today(self.service, self.agent, zone)
         if "time" in uses:
             tz = ZoneInfo(zone) if zone else None
             facts.now = datetime.now(tz) if run.replay is None else run.replay.now(tz)
@@ -467,8 +539,9 @@ class _Guard:
         if call.parent is not None:  # the run's own call is what cost_run adds up, not part of it
             with call.run._lock:
                 call.run.held += to_units(estimate)
-        if _spends_live(call):
-            call.hold = _daily.hold(f"{self.service}/{self.agent}", estimate)
+        if _reads_daily and call.hold is None and _spends_live(call):
+            rules = call.rules
+            call.hold = _daily_spend().hold(self.spender, estimate, rules.defaults.lease if rules else None)
 
     def _let_go(self, call: _Call, actual: float) -> None:
         """The call ended having cost ``actual``: that replaces its estimate in cost_run and cost_today."""
@@ -483,7 +556,8 @@ class _Guard:
         elif actual:
             replay = call.run.replay
             if _spends_live(call):
-                _daily.record(f"{self.service}/{self.agent}", actual)
+                if _reads_daily:
+                    _daily_spend().record(self.spender, actual)
             elif replay is not None:
                 replay.charge(self.service, self.agent, actual)
 
@@ -641,7 +715,7 @@ class _Guard:
                 return decided
             token = _active.set(call.frame)
             try:
-                if self.scheduler is None and self.enforcer is None:
+                if self.scheduler is None and call.enforcer is None:
                     result = function(*call.args, **call.kwargs)
                 else:
                     result = self._invoke_sync(call)
@@ -681,7 +755,7 @@ class _Guard:
                 answer = _LIVE if call.run.replay is None else self._replayed(call)
                 if answer is not _LIVE:
                     result = answer
-                elif (self.scheduler is None and self.enforcer is None) or _replaying_only(call.run):
+                elif (self.scheduler is None and call.enforcer is None) or _replaying_only(call.run):
                     result = self.function(*call.args, **call.kwargs)
                 else:
                     result = self._invoke_sync(call)
@@ -791,6 +865,7 @@ class _Guard:
             and before.action is _ALLOWED
             and call.after is None
             and call.policy_error is None
+            and not call.downgraded
         ):
             decisions: list[dict[str, Any]] = []  # the common case: no rule matched
         else:
@@ -863,21 +938,61 @@ class _Guard:
         return self._checked_sync(call)
 
     def _checked_sync(self, call: _Call) -> Any:
-        if self.enforcer is None:
+        enforcer = call.enforcer
+        if enforcer is None:
             return self.function(*call.args, **call.kwargs)
         try:
-            admission = self.enforcer.admit(self.agent, self._task(call))
+            admission = enforcer.admit(self.agent, self._task(call))
         except PolicyViolationError as exc:
             call.policy_error = exc
             raise
         try:
+            self._admitted(call, admission)
             result = self.function(*call.args, **call.kwargs)
             actual = self.actual_cost(call, result)
         except BaseException as exc:
-            self.enforcer.settle(admission, Outcome(status_of(exc), None, exc))
+            enforcer.settle(admission, Outcome(status_of(exc), None, exc))
             raise
-        self.enforcer.settle(admission, Outcome(Status.SUCCESS, actual))
+        enforcer.settle(admission, Outcome(Status.SUCCESS, actual))
         return result
+
+    def _admit_items(self, call: _Call) -> tuple[PolicyEnforcer, Admission] | None:
+        """A generator's check by its enforcer, before its first item; what to settle after its last."""
+        enforcer = call.enforcer
+        if enforcer is None or _replaying_only(call.run):
+            return None
+        try:
+            admission = enforcer.admit(self.agent, self._task(call))
+        except PolicyViolationError as exc:
+            call.policy_error = exc
+            self.abandon(call)
+            raise
+        try:
+            self._admitted(call, admission)
+        except BaseException as exc:
+            enforcer.settle(admission, Outcome(status_of(exc), None, exc))
+            self.abandon(call)
+            raise
+        return enforcer, admission
+
+    def _admitted(self, call: _Call, admission: Admission) -> None:
+        """Note the limits that let the call run over them; apply the downgrade budgets' patches."""
+        limits = call.limits
+        if limits is None:
+            return
+        for decision in admission.decisions:
+            if decision.downgrade or decision.action is Action.LOG:
+                action = "modify" if decision.downgrade else "log"
+                call.downgraded.append(
+                    {"phase": "limit", "rule": decision.policy, "action": action, "decided": True}
+                )
+        if admission.downgraded:
+            patched, changes = apply_patches(call.bound, limits.downgrades(admission.decisions))
+            call.args, call.kwargs = self.unbind(patched)
+            call.requested = call.requested if call.requested is not None else call.bound
+            call.bound = patched
+            for change in changes:
+                logger.info("budget %r downgraded %s: %s", change.rule_id, self.tool, change.target)
 
     async def _invoke_async(self, call: _Call) -> Any:
         if isinstance(self.scheduler, AsyncLOCOScheduler):
@@ -895,20 +1010,22 @@ class _Guard:
         return await self._checked_async(call)
 
     async def _checked_async(self, call: _Call) -> Any:
-        if self.enforcer is None:
+        enforcer = call.enforcer
+        if enforcer is None:
             return await self.function(*call.args, **call.kwargs)
         try:
-            admission = self.enforcer.admit(self.agent, self._task(call))
+            admission = enforcer.admit(self.agent, self._task(call))
         except PolicyViolationError as exc:
             call.policy_error = exc
             raise
         try:
+            self._admitted(call, admission)
             result = await self.function(*call.args, **call.kwargs)
             actual = self.actual_cost(call, result)
         except BaseException as exc:
-            self.enforcer.settle(admission, Outcome(status_of(exc), None, exc))
+            enforcer.settle(admission, Outcome(status_of(exc), None, exc))
             raise
-        self.enforcer.settle(admission, Outcome(Status.SUCCESS, actual))
+        enforcer.settle(admission, Outcome(Status.SUCCESS, actual))
         return result
 
     def _decide_sync(self, call: _Call) -> Any:
@@ -950,7 +1067,7 @@ class _Guard:
                 return decided
             token = _active.set(call.frame)
             try:
-                if self.scheduler is None and self.enforcer is None:
+                if self.scheduler is None and call.enforcer is None:
                     result = await function(*call.args, **call.kwargs)
                 else:
                     result = await self._invoke_async(call)
@@ -990,7 +1107,7 @@ class _Guard:
                 answer = _LIVE if call.run.replay is None else self._replayed(call)
                 if answer is not _LIVE:
                     result = answer
-                elif (self.scheduler is None and self.enforcer is None) or _replaying_only(call.run):
+                elif (self.scheduler is None and call.enforcer is None) or _replaying_only(call.run):
                     result = await self.function(*call.args, **call.kwargs)
                 else:
                     result = await self._invoke_async(call)
@@ -1036,6 +1153,7 @@ class _Guard:
             if decided is not _PROCEED:
                 yield decided  # the refusal is the one item, for an agent to read
                 return None
+            admission = self._admit_items(call)
             items = function(*call.args, **call.kwargs)
             sent: Any = None
             thrown: BaseException | None = None
@@ -1057,7 +1175,9 @@ class _Guard:
                         raise
                     except BaseException as exc:  # thrown in by the consumer: pass it on
                         thrown, sent = exc, None
-            except BaseException:
+            except BaseException as exc:
+                if admission is not None:
+                    admission[0].settle(admission[1], Outcome(status_of(exc), None, exc))
                 self.abandon(call)
                 raise
             finally:
@@ -1067,6 +1187,8 @@ class _Guard:
                     items.close()
                 finally:
                     _active.reset(token)
+            if admission is not None:
+                admission[0].settle(admission[1], Outcome(Status.SUCCESS, self.actual_cost(call, returned)))
             self.finish(call, returned)
             return returned
 
@@ -1084,6 +1206,7 @@ class _Guard:
             if decided is not _PROCEED:
                 yield decided
                 return
+            admission = self._admit_items(call)
             items = function(*call.args, **call.kwargs)
             sent: Any = None
             thrown: BaseException | None = None
@@ -1103,7 +1226,9 @@ class _Guard:
                         raise
                     except BaseException as exc:
                         thrown, sent = exc, None
-            except BaseException:
+            except BaseException as exc:
+                if admission is not None:
+                    admission[0].settle(admission[1], Outcome(status_of(exc), None, exc))
                 self.abandon(call)
                 raise
             finally:
@@ -1112,6 +1237,8 @@ class _Guard:
                     await items.aclose()
                 finally:
                     _active.reset(token)
+            if admission is not None:
+                admission[0].settle(admission[1], Outcome(Status.SUCCESS, self.actual_cost(call, None)))
             self.finish(call, None)
 
         return wrapper
@@ -1159,9 +1286,11 @@ def _decisions(call: _Call) -> list[dict[str, Any]]:
             for rule in verdict.matched
             if rule is not decider
         )
+    decisions.extend(call.downgraded)
     error = call.policy_error
     if error is not None:
-        decisions.append({"phase": "policy", "rule": error.policy_name, "action": "deny", "decided": True})
+        phase = "limit" if call.limits is not None else "policy"
+        decisions.append({"phase": phase, "rule": error.policy_name, "action": "deny", "decided": True})
     return decisions
 
 
@@ -1176,6 +1305,7 @@ _PROCEED: Any = object()
 _LIVE: Any = object()
 _PLAIN = frozenset((str, int, float, bool, bytes, list, tuple))
 _ALLOW = Verdict(Action.ALLOW)
+_RUNS = frozenset((Action.ALLOW, Action.LOG, Action.MODIFY))  # the actions after which a call runs
 _ALLOWED = Action.ALLOW
 
 

@@ -53,7 +53,7 @@ def test_unknown_keys_list_the_expected_ones() -> None:
     assert location == "p.yaml:4:3"
     assert message.startswith("unknown key 'colour'; expected one of: id, name, description, when, action")
     [(_, missing), (location, unknown)] = problems("policy:\n- id: a\n")
-    assert missing == "missing required key 'policies'"
+    assert missing == "missing required key 'policies' (or a file of only 'budgets' or 'rate_limits')"
     assert location == "p.yaml:1:1"
     assert unknown.startswith("unknown key 'policy'; expected one of: version, defaults, pii, policies")
 
@@ -139,9 +139,17 @@ def test_yaml_aliases_and_unsafe_tags_are_refused() -> None:
 
 def test_not_a_mapping() -> None:
     assert problems("- id: a\n") == [
-        ("p.yaml:1:1", "a policy file is a mapping with a 'policies' list at the top")
+        (
+            "p.yaml:1:1",
+            "a policy file is a mapping with a 'policies', 'budgets' or 'rate_limits' list at the top",
+        )
     ]
-    assert problems("") == [("p.yaml:1:1", "a policy file is a mapping with a 'policies' list at the top")]
+    assert problems("") == [
+        (
+            "p.yaml:1:1",
+            "a policy file is a mapping with a 'policies', 'budgets' or 'rate_limits' list at the top",
+        )
+    ]
 
 
 def test_unreadable_file(tmp_path: Path) -> None:

@@ -74,7 +74,14 @@ def check(files: tuple[str, ...]) -> None:
             for location, message in exc.problems:
                 click.echo(f"{location}: {message}")
         else:
-            click.echo(f"{file}: ok, {len(rules)} rule{'s' if len(rules) != 1 else ''}")
+            counts = [_count(len(rules), "rule")]
+            if rules.budgets:
+                counts.append(_count(len(rules.budgets), "budget"))
+            if rules.rate_limits:
+                counts.append(_count(len(rules.rate_limits), "rate limit"))
+            click.echo(f"{file}: ok, {', '.join(counts)}")
+            for line in limit_lines(rules):
+                click.echo(f"  {line}")
             for note in spend_notes(rules):
                 click.echo(f"  note: {note}")
     if failed:
@@ -142,6 +149,50 @@ cli.add_command(replay)
 cli.add_command(serve)
 cli.add_command(approvals)
 cli.add_command(approvers)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'s' if n != 1 else ''}"
+
+
+def limit_lines(rules: RuleSet) -> list[str]:
+    """What each budget and rate limit of ``rules`` allows, in words, and where they keep count."""
+    lines = []
+    for budget in rules.budgets:
+        period = (
+            "in all"
+            if budget.period is None
+            else f"per {budget.period}"
+            if isinstance(budget.period, str)
+            else f"per {budget.period:g}s"
+        )
+        limits = [f"{budget.limit:g} per {budget.per}"] if budget.limit is not None else []
+        limits += [f"{limit:g} for {key}" for key, limit in budget.limits.items()]
+        changed = ", ".join([*budget.set, *budget.redact, *budget.clamp])
+        over = {
+            "reject": "is refused (BudgetExceededError)",
+            "alert": "runs, and a warning is logged",
+            "downgrade": f"runs with {changed} changed",
+        }[budget.mode]
+        lines.append(
+            f"budget {budget.id!r}: {', '.join(limits)} {period}. A call whose estimate (cost=) would take "
+            f"spend over it {over}; estimates are reserved at the check and settled to the actual cost after."
+        )
+    for rate in rules.rate_limits:
+        limits = (
+            [f"{rate.limit:g} calls per {rate.seconds:g}s per {rate.per}"] if rate.limit is not None else []
+        )
+        limits += [f"{limit:g} for {key}" for key, limit in rate.limits.items()]
+        lines.append(
+            f"rate limit {rate.id!r}: {', '.join(limits)} (the limit is also the burst); a call over it "
+            "is refused (PolicyViolationError)."
+        )
+    if lines:
+        lines.append(
+            "budgets and rate limits count in the store of PROCTOR_STORE (or set_store()), else in the "
+            "run log's database ($PROCTOR_DB): shared by every process that uses it, kept across restarts."
+        )
+    return lines
 
 
 def spend_notes(rules: RuleSet) -> list[str]:

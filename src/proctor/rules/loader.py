@@ -12,7 +12,7 @@ from proctor.errors import PolicyConfigError
 from proctor.rules._yaml import Path, SourceMap, YAMLProblem, load_yaml
 from proctor.rules.compiler import CompileError, PIIScan, compile_when, facts_used, literal_tools
 from proctor.rules.ruleset import CompiledRule, RuleSet
-from proctor.rules.schema import Clamp, Defaults, PIISettings, PolicyFile, Rule
+from proctor.rules.schema import Budget, Clamp, Defaults, PIISettings, PolicyFile, RateLimit, Rule
 
 if TYPE_CHECKING:
     from proctor.pii import PIIDetector
@@ -26,6 +26,9 @@ _MODELS: dict[tuple[str, ...], type[BaseModel]] = {
     ("pii",): PIISettings,
     ("policies", "#"): Rule,
     ("policies", "#", "clamp", "*"): Clamp,
+    ("budgets", "#"): Budget,
+    ("budgets", "#", "clamp", "*"): Clamp,
+    ("rate_limits", "#"): RateLimit,
 }
 
 
@@ -64,8 +67,14 @@ def parse_policies(
     if pii is None:
         pii = builtin_pii_scan(parsed.pii if parsed is not None else PIISettings())
     rules: list[CompiledRule] = []
-    if isinstance(data, Mapping) and isinstance(data.get("policies"), list):
-        _check_ids(data["policies"], problems)
+    if isinstance(data, Mapping):
+        if isinstance(data.get("policies"), list):
+            _check_ids([("policies", data["policies"])], "rule", problems)
+        # Budgets and rate limits share one store, where their ids keep them apart.
+        limits = [(section, data.get(section)) for section in ("budgets", "rate_limits")]
+        _check_ids(
+            [(section, items) for section, items in limits if isinstance(items, list)], "limit", problems
+        )
     if parsed is not None and not problems:
         for index, rule in enumerate(parsed.policies):
             try:
@@ -98,7 +107,9 @@ def parse_policies(
     if problems:
         raise PolicyConfigError(_located(problems, source_map))
     assert parsed is not None
-    return RuleSet(rules, parsed.defaults, source=file)
+    return RuleSet(
+        rules, parsed.defaults, source=file, budgets=parsed.budgets, rate_limits=parsed.rate_limits
+    )
 
 
 def _when_problems(when: Any, path: Path, pii: PIIScan | None) -> list[tuple[Path, str, bool]]:
@@ -147,15 +158,24 @@ def builtin_pii_scan(settings: PIISettings) -> PIIScan:
 
 def _validate(data: Any, problems: list[tuple[Path, str, bool]]) -> PolicyFile | None:
     if not isinstance(data, Mapping):
-        problems.append(((), "a policy file is a mapping with a 'policies' list at the top", False))
+        problems.append(
+            (
+                (),
+                "a policy file is a mapping with a 'policies', 'budgets' or 'rate_limits' list at the top",
+                False,
+            )
+        )
         return None
+    if not {"policies", "budgets", "rate_limits"} & set(data):
+        problems.append(((), f"missing required key 'policies' (or {_ONLY_LIMITS})", False))
     try:
-        return PolicyFile.model_validate(data)
+        parsed = PolicyFile.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             path: Path = tuple(error["loc"])
             problems.append(_describe(error["type"], path, error["msg"], error.get("ctx")))
         return None
+    return None if problems else parsed
 
 
 def _describe(kind: str, path: Path, message: str, ctx: Mapping[str, Any] | None) -> tuple[Path, str, bool]:
@@ -174,27 +194,36 @@ def _describe(kind: str, path: Path, message: str, ctx: Mapping[str, Any] | None
     return path, f"{_name(path)}: {message}" if named else message, False
 
 
-def _check_ids(raw_rules: list[Any], problems: list[tuple[Path, str, bool]]) -> None:
-    first: dict[str, int] = {}
-    for index, raw in enumerate(raw_rules):
-        rule_id = raw.get("id") if isinstance(raw, Mapping) else None
-        if not isinstance(rule_id, str):
-            continue
-        if rule_id in first:
-            problems.append(
-                (
-                    ("policies", index, "id"),
-                    f"duplicate rule id {rule_id!r} (also rule #{first[rule_id] + 1})",
-                    False,
+_ONLY_LIMITS = "a file of only 'budgets' or 'rate_limits'"
+_ITEM = {"policies": "rule", "budgets": "budget", "rate_limits": "rate limit"}
+
+
+def _check_ids(
+    sections: list[tuple[str, list[Any]]], what: str, problems: list[tuple[Path, str, bool]]
+) -> None:
+    """Report every id used twice across ``sections`` (each a name and its list)."""
+    first: dict[str, tuple[str, int]] = {}
+    for section, items in sections:
+        for index, raw in enumerate(items):
+            item_id = raw.get("id") if isinstance(raw, Mapping) else None
+            if not isinstance(item_id, str):
+                continue
+            if item_id in first:
+                other, at = first[item_id]
+                problems.append(
+                    (
+                        (section, index, "id"),
+                        f"duplicate {what} id {item_id!r} (also {_ITEM[other]} #{at + 1})",
+                        False,
+                    )
                 )
-            )
-        else:
-            first[rule_id] = index
+            else:
+                first[item_id] = (section, index)
 
 
 def _model_at(path: Path) -> type[BaseModel] | None:
     shape = tuple("#" if isinstance(part, int) else part for part in path)
-    if len(shape) == 4 and shape[:3] == ("policies", "#", "clamp"):
+    if len(shape) == 4 and shape[1:3] == ("#", "clamp"):
         shape = (*shape[:3], "*")
     return _MODELS.get(shape)
 

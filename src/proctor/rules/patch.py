@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from proctor.rules.facts import MISSING
-from proctor.rules.schema import Rule
+from proctor.rules.schema import Clamp
 
-__all__ = ["REDACTED", "Change", "apply_patches"]
+__all__ = ["REDACTED", "Change", "Patch", "apply_patches"]
 
 REDACTED = "[REDACTED]"
 """What ``redact`` puts in place of a value."""
+
+
+class Patch(Protocol):
+    """What changes arguments: a ``modify`` rule, or a ``downgrade`` budget."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def set(self) -> dict[str, Any]: ...
+    @property
+    def redact(self) -> tuple[str, ...]: ...
+    @property
+    def clamp(self) -> dict[str, Clamp]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +40,7 @@ class Change:
     after: Any
 
 
-def apply_patches(args: Mapping[str, Any], rules: tuple[Rule, ...]) -> tuple[dict[str, Any], list[Change]]:
+def apply_patches(args: Mapping[str, Any], rules: Sequence[Patch]) -> tuple[dict[str, Any], list[Change]]:
     """The arguments after each rule's ``set``, ``redact`` and ``clamp``, in rule order.
 
     Containers on a patched path are copied before they change, so the

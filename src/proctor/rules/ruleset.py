@@ -16,7 +16,7 @@ from typing import Any
 from proctor.decision import Action
 from proctor.rules.compiler import Condition, facts_used, literal_tools
 from proctor.rules.facts import Facts
-from proctor.rules.schema import Defaults, Rule
+from proctor.rules.schema import Budget, Defaults, RateLimit, Rule
 
 __all__ = ["CompiledRule", "RuleSet", "Verdict"]
 
@@ -84,7 +84,8 @@ class RuleSet:
     Rules that name their tools literally (``tool: db.query`` or a list of
     names) are only tested against those tools; the rest against every action.
     Rules that read ``output`` are checked after the call (``after=True``),
-    the others before it.
+    the others before it. ``budgets`` and ``rate_limits`` come with the rules;
+    ``proctor.rules.limits`` turns them into policies.
     """
 
     def __init__(
@@ -94,8 +95,13 @@ class RuleSet:
         source: str = "<string>",
         *,
         after: bool = False,
+        budgets: tuple[Budget, ...] = (),
+        rate_limits: tuple[RateLimit, ...] = (),
     ) -> None:
         enabled = [rule for rule in rules if rule.rule.enabled]
+        self.budgets = budgets
+        """The file's budgets: checked, with its rate limits, after the rules let a call run."""
+        self.rate_limits = rate_limits
         self.rules = tuple(rule for rule in enabled if ("output" in rule.uses) is after)
         self.defaults = defaults
         self.source = source

@@ -10,6 +10,10 @@ A policy file is YAML::
         when: {cost: {gt: 1.00}}
         action: deny
         message: "Too expensive"
+    budgets:                  # spend limits, as BudgetPolicy keeps them
+      - {id: daily-spend, per: agent, limit: 20.0, period: day, mode: reject}
+    rate_limits:              # token buckets, as RatePolicy keeps them
+      - {id: llm-calls, per: agent, limit: 60, period: minute}
 
 Unknown keys are errors. ``when`` is checked by the compiler, which knows the
 facts and operators.
@@ -24,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from proctor.pii.kinds import PIIKind
 
-__all__ = ["ACTIONS", "Defaults", "PIISettings", "PolicyFile", "Rule"]
+__all__ = ["ACTIONS", "Budget", "Defaults", "PIISettings", "PolicyFile", "RateLimit", "Rule"]
 
 ACTIONS = ("allow", "log", "modify", "require_approval", "deny", "terminate")
 """Every action a rule may take, from the mildest to the strictest."""
@@ -37,6 +41,12 @@ ActionName = Literal["log", "modify", "require_approval", "deny", "terminate"]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def _plain_id(value: str) -> str:
+    if value != value.strip() or any(c.isspace() for c in value):
+        raise ValueError("an id may not contain spaces")
+    return value
 
 
 class Clamp(_Strict):
@@ -81,9 +91,7 @@ class Rule(_Strict):
     @field_validator("id")
     @classmethod
     def _plain_id(cls, value: str) -> str:
-        if value != value.strip() or any(c.isspace() for c in value):
-            raise ValueError("an id may not contain spaces")
-        return value
+        return _plain_id(value)
 
     @field_validator("set", "redact", "clamp")
     @classmethod
@@ -114,12 +122,14 @@ class Rule(_Strict):
 
 class Defaults(_Strict):
     """File-wide defaults: the action when no rule matches, the approval timeout in seconds,
-    and the time zone (IANA name) of ``cost_today``'s midnight and of ``time.*``, the
-    machine's own when not given."""
+    the time zone (IANA name) of ``cost_today``'s midnight and of ``time.*`` (the machine's
+    own when not given), and the lease: seconds a running call's estimate is held in
+    ``cost_today`` and in budgets before it is given back, its process taken for dead."""
 
     action: Literal["allow", "deny"] = "allow"
     approval_timeout: float = Field(default=300.0, gt=0)
     timezone: str | None = None
+    lease: float = Field(default=300.0, gt=0)
 
     @field_validator("timezone")
     @classmethod
@@ -153,10 +163,133 @@ class PIISettings(_Strict):
         return kinds
 
 
+PerKey = Literal["agent", "service", "tool"]
+"""Whose calls share one ledger or bucket: each agent's, each service's (``@runlog(service=...)``) or
+each tool's."""
+
+RATE_PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+"""The names a rate limit's period may have, in seconds."""
+
+
+def _period(period: Any, names: tuple[str, ...], *, none: bool) -> Any:
+    """``period`` if it is one of ``names`` or a number of seconds > 0 (or None, when allowed)."""
+    if period is None and none:
+        return None
+    if isinstance(period, str) and period in names:
+        return period
+    if isinstance(period, (int, float)) and not isinstance(period, bool) and period > 0:
+        return float(period)
+    raise ValueError(f"the period is one of {', '.join(names)} or a number of seconds > 0; got {period!r}")
+
+
+class Budget(_Strict):
+    """A spend limit, with ``BudgetPolicy``'s semantics: each call reserves its estimate (``cost=``)
+    when it is checked, settles to its actual cost after, and gives the reservation back when a
+    later check refuses it.
+
+    ``limit`` applies to every key without its own in ``limits``; a key with
+    neither is not limited. ``mode`` says what a call over the limit gets:
+    ``reject`` refuses it (``BudgetExceededError``), ``alert`` lets it run and
+    logs a warning, ``downgrade`` lets it run with the arguments changed by
+    ``set``, ``redact`` and ``clamp`` (as a ``modify`` rule's), say to a
+    cheaper model.
+    """
+
+    id: str = Field(min_length=1)
+    per: PerKey = "agent"
+    limit: float | None = Field(default=None, ge=0)
+    limits: dict[str, float] = Field(default_factory=dict)
+    period: str | float | None = None
+    mode: Literal["reject", "alert", "downgrade"] = "reject"
+    lease: float | None = Field(default=None, gt=0)
+    """Seconds a reservation is held; the file's ``defaults.lease`` when not given."""
+    # downgrade
+    set: dict[str, Any] = Field(default_factory=dict)
+    redact: tuple[str, ...] = ()
+    clamp: dict[str, Clamp] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        return _plain_id(value)
+
+    @field_validator("limits")
+    @classmethod
+    def _limits_at_least_zero(cls, limits: dict[str, float]) -> dict[str, float]:
+        for key, limit in limits.items():
+            if not limit >= 0:
+                raise ValueError(f"the limit of {key!r} must be a number >= 0, got {limit!r}")
+        return limits
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _known_period(cls, period: Any) -> Any:
+        return _period(period, ("hour", "day", "month"), none=True)
+
+    @field_validator("set", "redact", "clamp")
+    @classmethod
+    def _patch_targets(cls, targets: Any) -> Any:
+        return Rule._patch_targets(targets)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Budget:
+        if self.limit is None and not self.limits:
+            raise ValueError("a budget needs limit, limits or both")
+        patches = bool(self.set or self.redact or self.clamp)
+        if self.mode == "downgrade" and not patches:
+            raise ValueError("a downgrade budget needs set, redact or clamp: how a call gets cheaper")
+        if self.mode != "downgrade" and patches:
+            raise ValueError(f"set, redact and clamp belong to downgrade budgets, not {self.mode}")
+        return self
+
+
+class RateLimit(_Strict):
+    """At most ``limit`` calls per ``period`` (seconds, or second, minute, hour, day) per key, as a
+    token bucket with ``RatePolicy``'s semantics: ``limit`` is also the burst, and a call refused by
+    a later check gets its token back. ``limits`` gives some keys their own."""
+
+    id: str = Field(min_length=1)
+    per: PerKey = "agent"
+    limit: float | None = Field(default=None, gt=0)
+    limits: dict[str, float] = Field(default_factory=dict)
+    period: str | float = "minute"
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        return _plain_id(value)
+
+    @field_validator("limits")
+    @classmethod
+    def _positive_limits(cls, limits: dict[str, float]) -> dict[str, float]:
+        for key, limit in limits.items():
+            if not limit > 0:
+                raise ValueError(f"the limit of {key!r} must be a number > 0, got {limit!r}")
+        return limits
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _known_period(cls, period: Any) -> Any:
+        return _period(period, tuple(RATE_PERIODS), none=False)
+
+    @model_validator(mode="after")
+    def _complete(self) -> RateLimit:
+        if self.limit is None and not self.limits:
+            raise ValueError("a rate limit needs limit, limits or both")
+        return self
+
+    @property
+    def seconds(self) -> float:
+        """The period in seconds."""
+        return RATE_PERIODS[self.period] if isinstance(self.period, str) else float(self.period)
+
+
 class PolicyFile(_Strict):
-    """A whole policy file."""
+    """A whole policy file: rules, and the budgets and rate limits that calls also pass."""
 
     version: Literal[1] = 1
     defaults: Defaults = Field(default_factory=Defaults)
     pii: PIISettings = Field(default_factory=PIISettings)
-    policies: tuple[Rule, ...]
+    policies: tuple[Rule, ...] = ()
+    budgets: tuple[Budget, ...] = ()
+    rate_limits: tuple[RateLimit, ...] = ()

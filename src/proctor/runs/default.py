@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from proctor.errors import StoreError
 from proctor.runs.log import RunLog
 
-__all__ = ["flush", "recording_into", "run_log", "set_run_log"]
+__all__ = ["flush", "process_run_log", "recording_into", "run_log", "set_run_log"]
 
 _OFF = ("0", "off", "false", "no")
 
@@ -34,6 +34,11 @@ def run_log() -> RunLog | None:
     inside = _inside.get()
     if inside is not None:
         return inside[0]
+    return process_run_log()
+
+
+def process_run_log() -> RunLog | None:
+    """The process's own log, whatever a ``recording_into`` block around the caller chose."""
     if _chosen:
         return _log
     return _open_default()

@@ -8,7 +8,7 @@ import threading
 from proctor.errors import ConfigurationError
 from proctor.stores.base import Store, known_schemes, scheme_class
 
-__all__ = ["resolve_store", "set_store", "store_from_url"]
+__all__ = ["resolve_store", "set_store", "shared_store", "store_from_url"]
 
 _lock = threading.Lock()
 _chosen: Store | None = None
@@ -39,7 +39,7 @@ def set_store(store: Store | str | None) -> None:
     global _chosen
     if store is not None and not isinstance(store, (Store, str)):
         raise ConfigurationError(f"set_store() takes a Store or a URL, got {type(store).__name__}")
-    chosen = _shared(store) if isinstance(store, str) else store
+    chosen = shared_store(store) if isinstance(store, str) else store
     with _lock:
         _chosen = chosen
 
@@ -49,17 +49,18 @@ def resolve_store(store: Store | str | None) -> Store | None:
     if isinstance(store, Store):
         return store
     if isinstance(store, str):
-        return _shared(store)
+        return shared_store(store)
     if store is not None:
         raise ConfigurationError(f"store= takes a Store or a URL, got {type(store).__name__}")
     chosen = _chosen
     if chosen is not None:
         return chosen
     url = os.environ.get("PROCTOR_STORE")
-    return _shared(url) if url else None
+    return shared_store(url) if url else None
 
 
-def _shared(url: str) -> Store:
+def shared_store(url: str) -> Store:
+    """The process's one store for ``url``, built at the first request."""
     with _lock:
         store = _by_url.get(url)
         if store is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from proctor.errors import ConfigurationError, StoreError
@@ -33,6 +33,7 @@ EXPIRED_KEPT = 86_400.0
 # The operations whose driver errors the base translates into StoreError.
 _OPERATIONS = (
     "reserve",
+    "reserve_if",
     "settle",
     "release",
     "spend",
@@ -110,6 +111,26 @@ class LedgerSupport(ABC):
         :param lease: seconds the reservation is held before it is given back.
         :returns: the lease id (None when it did not fit), and the spent and
             reserved amounts before this call.
+        """
+
+    @abstractmethod
+    def reserve_if(
+        self,
+        ledgers: Sequence[tuple[str, int]],
+        amount: int,
+        now: float,
+        lease: float,
+        admit: Callable[[int, int], bool],
+    ) -> list[int] | None:
+        """Atomically ask ``admit`` about the first ledger, then reserve ``amount`` on every one.
+
+        :param ledgers: ``(key, window)`` pairs; ``admit`` sees the first one's
+            spent and live reserved amounts (leases expired by ``now`` given back).
+        :param amount: what to reserve on each ledger when admitted; 0 reserves nothing.
+        :param admit: decides from those two amounts; it runs inside the store's
+            transaction, so it must be short and must not use the store.
+        :returns: one lease id per ledger (empty when ``amount`` is 0), or None
+            when ``admit`` said no.
         """
 
     @abstractmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from proctor.stores.base import EXPIRED_KEPT, LedgerSupport, Store, TokenBucketSupport
 
@@ -81,13 +81,34 @@ class MemoryStore(Store, LedgerSupport, TokenBucketSupport):
             spent, reserved = ledger.spent, ledger.reserved
             if limit is not None and spent + reserved + amount > limit:
                 return None, spent, reserved
-            lease_id = next(self._ids)
-            expires = now + lease
-            ledger.leases[lease_id] = (amount, expires)
-            ledger.reserved = reserved + amount
-            if expires < ledger.next_expiry:
-                ledger.next_expiry = expires
-            return lease_id, spent, reserved
+            return self._lease(ledger, amount, now + lease), spent, reserved
+
+    def reserve_if(
+        self,
+        ledgers: Sequence[tuple[str, int]],
+        amount: int,
+        now: float,
+        lease: float,
+        admit: Callable[[int, int], bool],
+    ) -> list[int] | None:
+        with self._lock:
+            found = [self._ledger(key, window) for key, window in ledgers]
+            for ledger in found:
+                if now >= ledger.next_expiry:
+                    self._reap(ledger, now)
+            if not admit(found[0].spent, found[0].reserved):
+                return None
+            if not amount:
+                return []
+            return [self._lease(ledger, amount, now + lease) for ledger in found]
+
+    def _lease(self, ledger: _Ledger, amount: int, expires: float) -> int:
+        lease_id = next(self._ids)
+        ledger.leases[lease_id] = (amount, expires)
+        ledger.reserved += amount
+        if expires < ledger.next_expiry:
+            ledger.next_expiry = expires
+        return lease_id
 
     def settle(self, key: str, lease_id: int, actual: int, window: int) -> bool:
         with self._lock:

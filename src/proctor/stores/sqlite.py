@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 from urllib.parse import parse_qs
 
@@ -69,6 +69,13 @@ _INSERT_LEDGER = (
 _UPDATE_LEDGER = (
     "UPDATE proctor_ledgers SET spent = ?, reserved = ?, period = ?, next_expiry = ?, last_lease = ? "
     "WHERE key = ?"
+)
+# One statement, so one snapshot; leases past their expiry count as given back. While the
+# earliest expiry is still ahead, the ledger's reserved column is that sum already.
+_SELECT_LEDGER_NOW = (
+    "SELECT spent, period, CASE WHEN next_expiry IS NULL OR next_expiry > ? THEN reserved ELSE "
+    "(SELECT COALESCE(SUM(amount), 0) FROM proctor_leases "
+    "WHERE key = ? AND expired = 0 AND expires > ?) END FROM proctor_ledgers WHERE key = ?"
 )
 _INSERT_LEASE = "INSERT INTO proctor_leases (key, id, amount, expires) VALUES (?, ?, ?, ?)"
 _SELECT_LEASE = "SELECT amount, expired FROM proctor_leases WHERE key = ? AND id = ?"
@@ -200,28 +207,25 @@ class SQLiteStore(Store, LedgerSupport, TokenBucketSupport):
     def reserve(
         self, key: str, amount: int, limit: int | None, window: int, now: float, lease: float
     ) -> tuple[int | None, int, int]:
-        def body(conn: sqlite3.Connection) -> tuple[int | None, int, int]:
-            row = conn.execute(_SELECT_LEDGER, (key,)).fetchone()
-            if row is None:
-                spent, reserved, period, next_expiry, last_lease = 0, 0, window, None, 0
-            else:
-                spent, reserved, period, next_expiry, last_lease = row
-                if period < window:
-                    spent, period = 0, window
-                # Leases are reaped only once the earliest one may have expired, not on every call.
-                if next_expiry is not None and next_expiry <= now:
-                    reserved, next_expiry = _reap(conn, key, reserved, now)
-            if limit is not None and spent + reserved + amount > limit:
-                if row is not None and (spent, reserved, period, next_expiry) != tuple(row[:4]):
-                    conn.execute(_UPDATE_LEDGER, (spent, reserved, period, next_expiry, last_lease, key))
-                return None, spent, reserved
-            expires = now + lease
-            lease_id = last_lease + 1
-            conn.execute(_INSERT_LEASE, (key, lease_id, amount, expires))
-            next_expiry = expires if next_expiry is None else min(next_expiry, expires)
-            values = (spent, reserved + amount, period, next_expiry, lease_id, key)
-            conn.execute(_INSERT_LEDGER if row is None else _UPDATE_LEDGER, values)
-            return lease_id, spent, reserved
+        return self._run(lambda conn: _reserve(conn, key, amount, limit, window, now, lease))
+
+    def reserve_if(
+        self,
+        ledgers: Sequence[tuple[str, int]],
+        amount: int,
+        now: float,
+        lease: float,
+        admit: Callable[[int, int], bool],
+    ) -> list[int] | None:
+        def body(conn: sqlite3.Connection) -> list[int] | None:
+            key, window = ledgers[0]
+            spent, reserved = _ledger_now(conn, key, window, now)
+            if not admit(spent, reserved):
+                return None
+            if not amount:
+                return []
+            ids = [_reserve(conn, key, amount, None, window, now, lease)[0] for key, window in ledgers]
+            return [lease_id for lease_id in ids if lease_id is not None]
 
         return self._run(body)
 
@@ -259,21 +263,7 @@ class SQLiteStore(Store, LedgerSupport, TokenBucketSupport):
         )
 
     def get(self, key: str, window: int, now: float) -> tuple[int, int]:
-        # One statement, so one snapshot; leases past their expiry count as given back. While the
-        # earliest expiry is still ahead, the ledger's reserved column is that sum already.
-        row = self._run(
-            lambda conn: conn.execute(
-                "SELECT spent, period, CASE WHEN next_expiry IS NULL OR next_expiry > ? THEN reserved ELSE "
-                "(SELECT COALESCE(SUM(amount), 0) FROM proctor_leases "
-                "WHERE key = ? AND expired = 0 AND expires > ?) END FROM proctor_ledgers WHERE key = ?",
-                (now, key, now, key),
-            ).fetchone(),
-            write=False,
-        )
-        if row is None:
-            return 0, 0
-        spent, period, reserved = row
-        return (spent if period >= window else 0), reserved
+        return self._run(lambda conn: _ledger_now(conn, key, window, now), write=False)
 
     def clear(self, key: str) -> None:
         self._run(lambda conn: conn.execute("UPDATE proctor_ledgers SET spent = 0 WHERE key = ?", (key,)))
@@ -310,6 +300,42 @@ class SQLiteStore(Store, LedgerSupport, TokenBucketSupport):
 
     def peek(self, key: str, capacity: float, rate: float, now: float) -> float:
         return self._run(lambda conn: _level(conn, key, capacity, rate, now)[0], write=False)
+
+
+def _reserve(
+    conn: sqlite3.Connection, key: str, amount: int, limit: int | None, window: int, now: float, lease: float
+) -> tuple[int | None, int, int]:
+    """``LedgerSupport.reserve`` inside a transaction already begun."""
+    row = conn.execute(_SELECT_LEDGER, (key,)).fetchone()
+    if row is None:
+        spent, reserved, period, next_expiry, last_lease = 0, 0, window, None, 0
+    else:
+        spent, reserved, period, next_expiry, last_lease = row
+        if period < window:
+            spent, period = 0, window
+        # Leases are reaped only once the earliest one may have expired, not on every call.
+        if next_expiry is not None and next_expiry <= now:
+            reserved, next_expiry = _reap(conn, key, reserved, now)
+    if limit is not None and spent + reserved + amount > limit:
+        if row is not None and (spent, reserved, period, next_expiry) != tuple(row[:4]):
+            conn.execute(_UPDATE_LEDGER, (spent, reserved, period, next_expiry, last_lease, key))
+        return None, spent, reserved
+    expires = now + lease
+    lease_id = last_lease + 1
+    conn.execute(_INSERT_LEASE, (key, lease_id, amount, expires))
+    next_expiry = expires if next_expiry is None else min(next_expiry, expires)
+    values = (spent, reserved + amount, period, next_expiry, lease_id, key)
+    conn.execute(_INSERT_LEDGER if row is None else _UPDATE_LEDGER, values)
+    return lease_id, spent, reserved
+
+
+def _ledger_now(conn: sqlite3.Connection, key: str, window: int, now: float) -> tuple[int, int]:
+    """The spent amount of ``key`` in ``window`` and what its leases live at ``now`` hold."""
+    row = conn.execute(_SELECT_LEDGER_NOW, (now, key, now, key)).fetchone()
+    if row is None:
+        return 0, 0
+    spent, period, reserved = row
+    return (spent if period >= window else 0), reserved
 
 
 def _reap(conn: sqlite3.Connection, key: str, reserved: int, now: float) -> tuple[int, float | None]:
