@@ -271,6 +271,28 @@ def test_the_run_log_comes_from_proctor_db_else_the_default(
     assert not (tmp_path / ".proctor").exists()
 
 
+def test_the_run_log_may_be_given_by_url(tmp_path: Path, db: Path) -> None:
+    by_option = invoke("runs", "list", "--db", f"sqlite:///{db}")
+    assert by_option.exit_code == 0, by_option.output
+    assert "run-big" in by_option.output
+    from_env = invoke("runs", "show", "run-big", env={"PROCTOR_DB": f"sqlite:///{db}"})
+    assert from_env.exit_code == 0, from_env.output
+    missing = invoke("runs", "list", "--db", f"sqlite:///{tmp_path}/none.db")
+    assert missing.exit_code == 2
+    assert f"no run log at {tmp_path}/none.db (given by --db): the file does not exist." in missing.output
+    unknown = invoke("runs", "list", "--db", "mysql://db.example.com/proctor")
+    assert unknown.exit_code == 2
+    assert "no database backend serves 'mysql://db.example.com/proctor'; known schemes: sqlite://" in (
+        unknown.output
+    )
+
+
+def test_a_folder_is_not_a_run_log(tmp_path: Path) -> None:
+    result = invoke("runs", "list", "--db", str(tmp_path))
+    assert result.exit_code == 2
+    assert f"no run log at {tmp_path} (given by --db): the file is a folder, not a database." in result.output
+
+
 def test_a_file_that_is_not_a_run_log_is_an_error(tmp_path: Path) -> None:
     other = tmp_path / "notes.db"
     text = "not a database, just text " * 100

@@ -77,6 +77,19 @@ def test_it_finds_the_approvers_file_like_the_cli_does(
     assert "PROCTOR_CONSOLE_URL=http://127.0.0.1:9000" in result.output  # so notifications link here
 
 
+def test_the_database_may_be_given_by_url(tmp_path: Path, people: People, served: dict[str, Any]) -> None:
+    url = f"sqlite:///{tmp_path}/p.db"
+    result = CliRunner().invoke(cli, ["serve", "--db", url, "--approvers", str(people.path)])
+    assert result.exit_code == 0, result.output
+    assert f"(database {tmp_path / 'p.db'}, approvers" in result.output
+    assert (tmp_path / "p.db").is_file()
+    refused = CliRunner().invoke(
+        cli, ["serve", "--db", "mysql://db/proctor", "--approvers", str(people.path)]
+    )
+    assert refused.exit_code == 2
+    assert "no database backend serves 'mysql://db/proctor'" in refused.output
+
+
 def test_another_host_is_served_with_a_warning(
     tmp_path: Path, people: People, served: dict[str, Any]
 ) -> None:

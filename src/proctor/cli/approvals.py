@@ -34,6 +34,7 @@ from proctor.cli.runs import (
     make_console,
     shorten,
 )
+from proctor.db import Database
 from proctor.errors import ConfigurationError, StoreError
 from proctor.runs.describe import local_time, seconds
 
@@ -56,15 +57,15 @@ SET_UP_APPROVERS = "`proctor approvers add NAME --group GROUP` creates approvers
 
 
 @contextmanager
-def open_store(db: Path) -> Iterator[ApprovalStore]:
+def open_store(db: Database) -> Iterator[ApprovalStore]:
     """The approval store in the database ``db``, closed on exit; a ``CommandError`` when there is none."""
-    if not db.is_file():
+    if db.missing() is not None:
         raise CommandError(
             f"no proctor database at {db}: approval requests are written there when a require_approval "
             "rule asks (PROCTOR_DB chooses the file). Pass --db PATH or set PROCTOR_DB."
         )
     try:
-        store = ApprovalStore(db)
+        store = ApprovalStore(db.url)
     except StoreError as exc:
         raise CommandError(str(exc)) from None
     try:
@@ -160,7 +161,7 @@ def approvals() -> None:
 )
 @format_option
 @db_option
-def list_approvals(status: str | None, limit: int, output_format: str, db: Path) -> None:
+def list_approvals(status: str | None, limit: int, output_format: str, db: Database) -> None:
     """List approval requests, newest first.
 
     One row per request: its id, when it was made, its status, who asks to
@@ -212,7 +213,7 @@ def list_approvals(status: str | None, limit: int, output_format: str, db: Path)
 @click.argument("approval_id", metavar="ID")
 @format_option
 @db_option
-def show_approval(approval_id: str, output_format: str, db: Path) -> None:
+def show_approval(approval_id: str, output_format: str, db: Database) -> None:
     """Show approval request ID in full: the action, the rule, its arguments and every decision.
 
     ID may be shortened to any prefix that no other request's id starts with.
@@ -278,7 +279,7 @@ def decide_options(function: F) -> F:
 @click.argument("approval_id", metavar="ID")
 @decide_options
 def approve(
-    approval_id: str, comment: str | None, as_name: str | None, approvers_file: Path | None, db: Path
+    approval_id: str, comment: str | None, as_name: str | None, approvers_file: Path | None, db: Database
 ) -> None:
     """Approve request ID, as the person PROCTOR_TOKEN belongs to (or --as NAME).
 
@@ -292,7 +293,7 @@ def approve(
 @click.argument("approval_id", metavar="ID")
 @decide_options
 def deny(
-    approval_id: str, comment: str | None, as_name: str | None, approvers_file: Path | None, db: Path
+    approval_id: str, comment: str | None, as_name: str | None, approvers_file: Path | None, db: Database
 ) -> None:
     """Deny request ID, as the person PROCTOR_TOKEN belongs to (or --as NAME): the waiting call is refused.
 
@@ -307,7 +308,7 @@ def decide(
     comment: str | None,
     as_name: str | None,
     approvers_file: Path | None,
-    db: Path,
+    db: Database,
 ) -> None:
     """Record the decision and say what became of the request."""
     name, approvers = identify(as_name, approvers_file)

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import click
@@ -27,6 +26,7 @@ from proctor.cli.runs import (
     open_log,
     status_text,
 )
+from proctor.db import Database
 from proctor.errors import ConfigurationError, PolicyConfigError
 from proctor.rules.ruleset import RuleSet
 from proctor.rules.source import PolicySource
@@ -138,7 +138,7 @@ def replay(
     mode: str,
     output_format: str,
     fail_on: tuple[str, ...],
-    db: Path,
+    db: Database,
 ) -> None:
     """Try policy files on recorded runs before deploying them.
 

@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -19,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from proctor.approvals.store import ApprovalRecord, ApprovalStore
+from proctor.db import Database, database_from_url
 from proctor.errors import ConfigurationError, StoreError
 from proctor.runs.describe import (
     Wait,
@@ -84,16 +84,34 @@ class AgeType(click.ParamType[float]):
 AGE = AgeType()
 
 
+class DatabaseType(click.ParamType[Database]):
+    """proctor's database: a SQLite file's path, or a URL such as ``sqlite:///runs.db``."""
+
+    name = "database"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Database:
+        if isinstance(value, Database):
+            return value
+        try:
+            return database_from_url(str(value))
+        except ConfigurationError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DATABASE = DatabaseType()
+
+
 def db_option(function: F) -> F:
-    """The ``--db PATH`` option: the run log to read (``$PROCTOR_DB``, else ``.proctor/runs.db``)."""
+    """The ``--db PATH|URL`` option: the run log to read (``$PROCTOR_DB``, else ``.proctor/runs.db``)."""
     return click.option(
         "--db",
-        type=click.Path(path_type=Path),
+        type=DATABASE,
         envvar="PROCTOR_DB",
         default=DEFAULT_PATH,
         show_default=True,
         show_envvar=True,
-        help="The run log (SQLite file) to read.",
+        metavar="PATH|URL",
+        help="The run log to read: a SQLite file, or a URL such as sqlite:///runs.db.",
     )(function)
 
 
@@ -110,19 +128,18 @@ def format_option(function: F) -> F:
 
 
 @contextmanager
-def open_log(db: Path) -> Iterator[RunLog]:
-    """The run log at ``db``, closed on exit; a ``CommandError`` when there is none (never a new file)."""
-    if not db.is_file():
-        source = _db_source()
-        what = "is a folder, not a run log" if db.is_dir() else "does not exist"
+def open_log(db: Database) -> Iterator[RunLog]:
+    """The run log in ``db``, closed on exit; a ``CommandError`` when there is none (never a new file)."""
+    missing = db.missing()
+    if missing is not None:
         raise CommandError(
-            f"no run log at {db} ({source}): the file {what}.\n"
+            f"no run log at {db} ({_db_source()}): {missing}.\n"
             "Runs are recorded there when @runlog-decorated functions run with recording on "
             "(the default; PROCTOR_DB chooses the file, PROCTOR_RECORD=off turns it off).\n"
             "Pass --db PATH or set PROCTOR_DB to read a run log elsewhere."
         )
     try:
-        log = RunLog(db, pii=False)
+        log = RunLog(db.url, pii=False)
     except StoreError as exc:
         raise CommandError(str(exc)) from None
     try:
@@ -206,7 +223,7 @@ def list_runs(
     since: float | None,
     limit: int,
     output_format: str,
-    db: Path,
+    db: Database,
 ) -> None:
     """List recorded runs, newest first.
 
@@ -278,7 +295,7 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
 @click.argument("run_id")
 @format_option
 @db_option
-def show_run(run_id: str, output_format: str, db: Path) -> None:
+def show_run(run_id: str, output_format: str, db: Database) -> None:
     """Show one run: its input, how it ended, and the timeline of its actions.
 
     For each action: when it began (from the run's start), its tool and
@@ -311,7 +328,7 @@ def show_run(run_id: str, output_format: str, db: Path) -> None:
     console.print(timeline(record, actions, waits))
 
 
-def approval_requests(db: Path, run: RunRecord, actions: list[ActionRecord]) -> list[ApprovalRecord]:
+def approval_requests(db: Database, run: RunRecord, actions: list[ActionRecord]) -> list[ApprovalRecord]:
     """The durable approval requests the calls of ``run`` that asked people waited on (the newest of
     each); none for the calls that asked another channel."""
     calls = [(0, run.tool, run.approval), *((a.seq, a.tool, a.approval) for a in actions)]
@@ -320,7 +337,7 @@ def approval_requests(db: Path, run: RunRecord, actions: list[ActionRecord]) -> 
         return []
     found = []
     try:
-        with ApprovalStore(db, pii=False) as store:
+        with ApprovalStore(db.url, pii=False) as store:
             for seq, tool, approval in asked:
                 rule = (decode(approval) or {}).get("rule")
                 request = store.find(run.run_id, seq, tool, rule) if isinstance(rule, str) else None
@@ -506,7 +523,7 @@ def stdin_is_terminal() -> bool:
     "--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed when stdin is not a terminal)."
 )
 @db_option
-def prune_runs(older_than: float, yes: bool, db: Path) -> None:
+def prune_runs(older_than: float, yes: bool, db: Database) -> None:
     """Delete runs started more than AGE ago, and their actions.
 
     Says how many runs it would delete and asks first, unless --yes.

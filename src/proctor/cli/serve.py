@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from proctor.approvals.approvers import DEFAULT_FILE, approvers_path
-from proctor.cli.runs import CommandError
+from proctor.cli.runs import DATABASE, CommandError
+from proctor.db import Database
 from proctor.errors import ConfigurationError, PolicyConfigError, StoreError
 from proctor.runs.log import DEFAULT_PATH
 
@@ -33,12 +34,14 @@ def _loopback(host: str) -> bool:
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
 @click.option(
     "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=DATABASE,
     envvar="PROCTOR_DB",
     default=DEFAULT_PATH,
     show_default=True,
     show_envvar=True,
-    help="proctor's database: runs, actions and approvals (created when missing).",
+    metavar="PATH|URL",
+    help="proctor's database: runs, actions and approvals (created when missing); a SQLite file, "
+    "or a URL such as sqlite:///runs.db.",
 )
 @click.option(
     "--approvers",
@@ -56,7 +59,7 @@ def _loopback(host: str) -> bool:
     help="A policy file whose rules the policies page shows, with what they decided (repeat for more).",
 )
 def serve(
-    host: str, port: int, db: Path, approvers_file: Path | None, policy_files: tuple[Path, ...]
+    host: str, port: int, db: Database, approvers_file: Path | None, policy_files: tuple[Path, ...]
 ) -> None:
     """Serve the web console: pending approvals to approve or deny, runs, and the policies in force.
 
@@ -85,13 +88,13 @@ def serve(
             "then run `proctor serve` again (or pass --approvers FILE, or set PROCTOR_APPROVERS)."
         )
     try:
-        app = create_app(db=db, approvers=approvers, policies=policy_files)
+        app = create_app(db=db.url, approvers=approvers, policies=policy_files)
     except PolicyConfigError as exc:
         raise CommandError(f"a policy file is invalid:\n{exc}") from None
     except (ConfigurationError, StoreError) as exc:
         raise CommandError(str(exc)) from None
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-    click.echo(f"proctor console on {url}  (database {db.resolve()}, approvers {approvers})")
+    click.echo(f"proctor console on {url}  (database {db}, approvers {approvers})")
     if not _loopback(host):
         click.echo(
             f"warning: listening on {host}, not on loopback: other machines can reach the console; "

@@ -127,6 +127,13 @@ class Database(ABC):
         raise ConfigurationError(f"the database {self} is not a file")
 
     @abstractmethod
+    def missing(self) -> str | None:
+        """Why there is no database to read yet (``the file does not exist``), else None.
+
+        For readers that must not create it; ``prepare`` does.
+        """
+
+    @abstractmethod
     def prepare(self) -> None:
         """Create the database, or bring it to this proctor's schema; ``StoreError`` if it cannot."""
 

@@ -53,6 +53,11 @@ class SQLiteDatabase(SQLiteRuns, SQLiteApprovals, SQLiteConsole, Database):
     def path(self) -> Path:
         return self._file
 
+    def missing(self) -> str | None:
+        if self._file.is_dir():
+            return "the file is a folder, not a database"
+        return None if self._file.is_file() else "the file does not exist"
+
     def prepare(self) -> None:
         try:
             self._file.parent.mkdir(parents=True, exist_ok=True)
