@@ -184,7 +184,7 @@ class ApprovalStore:
             now = time.time()
             changes.add_decision(DecisionRecord(id, approver, approved, comment, now))
             if approved:
-                status = "approved" if changes.approvals(id) >= record.quorum else "pending"
+                status = "approved" if changes.approval_count(id) >= record.quorum else "pending"
             else:
                 status = "denied"
             if status != "pending":

@@ -94,7 +94,7 @@ class ApprovalChanges(ABC):
         """Append ``decision`` to the audit trail, which never changes what it holds."""
 
     @abstractmethod
-    def approvals(self, id: str) -> int:
+    def approval_count(self, id: str) -> int:
         """How many people approved request ``id``."""
 
 

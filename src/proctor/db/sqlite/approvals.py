@@ -66,7 +66,7 @@ class SQLiteApprovalChanges(ApprovalChanges):
             (decision.approval_id, decision.approver, int(decision.approved), decision.comment, decision.at),
         )
 
-    def approvals(self, id: str) -> int:
+    def approval_count(self, id: str) -> int:
         (count,) = self._connection.execute(
             "SELECT COUNT(*) FROM approval_decisions WHERE approval_id = ? AND approved = 1", (id,)
         ).fetchone()
