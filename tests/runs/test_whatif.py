@@ -23,9 +23,10 @@ from proctor.errors import PolicyConfigError
 from proctor.rules import parse_policies
 from proctor.rules.facts import Facts
 from proctor.rules.ruleset import RuleSet, Verdict
+from proctor.runs.accounts import Account, day_of
 from proctor.runs.log import NO_RESULT, ActionRecord, RunLog, RunRecord, decode
 from proctor.runs.result import ActionDecision, ImpactReport, ReplayResult, effective_action
-from proctor.runs.whatif import _Account, what_if
+from proctor.runs.whatif import what_if
 
 T0 = datetime(2024, 3, 4, 9, tzinfo=UTC).timestamp()  # Monday 2024-03-04 09:00 UTC
 HOUR = 3600.0
@@ -1066,7 +1067,7 @@ def test_what_if_gives_what_a_straightforward_walk_gives(
 def test_an_account_counts_exactly_the_charges_due_that_day(
     operations: list[tuple[bool, int, float]],
 ) -> None:
-    account = _Account(UTC)
+    account = Account(lambda at: day_of(at, UTC))
     heap: list[tuple[float, int, float]] = []
     order = itertools.count()
     day = [math.inf, -math.inf, 0]  # [midnight, next midnight, spent in billionths]
@@ -1083,4 +1084,4 @@ def test_an_account_counts_exactly_the_charges_due_that_day(
             when, _, charged = heapq.heappop(heap)
             if when >= day[0]:
                 day[2] += round(charged * 1e9)
-        assert account.today(at) == day[2] / 1_000_000_000
+        assert account.spent_at(at) == day[2] / 1_000_000_000

@@ -4,7 +4,8 @@ Runs are driven step by step from threads, in an order hypothesis picks: a run s
 calls is made (the rules decide it; an allowed call then waits inside), a call returns, a run
 ends. Each step is finished before the next begins, so calls overlap exactly as the script says
 and the recorded times keep that order. The rules read ``cost_today``, ``cost_run`` and their
-``*_with_call`` forms, which count the estimates of calls still running.
+``*_with_call`` forms, which count the estimates of calls still running; half the examples add a
+budget that refuses, one that alerts, and a rate limit, which reserve at the check and settle after.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proctor import RuleViolationError, current_run, runlog
+from proctor import PolicyViolationError, current_run, runlog
 from proctor.runs import RunLog, recording_into
 from proctor.runs.whatif import what_if
+from proctor.stores import MemoryStore, set_store
 
 _services = itertools.count()
 
@@ -38,15 +40,23 @@ runs_strategy = st.lists(
 )
 
 
-def rules(limits: tuple[float, float, float]) -> dict[str, Any]:
+def rules(limits: tuple[float, float, float], budget: float | None = None, calls: int = 0) -> dict[str, Any]:
+    """The spend rules; with ``budget``, a budget per service and a rate limit of ``calls`` per tool too."""
     today, run, logged = limits
-    return {
+    policies: dict[str, Any] = {
         "policies": [
             {"id": "daily_cap", "when": {"cost_today_with_call": {"gt": today}}, "action": "deny"},
             {"id": "run_cap", "when": {"cost_run": {"gt": run}}, "action": "deny"},
             {"id": "busy", "when": {"cost_today": {"gt": logged}}, "action": "log"},
         ]
     }
+    if budget is not None:
+        policies["budgets"] = [
+            {"id": "spend", "per": "service", "limit": budget},
+            {"id": "watch", "per": "agent", "limit": budget / 2, "mode": "alert"},
+        ]
+        policies["rate_limits"] = [{"id": "calls", "per": "tool", "limit": calls, "period": "hour"}]
+    return policies
 
 
 class Script:
@@ -71,7 +81,7 @@ class Script:
                 self.gates["call", run, index].wait(30)
                 try:
                     tool(run, index, estimate)
-                except RuleViolationError:
+                except PolicyViolationError:  # a rule, a budget or a rate limit refused it
                     self.acks["call", run, index].set()  # denied: nothing to return
                 self.acks["return", run, index].set()
             self.gates["end", run, 0].wait(30)
@@ -79,7 +89,7 @@ class Script:
         def whole_run(run: int) -> None:
             try:
                 job(run)
-            except RuleViolationError:  # the run itself was refused: none of its steps happen
+            except PolicyViolationError:  # the run itself was refused: none of its steps happen
                 for key, ack in self.acks.items():
                     if key[1] == run:
                         ack.set()
@@ -120,22 +130,29 @@ class Script:
         yield "end", 0
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     runs=runs_strategy,
     limits=st.tuples(st.sampled_from([0.3, 0.6, 1.0]), st.sampled_from([0.2, 0.5]), st.sampled_from([0.4])),
+    budget=st.none() | st.sampled_from([0.4, 0.8, 2.0]),
+    calls=st.integers(1, 6),
     data=st.data(),
 )
 def test_what_if_under_the_rules_in_force_changes_nothing(
-    runs: list[list[Call]], limits: tuple[float, float, float], data: st.DataObject
+    runs: list[list[Call]],
+    limits: tuple[float, float, float],
+    budget: float | None,
+    calls: int,
+    data: st.DataObject,
 ) -> None:
     service = f"agree-{next(_services)}"
-    policies = rules(limits)
+    policies = rules(limits, budget, calls)
     steps = [run for run, calls in enumerate(runs) for _ in range(2 + 2 * len(calls))]
     order = data.draw(st.permutations(steps))  # each run's steps in its own order, runs interleaved
     script = Script(service, policies, runs)
     with tempfile.TemporaryDirectory() as folder:
         log = RunLog(Path(folder) / "runs.db", pii=False)
+        set_store(MemoryStore())  # the limits of this example only: tool names repeat across examples
         try:
             with recording_into(log):
                 script.play(order)
@@ -147,4 +164,5 @@ def test_what_if_under_the_rules_in_force_changes_nothing(
                 assert not changed, (result.run_id, changed)
                 assert result.status_after == result.status_before
         finally:
+            set_store(None)
             log.close()

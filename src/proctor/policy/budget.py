@@ -326,6 +326,15 @@ class _Window:
             self._start, self._end = self._calendar(now)
         return int(self._start)
 
+    def bounds(self, now: float) -> tuple[float, float]:
+        """The start and end of the period holding ``now``, as Unix times (infinite without a period)."""
+        if self.period is None:
+            return -math.inf, math.inf
+        if self._seconds:
+            start = math.floor(now / self._seconds) * self._seconds
+            return start, start + self._seconds
+        return self._calendar(now)
+
     def _calendar(self, now: float) -> tuple[float, float]:
         # Naive datetimes are local time, and their wall-clock arithmetic and
         # .timestamp() follow daylight saving; so do aware ones with a ZoneInfo.

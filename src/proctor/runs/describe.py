@@ -150,7 +150,9 @@ def marked_decisions(text: str | None) -> list[Marked]:
     found = False
     for decision in decisions:
         phase = decision.get("phase")
-        where = " (on output)" if phase == "after" else " (code policy)" if phase == "policy" else ""
+        where = {"after": " (on output)", "policy": " (code policy)", "limit": " (budget or rate limit)"}.get(
+            phase, ""
+        )
         decided = bool(decision.get("decided"))
         deciding = not found and decided and decision.get("action") == action and decision.get("rule") == rule
         found = found or deciding

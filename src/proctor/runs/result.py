@@ -32,9 +32,11 @@ _COLUMN = {
 def effective_action(decisions: Sequence[dict[str, Any]] | None) -> tuple[str, str | None]:
     """The action that took effect, and its rule, from an action's stored ``decisions``.
 
-    Stored decisions are ``{"phase": "before" | "after" | "policy", "rule": id | None,
+    Stored decisions are ``{"phase": "before" | "after" | "policy" | "limit", "rule": id | None,
     "action": ..., "decided": bool}``. A deny or terminate after the call (or by a code
-    policy) overrides what was decided before it; a ``log`` after an allowed call is a log.
+    policy, a budget or a rate limit) overrides what was decided before it; a ``log`` after
+    an allowed call is a log, and so is a budget's alert; a budget's downgrade of an allowed
+    call is a ``modify``.
     """
     before: tuple[str, str | None] = ("allow", None)
     later: tuple[str, str | None] | None = None
@@ -44,11 +46,14 @@ def effective_action(decisions: Sequence[dict[str, Any]] | None) -> tuple[str, s
         pair = (str(decision["action"]), decision.get("rule"))
         if decision.get("phase") == "before":
             before = pair
-        elif pair[0] in ("deny", "terminate") or (pair[0] == "log" and later is None):
+        elif pair[0] in ("deny", "terminate") or (pair[0] in _MILD and later is None):
             later = pair
-    if later is not None and (later[0] != "log" or before[0] == "allow"):
+    if later is not None and (later[0] not in _MILD or before[0] == "allow"):
         return later
     return before
+
+
+_MILD = ("log", "modify")  # decided after the rules, they change only an allowed call's action
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,13 +29,11 @@ and the run goes on.
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import json
 import math
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, time, timedelta, tzinfo
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, tzinfo
 from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -45,8 +43,10 @@ from proctor.decision import Action
 from proctor.rules.facts import Facts
 from proctor.rules.ruleset import RuleSet, Verdict
 from proctor.rules.source import PolicySource, PolicySpec
+from proctor.runs.accounts import Account, day_of
 from proctor.runs.log import RunLog, RunRecord
 from proctor.runs.result import ActionDecision, ReplayResult, effective_action
+from proctor.runs.whatif_limits import LimitBook
 
 __all__ = ["what_if"]
 
@@ -96,7 +96,7 @@ def what_if(log: RunLog, runs: Sequence[RunRecord], policies: PolicySpec) -> lis
     rules = policies if isinstance(policies, RuleSet) else PolicySource(policies).current()
     evaluator = _Evaluator(rules)
     walks = _walks(log, runs, evaluator.columns)
-    if "cost_today" in rules.uses:
+    if "cost_today" in rules.uses or rules.budgets or rules.rate_limits:
         return evaluator.on_one_clock(log, walks)
     return [evaluator.walk(walk) for walk in walks]
 
@@ -194,6 +194,7 @@ class _Walk:
         "held",
         "holding",
         "input",
+        "limited",
         "members",
         "position",
         "recorded",
@@ -229,6 +230,7 @@ class _Walk:
         self.cost = self.recorded
         self.top: Verdict | None = None
         self.top_facts: Facts | None = None
+        self.limited: tuple[str, str] | None = None  # what a budget or rate limit said on the top-level call
 
     def spent_by(self, at: float) -> float:
         """The recorded cost of the calls that ended by ``at``; ``at`` never goes back."""
@@ -270,57 +272,7 @@ class _Walk:
         return total
 
 
-class _Account:
-    """What one (service, agent) spent since midnight on the virtual clock, with the estimates of its
-    calls running then (as live calls see them); its charges not counted yet."""
-
-    __slots__ = ("day", "due", "held", "next_day", "spent", "zone")
-
-    def __init__(self, zone: tzinfo | None) -> None:
-        self.zone = zone
-        self.day = math.inf  # the current day runs from ``day`` to ``next_day``: none yet
-        self.next_day = -math.inf
-        self.spent = 0  # in units, as live ledgers keep it: sums do not depend on their order
-        self.held = 0  # estimates of the calls running, in units: they count whatever the day
-        # (at, amount, walk, held) by ``at``, then in the order charged: the order a heap would give them
-        self.due: deque[tuple[float, float, _Walk | None, bool]] = deque()
-
-    def charge(self, at: float, amount: float, walk: _Walk | None = None, held: bool = False) -> None:
-        """Spend ``amount`` at ``at``, by ``walk`` unless it is stopped before ``at``; ``held``: a change
-        of the estimates held (in units), which counts whatever the day and however the walk ends."""
-        due = self.due
-        entry = (at, amount, walk, held)
-        if due and at < due[-1][0]:
-            due.insert(bisect.bisect_right(due, at, key=_WHEN), entry)
-        else:
-            due.append(entry)
-
-    def hold(self, start: float, end: float, estimate: float) -> None:
-        """A call that began at ``start`` and ended at ``end`` held ``estimate`` in between."""
-        units = to_units(estimate)
-        self.charge(start, units, None, True)
-        self.charge(end, -units, None, True)
-
-    def today(self, at: float) -> float:
-        """What was spent since the midnight before ``at``, up to ``at``, with the estimates held then."""
-        day = self.day
-        if not day <= at < self.next_day:
-            day, self.next_day = _day_of(at, self.zone)
-            self.day = day
-            self.spent = 0
-        due = self.due
-        spent = self.spent
-        while due and due[0][0] <= at:
-            when, amount, walk, held = due.popleft()
-            if held:
-                self.held += int(amount)
-            elif when >= day and (walk is None or walk.stop is None or when <= walk.stop):
-                spent += to_units(amount)
-        self.spent = spent
-        return from_units(spent + self.held)
-
-
-class _DailySpend(dict[tuple[str, str], _Account]):
+class _DailySpend(dict[tuple[str, str], Account]):
     """The accounts of every (service, agent), opened on first use."""
 
     __slots__ = ("zone",)
@@ -329,16 +281,10 @@ class _DailySpend(dict[tuple[str, str], _Account]):
         super().__init__()
         self.zone = zone
 
-    def __missing__(self, key: tuple[str, str]) -> _Account:
-        account = self[key] = _Account(self.zone)
+    def __missing__(self, key: tuple[str, str]) -> Account:
+        zone = self.zone
+        account = self[key] = Account(lambda at: day_of(at, zone))
         return account
-
-
-def _day_of(at: float, zone: tzinfo | None) -> tuple[float, float]:
-    """The midnight before ``at`` and the one after, as Unix seconds, in ``zone``."""
-    date = datetime.fromtimestamp(at, zone).date()
-    start = datetime.combine(date, time(), zone).timestamp()
-    return start, datetime.combine(date + timedelta(days=1), time(), zone).timestamp()
 
 
 class _Evaluator:
@@ -361,6 +307,7 @@ class _Evaluator:
             self.columns += ("status", "result")
             self.status_at = len(self.columns) - 1
         self.daily: _DailySpend | None = None
+        self.book: LimitBook | None = None
         self.facts = Facts()
         self.needs: dict[str, _Needs] = {}
         self.recorded: dict[str | None, tuple[str, bool]] = {}
@@ -381,8 +328,10 @@ class _Evaluator:
         """Walk ``walks`` together in the order of their recorded times, for ``cost_today``."""
         # The clock holds each walk until it is over: a finished one and its actions are let go.
         clock = [(walk.run.started, index, walk) for index, walk in enumerate(walks)]
-        daily = self.daily = _DailySpend(self.zone)
-        _charge_others(log, [walk for _, _, walk in clock], daily)
+        rules = self.rules
+        daily = self.daily = _DailySpend(self.zone) if "cost_today" in rules.uses else None
+        book = self.book = LimitBook(rules) if rules.budgets or rules.rate_limits else None
+        _charge_others(log, [walk for _, _, walk in clock], daily, book, self.recorded_of)
         finished: dict[int, ReplayResult] = {}
         count = len(clock)
         heapq.heapify(clock)
@@ -418,7 +367,7 @@ class _Evaluator:
         if needs.time:
             facts.now = datetime.fromtimestamp(run.started, self.zone)
         if needs.cost_today and self.daily is not None:
-            facts.cost_today = self.daily[run.service, run.agent].today(run.started)
+            facts.cost_today = self.daily[run.service, run.agent].spent_at(run.started)
         verdict = self.rules.evaluate(facts)
         walk.top = verdict
         if verdict.action is _DENY or verdict.action is _TERMINATE:
@@ -426,6 +375,17 @@ class _Evaluator:
             walk.status = _STATUS[verdict.action]
             walk.cost = 0.0
             return True
+        if self.book is not None:
+            names = (run.agent, run.service, run.tool)
+            end = run.ended or run.started
+            limited = walk.limited = self.book.check(
+                names, run.started, end, run.estimated_cost or 0.0, run.actual_cost or 0.0, walk
+            )
+            if limited is not None and limited[0] == "deny" and self.recorded_of(run.decisions)[0] != "deny":
+                walk.stop = run.started
+                walk.status = "denied"
+                walk.cost = 0.0
+                return True
         if needs.after:
             walk.top_facts = facts
         if self.daily is not None and run.estimated_cost:  # held while the run's own call ran
@@ -457,6 +417,9 @@ class _Evaluator:
             if self.daily is not None and run.actual_cost and run.ended is not None:
                 self.daily[run.service, run.agent].charge(run.ended, run.actual_cost)
         top = self.decision(0, run.tool, decided, verdict, recorded)
+        limited = walk.limited
+        if limited is not None and (limited[0] == "deny" or decided.action is _ALLOW):
+            top = _by_limit(0, run.tool, limited, verdict, recorded)
         return ReplayResult(
             run_id=run.run_id,
             mode="what-if",
@@ -492,10 +455,11 @@ class _Evaluator:
         decision = self.decision
         append = walk.decisions.append
         daily = self.daily
+        book = self.book
         track_run = self.track_run
         args = self.args
         status_at = self.status_at
-        account: _Account | None = None
+        account: Account | None = None
         service = agent = None  # of ``account``
         while True:
             action = actions[index]
@@ -535,7 +499,7 @@ class _Evaluator:
                     if walk.holding:
                         facts.cost_run = from_units(to_units(facts.cost_run) + walk.held_by(started))
                 if needs.cost_today and account is not None:
-                    facts.cost_today = account.today(started)
+                    facts.cost_today = account.spent_at(started)
                 verdict = evaluate(facts)
             before = verdict.action
             text = action[_DECISIONS]
@@ -550,6 +514,21 @@ class _Evaluator:
                 end = started + (action[_DURATION] or 0.0)
                 cost = action[_ACTUAL]
                 estimate = action[_ESTIMATED]
+                limited = None
+                if book is not None:
+                    names = (action[_AGENT], action[_SERVICE], tool)
+                    limited = book.check(names, started, end, estimate or 0.0, cost or 0.0, walk)
+                    if limited is not None and limited[0] == "deny":
+                        append(_by_limit(action[_SEQ], tool, limited, verdict, recorded[0]))
+                        if recorded[0] != "deny":
+                            return self.stopped(walk, index, started, _DENY)
+                        index += 1  # refused in the recording too: the run went on as recorded
+                        if index == count:
+                            return True
+                        if actions[index][_STARTED] >= until:
+                            walk.position = index + 1
+                            return False
+                        continue
                 if estimate:  # the call runs: its estimate counts while it does (live calls hold it)
                     if track_run:
                         walk.hold(end, estimate)
@@ -573,7 +552,10 @@ class _Evaluator:
                         return self.stopped(walk, index + 1, end, late.action)
                     if late.action is _LOG and before is _ALLOW:
                         decided = late
-                append(decision(action[_SEQ], tool, decided, verdict, recorded[0]))
+                if limited is not None and decided.action is _ALLOW:
+                    append(_by_limit(action[_SEQ], tool, limited, verdict, recorded[0]))
+                else:
+                    append(decision(action[_SEQ], tool, decided, verdict, recorded[0]))
             index += 1
             if index == count:
                 return True
@@ -640,27 +622,67 @@ class _Evaluator:
         return made
 
 
-def _charge_others(log: RunLog, walks: list[_Walk], daily: _DailySpend) -> None:
-    """Charge the recorded spend of the log's runs not walked, in the days the walks cover."""
-    if not walks:
+def _charge_others(
+    log: RunLog,
+    walks: list[_Walk],
+    daily: _DailySpend | None,
+    book: LimitBook | None,
+    recorded_of: Callable[[str | None], tuple[str, bool]],
+) -> None:
+    """Charge the recorded spend (and rate-limit tokens) of the log's runs not walked, in the days
+    the walks cover. ``recorded_of`` reads a stored decision list (see ``_Evaluator.recorded_of``)."""
+    if not walks or (daily is None and book is None):
         return
     first = min(walk.run.started for walk in walks)
     last = max(max(walk.run.started, walk.actions[-1][_STARTED] if walk.actions else 0.0) for walk in walks)
     walked = {member for walk in walks for member in walk.members}
     # A run that began more than a day before the first midnight is taken to have ended by then.
-    since = _day_of(first, daily.zone)[0] - _DAY
-    columns = ("run_id", "service", "agent", "started", "ended", "estimated_cost", "actual_cost")
-    others = [run for run in log.run_rows(columns, since=since, until=last) if run[0] not in walked]
-    for _, service, agent, started, ended, estimate, cost in others:
-        if estimate:
-            daily[service, agent].hold(started, ended or started, estimate)
-        if cost and ended is not None:
-            daily[service, agent].charge(ended, cost)
-    columns = ("service", "agent", "started", "duration", "estimated_cost", "actual_cost", "status")
-    for actions in log.action_rows([run[0] for run in others], columns):
-        for _, service, agent, started, duration, estimate, cost, status in actions:
-            end = started + (duration or 0.0)
-            if estimate and status != "denied":
+    zone = daily.zone if daily is not None else None
+    since = day_of(first, zone)[0] - _DAY
+    run_columns = ("run_id", "service", "agent", "tool", "started", "ended", "estimated_cost", "actual_cost")
+    others = [run for run in log.run_rows(run_columns, since=since, until=last) if run[0] not in walked]
+    for _, service, agent, tool, started, ended, estimate, cost in others:
+        end = ended or started
+        if daily is not None:
+            if estimate:
                 daily[service, agent].hold(started, end, estimate)
-            if cost:
-                daily[service, agent].charge(end, cost)
+            if cost and ended is not None:
+                daily[service, agent].charge(ended, cost)
+        if book is not None:
+            book.other(
+                (agent, service, tool), started, end, estimate or 0.0, cost if ended is not None else 0.0
+            )
+    columns = (
+        "service",
+        "agent",
+        "tool",
+        "started",
+        "duration",
+        "estimated_cost",
+        "actual_cost",
+        "status",
+        "decisions",
+    )
+    for actions in log.action_rows([run[0] for run in others], columns):
+        for _, service, agent, tool, started, duration, estimate, cost, status, decisions in actions:
+            end = started + (duration or 0.0)
+            if daily is not None:
+                if estimate and status != "denied":
+                    daily[service, agent].hold(started, end, estimate)
+                if cost:
+                    daily[service, agent].charge(end, cost)
+            if book is not None:
+                action, stopped_after = recorded_of(decisions)
+                if action not in _STOPS or stopped_after:  # it passed the limits and ran
+                    book.other((agent, service, tool), started, end, estimate or 0.0, cost or 0.0)
+
+
+def _by_limit(
+    seq: int, tool: str, limited: tuple[str, str], verdict: Verdict, recorded: str
+) -> ActionDecision:
+    """The decision on an action that a budget or rate limit refused, or let run over its limit."""
+    action, limit_id = limited
+    patched = tuple(patch.id for patch in verdict.patches)
+    return ActionDecision(
+        seq, tool, action, limit_id, recorded, (*patched, limit_id) if action == "modify" else patched
+    )
