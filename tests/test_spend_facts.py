@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -192,3 +196,35 @@ def test_what_a_failing_call_reported_counts_once() -> None:
     with pytest.raises(RunTerminated):
         answered()  # recorded, the same
     assert _daily_spend().spent(key) == pytest.approx(0.5)
+
+
+_RESTARTED = """
+from proctor import RuleViolationError, runlog
+
+@runlog(service="restart", cost=0.3, policies={"policies": [
+    {"id": "cap", "when": {"cost_today_with_call": {"gt": 1.0}}, "action": "deny"}]})
+def paid() -> None: ...
+
+ran = 0
+for _ in range(4):
+    try:
+        paid()
+        ran += 1
+    except RuleViolationError:
+        pass
+print(ran)
+"""
+
+
+def test_today_s_spend_outlives_the_process_and_is_shared_by_the_next(tmp_path: Path) -> None:
+    env = {**os.environ, "PROCTOR_DB": str(tmp_path / "runs.db")}
+    env.pop("PROCTOR_STORE", None)
+    ran = [
+        subprocess.run(
+            [sys.executable, "-c", _RESTARTED], env=env, capture_output=True, text=True, check=True
+        )
+        for _ in range(2)
+    ]
+    # The first process passes 0.3, 0.6 and 0.9 under the cap of 1.0; the second, started after
+    # it ended, finds 0.9 spent today in the proctor database and passes none.
+    assert [int(each.stdout) for each in ran] == [3, 0]
