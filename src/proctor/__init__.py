@@ -37,7 +37,6 @@ from proctor.errors import (
     StoreError,
 )
 from proctor.labels import SecurityLabel
-from proctor.nondeterminism import now, rng, uuid4
 from proctor.outcome import Outcome, Status
 from proctor.policy import (
     AccessPolicy,
@@ -49,7 +48,6 @@ from proctor.policy import (
 )
 from proctor.resource import SharedResource
 from proctor.rules import RuleSet, load_policies, parse_policies
-from proctor.run import Run, RunTerminated, current_run
 from proctor.runs import (
     ActionDecision,
     Divergence,
@@ -66,6 +64,9 @@ from proctor.runs import (
     resume,
     set_run_log,
 )
+from proctor.runtime.context import current_run
+from proctor.runtime.effects import now, rng, uuid4
+from proctor.runtime.run import Run, RunTerminated
 from proctor.scheduling import OPTIMIZE_FOR_ALPHA, AsyncLOCOScheduler, Grant, LOCOScheduler
 from proctor.stores import MemoryStore, SQLiteStore, Store, set_store, store_from_url
 from proctor.task import Task

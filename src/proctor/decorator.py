@@ -36,9 +36,10 @@ from proctor.rules.limits import FileLimits
 from proctor.rules.patch import apply_patches
 from proctor.rules.ruleset import RuleSet, Verdict
 from proctor.rules.source import PolicySource, PolicySpec
-from proctor.run import Run, RunTerminated, WatchedRun, _active, _Frame, _replaying
 from proctor.runs.default import process_run_log, run_log
 from proctor.runs.log import NO_RESULT, ActionRecord, RunLog
+from proctor.runtime.context import Frame, active, replaying
+from proctor.runtime.run import Run, RunTerminated, WatchedRun
 from proctor.scheduling.async_scheduler import AsyncLOCOScheduler
 from proctor.scheduling.base import status_of
 from proctor.scheduling.thread_scheduler import LOCOScheduler
@@ -48,7 +49,7 @@ from proctor.stores.memory import MemoryStore
 from proctor.task import Task
 
 if TYPE_CHECKING:
-    from proctor.runs.replay import Replayer
+    from proctor.runtime.playback import Playback
 
 __all__ = ["runlog", "set_approval_channel"]
 
@@ -295,14 +296,14 @@ class _Call:
     def __init__(
         self,
         run: Run,
-        parent: _Frame | None,
+        parent: Frame | None,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         bound: dict[str, Any],
     ) -> None:
         self.run = run
         self.parent = parent
-        self.frame = _Frame(run)
+        self.frame = Frame(run)
         self.args = args
         self.kwargs = kwargs
         self.bound = bound
@@ -398,7 +399,7 @@ class _Guard:
 
     # -- before and after the call
 
-    def enter(self, args: tuple[Any, ...], kwargs: dict[str, Any], parent: _Frame | None) -> _Call:
+    def enter(self, args: tuple[Any, ...], kwargs: dict[str, Any], parent: Frame | None) -> _Call:
         """Start or join the run, check the rules, and settle what to call with; raises to refuse."""
         call = self.start(args, kwargs, parent)
         self.check(call, self.source.current() if self.source is not None else None)
@@ -408,9 +409,9 @@ class _Guard:
         self,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        parent: _Frame | None,
+        parent: Frame | None,
         log: RunLog | None = None,
-        replay: Replayer | None = None,
+        replay: Playback | None = None,
     ) -> _Call:
         """The call, in a new run (recorded in ``log``, or replaying) or in its parent's."""
         bound = self.bind(args, kwargs)
@@ -700,10 +701,10 @@ class _Guard:
         source = self.source
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            parent = _active.get()
+            parent = active.get()
             if parent is None:
                 log = run_log() if self.record else None
-                replay = _replaying.get()
+                replay = replaying.get()
                 if log is not None or replay is not None:
                     return self._recorded_sync(args, kwargs, None, log, replay)
             elif parent.run.watched:
@@ -713,7 +714,7 @@ class _Guard:
             decided = self._decide_sync(call)
             if decided is not _PROCEED:
                 return decided
-            token = _active.set(call.frame)
+            token = active.set(call.frame)
             try:
                 if self.scheduler is None and call.enforcer is None:
                     result = function(*call.args, **call.kwargs)
@@ -723,7 +724,7 @@ class _Guard:
                 self.abandon(call)
                 raise
             finally:
-                _active.reset(token)
+                active.reset(token)
             return self.finish(call, result)
 
         return wrapper
@@ -732,9 +733,9 @@ class _Guard:
         self,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        parent: _Frame | None,
+        parent: Frame | None,
         log: RunLog | None,
-        replay: Replayer | None,
+        replay: Playback | None,
     ) -> Any:
         """A call of a recorded or replayed run: as ``wrapper``, and the run log told how it went."""
         started = time.time()
@@ -749,7 +750,7 @@ class _Guard:
             if decided is not _PROCEED:
                 self._closed(call, "denied", started, None, NO_RESULT, decided, None)
                 return decided
-            token = _active.set(call.frame)
+            token = active.set(call.frame)
             try:
                 began = time.perf_counter()
                 answer = _LIVE if call.run.replay is None else self._replayed(call)
@@ -761,7 +762,7 @@ class _Guard:
                     result = self._invoke_sync(call)
                 duration = time.perf_counter() - began
             finally:
-                _active.reset(token)
+                active.reset(token)
             returned = self.finish(call, result)
         except BaseException as exc:
             if began is not None and duration is None:  # the function (or its slot or policies) raised
@@ -1052,10 +1053,10 @@ class _Guard:
         source = self.source
 
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            parent = _active.get()
+            parent = active.get()
             if parent is None:
                 log = run_log() if self.record else None
-                replay = _replaying.get()
+                replay = replaying.get()
                 if log is not None or replay is not None:
                     return await self._recorded_async(args, kwargs, None, log, replay)
             elif parent.run.watched:
@@ -1065,7 +1066,7 @@ class _Guard:
             decided = await self._decide_async(call)
             if decided is not _PROCEED:
                 return decided
-            token = _active.set(call.frame)
+            token = active.set(call.frame)
             try:
                 if self.scheduler is None and call.enforcer is None:
                     result = await function(*call.args, **call.kwargs)
@@ -1075,7 +1076,7 @@ class _Guard:
                 self.abandon(call)
                 raise
             finally:
-                _active.reset(token)
+                active.reset(token)
             return self.finish(call, result)
 
         return wrapper
@@ -1084,9 +1085,9 @@ class _Guard:
         self,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        parent: _Frame | None,
+        parent: Frame | None,
         log: RunLog | None,
-        replay: Replayer | None,
+        replay: Playback | None,
     ) -> Any:
         """``_recorded_sync`` for coroutine functions."""
         started = time.time()
@@ -1101,7 +1102,7 @@ class _Guard:
             if decided is not _PROCEED:
                 self._closed(call, "denied", started, None, NO_RESULT, decided, None)
                 return decided
-            token = _active.set(call.frame)
+            token = active.set(call.frame)
             try:
                 began = time.perf_counter()
                 answer = _LIVE if call.run.replay is None else self._replayed(call)
@@ -1113,7 +1114,7 @@ class _Guard:
                     result = await self._invoke_async(call)
                 duration = time.perf_counter() - began
             finally:
-                _active.reset(token)
+                active.reset(token)
             returned = self.finish(call, result)
         except BaseException as exc:
             if began is not None and duration is None:  # the function (or its slot or policies) raised
@@ -1145,7 +1146,7 @@ class _Guard:
         function = self.function
 
         def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-            parent = _active.get()
+            parent = active.get()
             if parent is not None and parent.run.replay is not None:
                 parent.run.replay.unrecorded(self.tool, self.bind(args, kwargs))
             call = self.enter(args, kwargs, parent)
@@ -1160,14 +1161,14 @@ class _Guard:
             try:
                 while True:
                     # The call's frame is active only while the generator runs, not between items.
-                    token = _active.set(call.frame)
+                    token = active.set(call.frame)
                     try:
                         item = items.send(sent) if thrown is None else items.throw(thrown)
                     except StopIteration as stop:
                         returned = stop.value
                         break
                     finally:
-                        _active.reset(token)
+                        active.reset(token)
                     thrown = None
                     try:
                         sent = yield item
@@ -1182,11 +1183,11 @@ class _Guard:
                 raise
             finally:
                 # An early break or close() finishes the function inside its run, not outside.
-                token = _active.set(call.frame)
+                token = active.set(call.frame)
                 try:
                     items.close()
                 finally:
-                    _active.reset(token)
+                    active.reset(token)
             if admission is not None:
                 admission[0].settle(admission[1], Outcome(Status.SUCCESS, self.actual_cost(call, returned)))
             self.finish(call, returned)
@@ -1198,7 +1199,7 @@ class _Guard:
         function = self.function
 
         async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-            parent = _active.get()
+            parent = active.get()
             if parent is not None and parent.run.replay is not None:
                 parent.run.replay.unrecorded(self.tool, self.bind(args, kwargs))
             call = self.enter(args, kwargs, parent)
@@ -1212,13 +1213,13 @@ class _Guard:
             thrown: BaseException | None = None
             try:
                 while True:
-                    token = _active.set(call.frame)
+                    token = active.set(call.frame)
                     try:
                         item = await (items.asend(sent) if thrown is None else items.athrow(thrown))
                     except StopAsyncIteration:
                         break
                     finally:
-                        _active.reset(token)
+                        active.reset(token)
                     thrown = None
                     try:
                         sent = yield item
@@ -1232,11 +1233,11 @@ class _Guard:
                 self.abandon(call)
                 raise
             finally:
-                token = _active.set(call.frame)
+                token = active.set(call.frame)
                 try:
                     await items.aclose()
                 finally:
-                    _active.reset(token)
+                    active.reset(token)
             if admission is not None:
                 admission[0].settle(admission[1], Outcome(Status.SUCCESS, self.actual_cost(call, None)))
             self.finish(call, None)

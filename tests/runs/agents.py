@@ -13,8 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from proctor import BudgetPolicy, PolicyEnforcer, current_run, runlog
-from proctor.nondeterminism import now, rng, uuid4
+from proctor import BudgetPolicy, PolicyEnforcer, current_run, now, rng, runlog, uuid4
 
 SERVICE = "shop"
 

@@ -33,10 +33,12 @@ from proctor import (
     RuleViolationError,
     RunTerminated,
     current_run,
+    now,
+    rng,
     runlog,
     set_approval_channel,
+    uuid4,
 )
-from proctor.nondeterminism import now, rng, uuid4
 from proctor.runs import default
 from proctor.runs.log import ActionRecord, RunLog, RunRecord, decode
 from tests.runs.helpers import policy_file, recording_into

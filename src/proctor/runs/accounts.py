@@ -8,16 +8,20 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime, time, timedelta, tzinfo
 from operator import itemgetter
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from proctor._numbers import from_units, to_units
 
-if TYPE_CHECKING:
-    from proctor.runs.whatif import _Walk
-
-__all__ = ["Account", "day_of"]
+__all__ = ["Account", "Spender", "day_of"]
 
 _WHEN = itemgetter(0)
+
+
+class Spender(Protocol):
+    """Whose charge it is: a run on its walk, which spends nothing after it is stopped."""
+
+    stop: float | None
+    """When the run was stopped, on the recorded clock; None while it goes on."""
 
 
 class Account:
@@ -37,9 +41,9 @@ class Account:
         self.spent = 0  # in units, as live ledgers keep it: sums do not depend on their order
         self.held = 0  # estimates of the calls running, in units: they count whatever the day
         # (at, amount, walk, held) by ``at``, then in the order charged: the order a heap would give them
-        self.due: deque[tuple[float, float, _Walk | None, bool]] = deque()
+        self.due: deque[tuple[float, float, Spender | None, bool]] = deque()
 
-    def charge(self, at: float, amount: float, walk: _Walk | None = None, held: bool = False) -> None:
+    def charge(self, at: float, amount: float, walk: Spender | None = None, held: bool = False) -> None:
         """Spend ``amount`` at ``at``, by ``walk`` unless it is stopped before ``at``; ``held``: a change
         of the estimates held (in units), which counts whatever the day and however the walk ends."""
         due = self.due

@@ -31,7 +31,6 @@ from proctor.errors import (
 from proctor.pii.detector import PIIDetector
 from proctor.rules.ruleset import RuleSet
 from proctor.rules.source import PolicySource, PolicySpec
-from proctor.run import _replaying
 from proctor.runs.default import run_log
 from proctor.runs.encode import (
     Unrevivable,
@@ -48,9 +47,11 @@ from proctor.runs.log import NO_RESULT, ActionRecord, RunLog, RunRecord, decode
 from proctor.runs.result import ActionDecision, Divergence, ReplayBatch, ReplayResult, effective_action
 from proctor.runs.selection import select_runs
 from proctor.runs.whatif import what_if
+from proctor.runtime.context import replaying
+from proctor.runtime.playback import replayable
 
 if TYPE_CHECKING:
-    from proctor.run import _Frame
+    from proctor.runtime.context import Frame
 
 __all__ = ["ReplayDiverged", "ReplayedError", "Replayer", "RunResumed", "replay", "replay_batch", "resume"]
 
@@ -123,7 +124,7 @@ class Replayer:
         return None
 
     def outcome(
-        self, seq: int, tool: str, bound: Mapping[str, Any], recorded: ActionRecord | None, frame: _Frame
+        self, seq: int, tool: str, bound: Mapping[str, Any], recorded: ActionRecord | None, frame: Frame
     ) -> tuple[bool, Any]:
         """``(True, result)`` for a call answered from the recording, ``(False, None)`` to run it live.
 
@@ -389,13 +390,13 @@ def resume(run_id: str, *, function: Callable[..., Any] | None = None, log: RunL
     replayer = Replayer(record, run_log_.actions(record.run_id), None, True, run_log_, resuming=True)
     if not run_log_.claim(run_id, ResumeStarting(run_id)):
         raise ConfigurationError(f"run {run_id} is already being resumed, or has just ended")
-    token = _replaying.set(replayer)
+    token = replaying.set(replayer)
     try:
         if is_async:
             return asyncio.run(_await(target, args, kwargs))
         return target(*args, **kwargs)
     finally:
-        _replaying.reset(token)
+        replaying.reset(token)
         if replayer.continued_as is not None:  # the claimed run now names its continuation
             run_log_.run_finished(
                 run_id,
@@ -418,7 +419,7 @@ def _in_event_loop() -> bool:
 
 def _call_of(record: RunRecord, target: Callable[..., Any]) -> tuple[tuple[Any, ...], dict[str, Any], Any]:
     """The arguments to call ``target`` with, as recorded, and its decorator's guard."""
-    guard = getattr(target, "__proctor_guard__", None)
+    guard = replayable(target)
     if guard is None:
         raise ConfigurationError(
             f"{record.function} is not decorated with @runlog; pass the decorated function"
@@ -453,7 +454,7 @@ def _replay_one(
     target = function if function is not None else _function_of(record)
     args, kwargs, guard = _call_of(record, target)
     replayer = Replayer(record, log.actions(record.run_id), rules, live, log)
-    token = _replaying.set(replayer)
+    token = replaying.set(replayer)
     try:
         if inspect.iscoroutinefunction(guard.function):
             asyncio.run(_await(target, args, kwargs))
@@ -462,7 +463,7 @@ def _replay_one(
     except (Exception, ReplayDiverged, asyncio.CancelledError):
         pass  # how the run ended is in the replayer
     finally:
-        _replaying.reset(token)
+        replaying.reset(token)
     return replayer.result()
 
 

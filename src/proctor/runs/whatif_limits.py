@@ -19,7 +19,7 @@ from proctor.rules.schema import Budget, RateLimit
 from proctor.runs.accounts import Account
 
 if TYPE_CHECKING:
-    from proctor.runs.whatif import _Walk
+    from proctor.runs.accounts import Spender
 
 __all__ = ["LimitBook"]
 
@@ -44,7 +44,7 @@ class LimitBook:
         end: float,
         estimate: float,
         cost: float,
-        walk: _Walk | None,
+        walk: Spender | None,
     ) -> tuple[str, str] | None:
         """Pass a call of ``names`` (agent, service, tool) through the limits at ``at``.
 

@@ -1,4 +1,4 @@
-"""Run: one top-level ``@runlog`` call and the tool calls made inside it."""
+"""Run: one top-level ``@runlog`` call and the tool calls made inside it, as rules see it."""
 
 from __future__ import annotations
 
@@ -6,19 +6,19 @@ import itertools
 import os
 import threading
 import time
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from proctor._numbers import is_amount
 from proctor.errors import RunTerminated
+from proctor.runtime.context import active
 
 if TYPE_CHECKING:
     import random
 
     from proctor.runs.log import RunLog
-    from proctor.runs.replay import Replayer
+    from proctor.runtime.playback import Playback
 
-__all__ = ["Run", "RunTerminated", "WatchedRun", "current_run"]
+__all__ = ["Run", "RunTerminated", "WatchedRun"]
 
 _ids = itertools.count(1)
 _PREFIX = f"{os.getpid():x}-{int(time.time()):x}"
@@ -61,7 +61,7 @@ class Run:
     """Whether the run is recorded or replayed (a ``WatchedRun``)."""
     log: RunLog | None = None
     """Where the run is recorded; None when it is not."""
-    replay: Replayer | None = None
+    replay: Playback | None = None
     """The replay this run is, if it is one."""
     effects: dict[str, Any] | None = None
     """The run's nondeterminism, as recorded: ``seed``, ``now`` and ``uuid`` values."""
@@ -94,7 +94,7 @@ class Run:
             raise ValueError(f"add_cost takes a finite number >= 0, got {amount!r}")
         with self._lock:
             self.cost += amount
-        frame = _active.get()
+        frame = active.get()
         if frame is not None and frame.run is self:
             frame.reported = (frame.reported or 0.0) + amount
 
@@ -120,7 +120,7 @@ class WatchedRun(Run):
     watched = True
 
     def __init__(
-        self, service: str, agent: str, input: dict[str, Any], log: RunLog | None, replay: Replayer | None
+        self, service: str, agent: str, input: dict[str, Any], log: RunLog | None, replay: Playback | None
     ) -> None:
         super().__init__(service, agent, input)
         self.log = log
@@ -144,31 +144,3 @@ class WatchedRun(Run):
             if self.effects is None:
                 self.effects = {}
             self.effects.setdefault(kind, []).append(value)
-
-
-class _Frame:
-    """One decorated call in progress.
-
-    ``reported`` is what it reported with ``add_cost`` (None: nothing), and
-    ``charged`` the results of its tool calls whose ``usage.cost`` they were
-    already charged, so that passing such a result on does not charge it twice.
-    """
-
-    __slots__ = ("charged", "reported", "run")
-
-    def __init__(self, run: Run) -> None:
-        self.run = run
-        self.reported: float | None = None
-        self.charged: list[object] | None = None
-
-
-_active: ContextVar[_Frame | None] = ContextVar("proctor_call", default=None)
-_replaying: ContextVar[Replayer | None] = ContextVar("proctor_replay", default=None)
-
-
-def current_run() -> Run:
-    """The run the calling code belongs to; ``LookupError`` outside any ``@runlog`` call."""
-    frame = _active.get()
-    if frame is None:
-        raise LookupError("not inside a @runlog call: current_run() has no run to return")
-    return frame.run

@@ -15,7 +15,8 @@ import time
 import uuid as _uuid
 from datetime import datetime, tzinfo
 
-from proctor.run import WatchedRun, _active
+from proctor.runtime.context import active
+from proctor.runtime.run import WatchedRun
 
 __all__ = ["now", "rng", "uuid4"]
 
@@ -24,7 +25,7 @@ _outside = random.Random()
 
 def now(tz: tzinfo | None = None) -> datetime:
     """The current time, as ``datetime.now(tz)``; recorded in a run, replayed in a replay."""
-    frame = _active.get()
+    frame = active.get()
     run = frame.run if frame is not None else None
     if not isinstance(run, WatchedRun):
         return datetime.now(tz)
@@ -38,7 +39,7 @@ def now(tz: tzinfo | None = None) -> datetime:
 
 def uuid4() -> _uuid.UUID:
     """A random UUID, as ``uuid.uuid4()``; recorded in a run, replayed in a replay."""
-    frame = _active.get()
+    frame = active.get()
     run = frame.run if frame is not None else None
     if not isinstance(run, WatchedRun):
         return _uuid.uuid4()
@@ -54,7 +55,7 @@ def rng() -> random.Random:
 
     Outside a run: one generator shared by the process, seeded from the system.
     """
-    frame = _active.get()
+    frame = active.get()
     if frame is None:
         return _outside
     run = frame.run
