@@ -75,11 +75,14 @@ import random
 import re
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -115,7 +118,8 @@ DECORATOR_RULES = 10
 
 PEER_DIST = "agent-os-kernel"
 
-# The issue's targets.
+# The issues' targets.
+TARGET_PASSTHROUGH_RATIO = 40.0  # issue 11: the default path (a policy file, cost=) against a bare wrapper
 TARGET_OVERHEAD_P50_US = 5.0
 TARGET_P99_US = 20.0
 TARGET_P99_RULES = 100
@@ -552,33 +556,53 @@ def passthrough(function: Callable[..., Any]) -> Callable[..., Any]:
 
 BARE = "bare function"
 PASSTHROUGH = "pass-through decorator"
-TOP = "@runlog, top-level call (a run each)"
-NESTED = "@runlog, tool call inside a run"
-DECORATOR_CONFIGS = (BARE, PASSTHROUGH, TOP, NESTED)
+TOP = "@runlog, mapping: top-level call (a run each)"
+NESTED = "@runlog, mapping: tool call inside a run"
+TOP_FILE = "@runlog, file + cost=: top-level call"
+NESTED_FILE = "@runlog, file + cost=: tool call inside a run"
+DECORATOR_CONFIGS = (BARE, PASSTHROUGH, TOP, NESTED, TOP_FILE, NESTED_FILE)
+OUTER_OF = {NESTED: TOP, NESTED_FILE: TOP_FILE}  # a tool call's configuration -> its top-level one
+ESTIMATE = 0.5  # the cost= of the default path
 
 
 @dataclass
 class DecoratorSetup:
     functions: dict[str, Callable[[int], object]]
-    outer: Callable[[str, int], Any]
+    outers: dict[str, Callable[[str, int], Any]]  # by the configuration of the top-level call
     denied: str  # what the check that the rules are in force found
 
 
-def setup_decorator(mapping: dict[str, Any]) -> DecoratorSetup:
-    tool = runlog(service=SERVICE, policies=mapping, name=DECORATED_TOOL)(noop)
+def setup_decorator(mapping: dict[str, Any], folder: Path) -> DecoratorSetup:
+    """The decorated functions: the rules given as a mapping, and as a policy file with ``cost=``."""
+    path = folder / "rules.yaml"
+    path.write_text(yaml.safe_dump(mapping, sort_keys=False))
+    tools = {
+        TOP: runlog(service=SERVICE, policies=mapping, name=DECORATED_TOOL)(noop),
+        TOP_FILE: runlog(service=SERVICE, policies=str(path), name=DECORATED_TOOL, cost=ESTIMATE)(noop),
+    }
+    outers: dict[str, Callable[[str, int], Any]] = {}
+    for config, tool in tools.items():
 
-    def agent(how: str, count: int) -> Any:
-        # Inside a run: each call of ``tool`` is a tool call of this run.
-        return time_calls(tool, count) if how == "each" else time_batch(tool, count)
+        def agent(how: str, count: int, tool: Callable[[int], object] = tool) -> Any:
+            # Inside a run: each call of ``tool`` is a tool call of this run.
+            return time_calls(tool, count) if how == "each" else time_batch(tool, count)
 
-    outer: Callable[[str, int], Any] = runlog(service=SERVICE, policies=mapping, name=OUTER_TOOL)(agent)
-    try:
-        tool(10 * TOOLS[0].limit)
-    except RuleViolationError as exc:
-        denied = f"f({10 * TOOLS[0].limit}) is denied by rule {exc.args[0]!r}"
-    else:
-        denied = f"[red]f({10 * TOOLS[0].limit}) was NOT denied: the rules are not in force[/red]"
-    return DecoratorSetup({BARE: noop, PASSTHROUGH: passthrough(noop), TOP: tool}, outer, denied)
+        policies: Any = mapping if config == TOP else str(path)
+        outers[config] = runlog(service=SERVICE, policies=policies, name=OUTER_TOOL)(agent)
+    denied = []
+    for config, tool in tools.items():
+        try:
+            tool(10 * TOOLS[0].limit)
+        except RuleViolationError as exc:
+            denied.append(
+                f"{config.removeprefix('@runlog, ').split(':')[0]}: f({10 * TOOLS[0].limit}) "
+                f"is denied by rule {exc.args[0]!r}"
+            )
+        else:
+            denied.append(
+                f"[red]{config}: f({10 * TOOLS[0].limit}) was NOT denied: the rules are not in force[/red]"
+            )
+    return DecoratorSetup({BARE: noop, PASSTHROUGH: passthrough(noop), **tools}, outers, "; ".join(denied))
 
 
 def measure_decorator(
@@ -587,14 +611,14 @@ def measure_decorator(
     results = {config: Timing() for config in DECORATOR_CONFIGS}
 
     def each(config: str, count: int) -> list[int]:
-        if config == NESTED:
-            samples: list[int] = setup.outer("each", count)
+        if config in OUTER_OF:
+            samples: list[int] = setup.outers[OUTER_OF[config]]("each", count)
             return samples
         return time_calls(setup.functions[config], count)
 
     def batch(config: str, count: int) -> float:
-        if config == NESTED:
-            mean: float = setup.outer("batch", count)
+        if config in OUTER_OF:
+            mean: float = setup.outers[OUTER_OF[config]]("batch", count)
             return mean
         return time_batch(setup.functions[config], count)
 
@@ -730,6 +754,21 @@ def targets(
     out: list[Target] = []
     bare = decorator[BARE]
     passthrough_overhead = _minus(decorator[PASSTHROUGH].p50, bare.p50)
+    through = decorator[PASSTHROUGH]
+    for config in (TOP_FILE, NESTED_FILE):
+        times = ratio(decorator[config].p50, through.p50)
+        out.append(
+            Target(
+                f"@runlog without recording, {DECORATOR_RULES} rules from a file, cost={ESTIMATE:g}: "
+                f"{config.split(': ')[1]}, p50 per call",
+                f"<= {TARGET_PASSTHROUGH_RATIO:g}x a pass-through decorator",
+                fmt(times, ".1f", "x"),
+                f"{fmt(decorator[config].p50, '.2f', ' us')} against {fmt(through.p50, '.2f', ' us')}; "
+                f"batch means: {fmt(ratio(decorator[config].mean, through.mean), '.1f', 'x')}",
+                None if times is None else times <= TARGET_PASSTHROUGH_RATIO,
+                "not measured",
+            )
+        )
     for config in (TOP, NESTED):
         overhead = _minus(decorator[config].p50, bare.p50)
         out.append(
@@ -862,8 +901,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(decisions_table(setups, decision_results, decisions, repeat, peer))
     console.print()
 
-    with status(progress_console, "decorator") as progress:
-        decorator = setup_decorator(proctor_mapping(build_rules(DECORATOR_RULES)))
+    with status(progress_console, "decorator") as progress, tempfile.TemporaryDirectory() as folder:
+        decorator = setup_decorator(proctor_mapping(build_rules(DECORATOR_RULES)), Path(folder))
         decorator_results = measure_decorator(decorator, decisions, repeat, progress)
     console.print(decorator_table(decorator_results, decisions, repeat, decorator.denied))
     console.print()
