@@ -9,6 +9,8 @@ modify, log and terminate act as the policy file says.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import inspect
 import logging
@@ -16,11 +18,13 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from proctor._numbers import from_units, is_amount, to_units
+from proctor._signals import leave_signals_to_main_thread
 from proctor.approvals.base import ApprovalChannel, ApprovalDecision, ApprovalRequest
 from proctor.approvals.callback import CallbackChannel
 from proctor.approvals.durable import DurableChannel
@@ -56,6 +60,7 @@ __all__ = ["runlog", "set_approval_channel"]
 logger = logging.getLogger("proctor.rules")
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 _dailies: dict[Store, DailySpend] = {}  # the cost_today ledgers, per store they live in
 _private_daily = MemoryStore()  # where they live when there is neither a store nor a run log
@@ -92,6 +97,58 @@ def _limits_of(rules: RuleSet) -> FileLimits:
             if limits is None or limits.store is not store:
                 limits = _file_limits[rules] = FileLimits(rules, store)
     return limits
+
+
+_store_threads: ThreadPoolExecutor | None = None
+_store_threads_lock = threading.Lock()
+
+
+def _store_executor() -> ThreadPoolExecutor:
+    """The threads that make the store calls of async calls (created at the first such call)."""
+    global _store_threads
+    if _store_threads is None:
+        with _store_threads_lock:
+            if _store_threads is None:
+                _store_threads = ThreadPoolExecutor(
+                    4, thread_name_prefix="proctor-store", initializer=leave_signals_to_main_thread
+                )
+    return _store_threads
+
+
+async def _off_loop(
+    function: Callable[..., T],
+    *args: Any,
+    undo: Callable[[], object] | None = None,
+    settle: PolicyEnforcer | None = None,
+) -> T:
+    """``function(*args)`` on proctor's store threads, so that a store that waits (a busy SQLite
+    file) never holds up the event loop.
+
+    A cancelled caller does not cut the step short: it ends on its thread, and what it took is
+    given back (``undo()``; with ``settle``, the admission it returns is settled as cancelled).
+    """
+    future = asyncio.get_running_loop().run_in_executor(
+        _store_executor(), contextvars.copy_context().run, functools.partial(function, *args)
+    )
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        if undo is not None or settle is not None:
+            future.add_done_callback(functools.partial(_give_back, undo, settle))
+        raise
+
+
+def _give_back(
+    undo: Callable[[], object] | None, settle: PolicyEnforcer | None, future: asyncio.Future[Any]
+) -> None:
+    """After a cancelled caller's step ended: undo what it took (on a store thread: it may wait)."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    if settle is not None:
+        cancelled = Outcome(Status.CANCELLED, 0.0, asyncio.CancelledError())  # it never ran: it spent nothing
+        _store_executor().submit(settle.settle, future.result(), cancelled)
+    elif undo is not None:
+        _store_executor().submit(undo)
 
 
 def _note_rules(rules: RuleSet) -> None:
@@ -282,6 +339,7 @@ class _Call:
         "hold",
         "kwargs",
         "limits",
+        "off_loop",
         "parent",
         "policy_error",
         "recorded",
@@ -323,6 +381,7 @@ class _Call:
         self.rules: RuleSet | None = None  # the rules it was checked by
         self.enforcer: PolicyEnforcer | None = None  # the code's, or the file's budgets and rate limits
         self.limits: FileLimits | None = None
+        self.off_loop = False  # an async call whose store steps run on proctor's store threads
         self.downgraded: list[dict[str, Any]] = []  # the limits that let it run over their limit
         self.recorded: ActionRecord | None = None
 
@@ -1014,19 +1073,32 @@ class _Guard:
         enforcer = call.enforcer
         if enforcer is None:
             return await self.function(*call.args, **call.kwargs)
+        off = enforcer.blocking
         try:
-            admission = enforcer.admit(self.agent, self._task(call))
+            if off:
+                admission = await _off_loop(
+                    enforcer.admit, self.agent, self._task(call), undo=None, settle=enforcer
+                )
+            else:
+                admission = enforcer.admit(self.agent, self._task(call))
         except PolicyViolationError as exc:
             call.policy_error = exc
             raise
         try:
             self._admitted(call, admission)
             result = await self.function(*call.args, **call.kwargs)
-            actual = self.actual_cost(call, result)
+            outcome = Outcome(Status.SUCCESS, self.actual_cost(call, result))
         except BaseException as exc:
-            enforcer.settle(admission, Outcome(status_of(exc), None, exc))
+            failed = Outcome(status_of(exc), None, exc)
+            if off:
+                await _off_loop(enforcer.settle, admission, failed)
+            else:
+                enforcer.settle(admission, failed)
             raise
-        enforcer.settle(admission, Outcome(Status.SUCCESS, actual))
+        if off:
+            await _off_loop(enforcer.settle, admission, outcome)
+        else:
+            enforcer.settle(admission, outcome)
         return result
 
     def _decide_sync(self, call: _Call) -> Any:
@@ -1048,6 +1120,15 @@ class _Guard:
                 return self.refusal(call.verdict, outcome.detail)
         return _PROCEED
 
+    def _waits_on_stores(self, rules: RuleSet | None) -> bool:
+        """Whether a call's checks and settles may wait on a store (SQLite): async calls then make
+        them on proctor's store threads, and the event loop goes on meanwhile."""
+        if self.enforcer is not None and self.enforcer.blocking:
+            return True
+        if rules is not None and (rules.budgets or rules.rate_limits or "cost_today" in rules.uses):
+            return _daily_spend().store.blocking
+        return _reads_daily and _daily_spend().store.blocking
+
     def wrap_async(self) -> Callable[..., Any]:
         function = self.function
         source = self.source
@@ -1062,7 +1143,12 @@ class _Guard:
             elif parent.run.watched:
                 return await self._recorded_async(args, kwargs, parent, None, None)
             call = self.start(args, kwargs, parent)
-            self.check(call, source.current() if source is not None else None)
+            rules = source.current() if source is not None else None
+            off = call.off_loop = self._waits_on_stores(rules)
+            if off:
+                await _off_loop(self.check, call, rules, undo=functools.partial(self.abandon, call))
+            else:
+                self.check(call, rules)
             decided = await self._decide_async(call)
             if decided is not _PROCEED:
                 return decided
@@ -1073,11 +1159,14 @@ class _Guard:
                 else:
                     result = await self._invoke_async(call)
             except BaseException:
-                self.abandon(call)
+                if off:
+                    await _off_loop(self.abandon, call)
+                else:
+                    self.abandon(call)
                 raise
             finally:
                 active.reset(token)
-            return self.finish(call, result)
+            return await _off_loop(self.finish, call, result) if off else self.finish(call, result)
 
         return wrapper
 
@@ -1096,8 +1185,13 @@ class _Guard:
         began: float | None = None  # when the function was called (or answered from a replay)
         duration: float | None = None
         result: Any = NO_RESULT
+        rules = self._rules_of(call.run)
+        off = call.off_loop = self._waits_on_stores(rules)
         try:
-            self.check(call, self._rules_of(call.run))
+            if off:
+                await _off_loop(self.check, call, rules, undo=functools.partial(self.abandon, call))
+            else:
+                self.check(call, rules)
             decided = await self._decide_async(call)
             if decided is not _PROCEED:
                 self._closed(call, "denied", started, None, NO_RESULT, decided, None)
@@ -1115,11 +1209,15 @@ class _Guard:
                 duration = time.perf_counter() - began
             finally:
                 active.reset(token)
-            returned = self.finish(call, result)
+            returned = await _off_loop(self.finish, call, result) if off else self.finish(call, result)
         except BaseException as exc:
             if began is not None and duration is None:  # the function (or its slot or policies) raised
                 duration = time.perf_counter() - began
-            self._closed(call, _status_of(exc), started, duration, result, NO_RESULT, exc)
+            closing = (call, _status_of(exc), started, duration, result, NO_RESULT, exc)
+            if off:  # it may settle what the call held
+                await _off_loop(self._closed, *closing)
+            else:
+                self._closed(*closing)
             raise
         after = call.after
         status = "denied" if after is not None and after.action is Action.DENY else "succeeded"
@@ -1137,7 +1235,11 @@ class _Guard:
                 channel, request = self.approval_request(call)
                 # A person may take minutes: the channel waits as a coroutine (and withdraws when cancelled).
                 decision = await channel.arequest(request)
-            outcome = self.approved(call, decision)
+            outcome = (
+                await _off_loop(self.approved, call, decision)
+                if call.off_loop
+                else self.approved(call, decision)
+            )
             if isinstance(outcome, _Refusal):
                 return self.refusal(call.verdict, outcome.detail)
         return _PROCEED

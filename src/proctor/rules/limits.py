@@ -37,6 +37,7 @@ class FileLimit(Policy):
         self.spec = spec
         self.policy = policy
         self.key = key
+        self.blocking = policy.blocking
 
     def admit(self, agent_id: str, task: Task) -> Decision:
         return self.policy.admit(self.key, task)

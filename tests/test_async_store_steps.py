@@ -1,0 +1,77 @@
+"""An async @runlog call whose limits live in SQLite leaves the event loop free while the store is busy."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proctor import runlog
+from proctor.stores import SQLiteStore, set_store
+
+TICKS = 20
+"""Heartbeats that must run while a store step waits: none can while the loop is blocked."""
+
+POLICIES: dict[str, Any] = {
+    "policies": [{"id": "cap", "when": {"cost_today_with_call": {"gt": 10.0}}, "action": "deny"}],
+    "budgets": [{"id": "spend", "limit": 10.0}],
+    "rate_limits": [{"id": "calls", "limit": 100, "period": "hour"}],
+}
+
+
+@pytest.fixture
+def store_file(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "store.db"
+    store = SQLiteStore(path, busy_timeout=10.0)
+    set_store(store)
+    yield path
+    set_store(None)
+    store.close()
+
+
+async def beat_while_pending(pending: asyncio.Future[Any]) -> int:
+    ticks = 0
+    while ticks < TICKS:
+        await asyncio.sleep(0.001)
+        assert not pending.done(), f"the call went on (or the loop stalled) after {ticks} heartbeats"
+        ticks += 1
+    return ticks
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+def test_checks_and_settles_wait_for_a_busy_store_off_the_loop(store_file: Path, recorded: bool) -> None:
+    @runlog(service="async-stores", cost=1.0, policies=POLICIES, record=recorded)
+    async def call(inside: asyncio.Event, release: asyncio.Event) -> str:
+        inside.set()
+        await release.wait()
+        return "done"
+
+    other = sqlite3.connect(store_file, isolation_level=None)  # another process's writer, in effect
+
+    async def main() -> None:
+        inside, release = asyncio.Event(), asyncio.Event()
+        release.set()
+        other.execute("BEGIN IMMEDIATE")  # the store is busy before the call is checked
+        checking = asyncio.ensure_future(call(inside, release))
+        assert await beat_while_pending(checking) == TICKS
+        assert not inside.is_set()  # still being checked
+        other.execute("COMMIT")
+        assert await checking == "done"
+
+        inside, release = asyncio.Event(), asyncio.Event()
+        finishing = asyncio.ensure_future(call(inside, release))
+        await inside.wait()  # checked and running: make the store busy before it settles
+        other.execute("BEGIN IMMEDIATE")
+        release.set()
+        assert await beat_while_pending(finishing) == TICKS
+        other.execute("COMMIT")
+        assert await finishing == "done"
+
+    try:
+        asyncio.run(main())
+    finally:
+        other.close()
