@@ -14,7 +14,22 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from proctor.cli.demo import POLICIES, Demo, DemoResult, SessionLog, plan_workloads, what_if_stricter
+from proctor._numbers import to_units
+from proctor.cli.demo import (
+    BATCH_QUOTA,
+    BURST_SIZE,
+    LIMITS,
+    POLICIES,
+    Demo,
+    DemoError,
+    DemoResult,
+    SessionLog,
+    SharedDemo,
+    SharedResult,
+    plan_workloads,
+    share,
+    what_if_stricter,
+)
 from proctor.cli.main import cli
 from proctor.runs import RunLog
 
@@ -142,3 +157,91 @@ def test_the_what_if_counts_only_this_demos_runs(tmp_path: Path) -> None:
         what_if_stricter(Console(file=output, width=120, highlight=False), log, since=second_started)
     assert "batch-burst-guard" in what_if_figures(second.output)
     assert what_if_figures(second.output) == what_if_figures(output.getvalue())
+
+
+@pytest.mark.parametrize("parts", [1, 3, 32])
+def test_the_processes_share_every_call_exactly_once(parts: int) -> None:
+    for plan in plan_workloads(random.Random(7)):
+        shares = [share(plan, part, parts) for part in range(parts)]
+        dealt = sorted((call for each in shares for call in each.calls), key=id)
+        assert dealt == sorted(plan.calls, key=id), plan.agent_id
+        if parts <= len(plan.calls):
+            assert all(each.calls for each in shares), plan.agent_id  # every process plays the agent
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> SharedResult:
+    directory = tmp_path_factory.mktemp("shared")
+    demo = SharedDemo(
+        seed=7, speed=10.0, processes=3, store_path=directory / "store.db", db=str(directory / "runs.db")
+    )
+    return demo.run()
+
+
+def test_three_processes_play_every_agent_and_every_call(shared: SharedResult) -> None:
+    assert len(shared.parts) == 3
+    for part in shared.parts:
+        assert set(part) == set(AGENTS)
+        for agent_id in ("batch", "research", "summariser"):
+            assert part[agent_id].admitted >= 1, agent_id  # the shared limits are used from every process
+    total = shared.total
+    assert total.made == total.planned == 196
+    assert total.made == total.admitted + sum(total.refused.values())
+
+
+def test_the_shared_ledger_holds_exactly_what_the_processes_spent(shared: SharedResult) -> None:
+    for agent_id, limit in shared.limits.items():
+        assert shared.spent[agent_id] == shared.agent(agent_id).cost, agent_id  # to the billionth
+        assert shared.spent[agent_id] <= to_units(limit), agent_id
+        assert shared.reserved[agent_id] == 0, agent_id
+    research = shared.agent("research")
+    assert research.refused["budget"] >= 1  # the budget was reached, from three processes, and held
+    assert shared.limits["research"] == LIMITS["research"]
+    # The summariser reports actual costs below its estimates: the ledger settled on exactly those.
+    plan = next(plan for plan in plan_workloads(random.Random(7)) if plan.agent_id == "summariser")
+    assert shared.agent("summariser").admitted == len(plan.calls)
+    assert shared.spent["summariser"] == sum(to_units(call.actual_cost or 0.0) for call in plan.calls)
+    assert shared.spend_is_exact
+
+
+def test_the_shared_rate_limit_admits_exactly_its_allowance(shared: SharedResult) -> None:
+    batch = shared.agent("batch")
+    assert batch.admitted == BATCH_QUOTA
+    assert batch.refused["rate"] == batch.planned - BATCH_QUOTA
+    assert shared.quota_left == 0
+    # The first burst fits the quota, so each process had some of batch's calls admitted.
+    assert all(part["batch"].admitted >= BURST_SIZE // 3 for part in shared.parts)
+    assert shared.quota_is_exact
+
+
+def test_the_demo_command_with_processes_shows_each_process_and_the_exact_ledger(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    args = ["demo", "--speed", "10", "--processes", "2", "--db", str(db)]
+    outcome = CliRunner().invoke(cli, args, env={"COLUMNS": "120"})
+    assert outcome.exit_code == 0, outcome.output
+    tables, _, recorded = outcome.output.partition("Exact across processes")
+    per_process = tables.partition("Per process")[2].partition("Per agent")[0]
+    rows = [line.split("│") for line in per_process.splitlines() if line.startswith("│")]
+    assert [row[1].strip() for row in rows] == ["1", "2", "total"]
+    assert rows[-1][2].strip() == "196"  # calls made, in all
+    text = " ".join(recorded.split())
+    assert "equal to the billionth, every agent within its limit" in text
+    assert f"exactly its allowance of {BATCH_QUOTA}" in text
+    assert "bug in proctor" not in outcome.output
+    assert f"with 196 LLM calls in {db}" in text
+    assert "What if stricter rules had been in force?" in text
+
+
+@pytest.mark.parametrize("value", ["0", "33", "two"])
+def test_a_bad_number_of_processes_is_refused(value: str) -> None:
+    outcome = CliRunner().invoke(cli, ["demo", "--processes", value])
+    assert outcome.exit_code == 2
+    assert "Invalid value for '--processes'" in outcome.output
+
+
+def test_a_failing_process_is_reported_not_waited_for(tmp_path: Path) -> None:
+    demo = SharedDemo(
+        seed=7, speed=10.0, processes=2, store_path=tmp_path / "store.db", db="nosuch://run-log"
+    )
+    with pytest.raises(DemoError, match=r"process \d of the demo failed:(.|\n)*nosuch"):
+        demo.run()

@@ -1,21 +1,31 @@
 """``proctor demo``: six agents share one LLM API under rate, access and budget policies.
 
-Everything runs in this process on the embedded default (state in memory);
-the LLM calls are simulated by sleeps. Each agent session is a decorated run
-and each LLM call one of its actions, recorded in the run log. ``Demo.run``
-plays the workload and returns the numbers; ``run_demo`` shows it live,
-prints the results, and re-evaluates the recorded runs against stricter rules.
+By default everything runs in this process on the embedded default (state in
+memory); the LLM calls are simulated by sleeps. Each agent session is a
+decorated run and each LLM call one of its actions, recorded in the run log.
+``Demo.run`` plays the workload and returns the numbers; ``run_demo`` shows it
+live, prints the results, and re-evaluates the recorded runs against stricter
+rules. With several processes, ``SharedDemo`` deals the workload out to worker
+processes whose budget and rate limit live in one SQLite store, and checks
+that the shared ledger is exact.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import multiprocessing
 import os
 import random
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from queue import Empty
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -39,11 +49,27 @@ from proctor import (
     current_run,
     runlog,
 )
+from proctor._numbers import from_units, to_units
 from proctor.rules import parse_policies
 from proctor.runs import ImpactReport, RunLog, recording_into
 from proctor.runs.whatif import what_if
+from proctor.stores import MemoryStore, SQLiteStore, Store
 
-__all__ = ["POLICIES", "AgentResult", "Demo", "DemoResult", "SessionLog", "plan_workloads", "run_demo"]
+__all__ = [
+    "MAX_PROCESSES",
+    "POLICIES",
+    "AgentResult",
+    "Count",
+    "Demo",
+    "DemoError",
+    "DemoResult",
+    "SessionLog",
+    "SharedDemo",
+    "SharedResult",
+    "plan_workloads",
+    "run_demo",
+    "share",
+]
 
 CAPACITY = 3
 """Concurrent calls the simulated LLM API allows."""
@@ -53,6 +79,13 @@ BURST_TIMES = (0.3, 3.0, 5.7)
 BURST_SIZE = 30
 BATCH_RATE = 8.0
 RATE_PERIOD = 4.0
+BATCH_QUOTA = 36
+"""With several processes: the calls batch may make per ``QUOTA_PERIOD``, all processes together."""
+QUOTA_PERIOD = 86_400.0
+"""A demo day: the quota's bucket refills one call per 2400 demo seconds, none during the demo."""
+MAX_PROCESSES = 32
+STARTUP_SECONDS = 60.0
+"""How long a worker process waits for the others to start before it gives up."""
 DEFAULT_LIMIT = 50.0
 LIMITS = {"batch": 120.0, "research": 35.0}
 ANALYST_CALLS = 24
@@ -138,6 +171,15 @@ class Plan:
         return [call for session in self.sessions for call in session]
 
 
+def share(plan: Plan, part: int, parts: int) -> Plan:
+    """What process ``part`` of ``parts`` plays of ``plan``: every ``parts``-th session, or, of a plan
+    with fewer sessions than ``parts``, every ``parts``-th call of each session."""
+    if len(plan.sessions) >= parts:
+        return Plan(plan.agent_id, plan.workload, plan.sessions[part::parts])
+    sessions = tuple(calls for session in plan.sessions if (calls := session[part::parts]))
+    return Plan(plan.agent_id, plan.workload, sessions)
+
+
 def plan_workloads(rng: random.Random) -> list[Plan]:
     """The six agents' workloads, drawn from ``rng`` in a fixed order (same seed, same plan)."""
     batch = tuple(
@@ -213,7 +255,36 @@ class _Tally:
     reasons: dict[str, str] = field(default_factory=dict)
     waits: list[float] = field(default_factory=list)
     reserved: float = 0.0
+    cost: int = 0
+    """The actual cost of the granted calls, in units (``proctor._numbers.to_units``)."""
     granted_by_burst: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """What one process made of one agent's calls (or a sum of such): ``planned`` calls, ``made``
+    so far, ``admitted``, ``refused`` by policy name, and ``cost``, the actual cost of the admitted
+    ones as the process reported it, in units (``proctor._numbers.to_units``)."""
+
+    planned: int
+    made: int = 0
+    admitted: int = 0
+    refused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(POLICIES, 0))
+    cost: int = 0
+
+    @classmethod
+    def total(cls, counts: Iterable[Count]) -> Count:
+        """The sum of ``counts``."""
+        total = cls(0)
+        for count in counts:
+            total = cls(
+                total.planned + count.planned,
+                total.made + count.made,
+                total.admitted + count.admitted,
+                {name: total.refused[name] + count.refused.get(name, 0) for name in POLICIES},
+                total.cost + count.cost,
+            )
+        return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,28 +337,53 @@ class DemoResult:
     rate_period: float
 
 
+def budget_policy(store: Store | None) -> BudgetPolicy:
+    """The demo's budget: ``DEFAULT_LIMIT`` per agent, ``LIMITS`` for some; its ledger in ``store``
+    (None: the process's default store, else memory)."""
+    budget = BudgetPolicy(default_limit=DEFAULT_LIMIT, store=store)
+    for agent_id, limit in LIMITS.items():
+        budget.set_limit(agent_id, limit)
+    return budget
+
+
+def quota_policy(speed: float, store: Store) -> RatePolicy:
+    """The rate limit of a demo in several processes: ``BATCH_QUOTA`` calls per demo day for batch,
+    counted in ``store``; it does not refill during the demo, so exactly that many calls pass."""
+    return RatePolicy(limits={"batch": BATCH_QUOTA}, period=QUOTA_PERIOD / speed, store=store)
+
+
 class Demo:
     """One run of the demo workload for ``seed``, played ``speed`` times faster than demo time.
 
     Build it, then ``await run()`` once; while it runs, ``live_view()``
-    renders its progress.
+    renders its progress. With a ``store``, this is process ``part`` of
+    ``parts`` that play the workload together (see ``share``): the rate limit
+    is batch's quota (``quota_policy``), and it and the budget keep their
+    state in ``store``, shared with the other processes.
     """
 
-    def __init__(self, *, seed: int, speed: float) -> None:
+    def __init__(
+        self, *, seed: int, speed: float, store: Store | None = None, part: int = 0, parts: int = 1
+    ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be > 0, got {speed!r}")
+        if not 0 <= part < parts:
+            raise ValueError(f"part must be in 0..{parts - 1}, got {part!r}")
         self.speed = speed
-        self.plans = plan_workloads(random.Random(seed))
-        self.rate = RatePolicy(limits={"batch": BATCH_RATE}, period=RATE_PERIOD / speed)
+        self.shared = store is not None
+        self.plans = [share(plan, part, parts) for plan in plan_workloads(random.Random(seed))]
+        self.rate = (
+            RatePolicy(limits={"batch": BATCH_RATE}, period=RATE_PERIOD / speed)
+            if store is None
+            else quota_policy(speed, store)
+        )
         self.access = AccessPolicy(
             rules={
                 "analyst": {"labels": [SecurityLabel.PUBLIC, SecurityLabel.INTERNAL]},
                 "auditor": {"labels": list(SecurityLabel)},
             }
         )
-        self.budget = BudgetPolicy(default_limit=DEFAULT_LIMIT)
-        for agent_id, limit in LIMITS.items():
-            self.budget.set_limit(agent_id, limit)
+        self.budget = budget_policy(store)
         self.enforcer = PolicyEnforcer([self.rate, self.access, self.budget])
         self.resource = SharedResource("llm_api", capacity=CAPACITY)
         self.scheduler = AsyncLOCOScheduler(
@@ -317,13 +413,38 @@ class Demo:
             if (labels := self.access.allowed_labels(agent_id)) is not None
         )
         limits = ", ".join(f"{agent_id} {limit:g}" for agent_id, limit in LIMITS.items())
+        if self.shared:
+            rate = (
+                f"1. rate: batch may make {BATCH_QUOTA} calls a day, all processes together (a bucket of "
+                f"{BATCH_QUOTA} that refills one call per {QUOTA_PERIOD / BATCH_QUOTA:g} demo seconds: "
+                "none during the demo); others are unlimited"
+            )
+        else:
+            rate = (
+                f"1. rate: batch may make {BATCH_RATE:g} calls per {self.rate.period:g} s (a bucket of "
+                f"{BATCH_RATE:g} that refills {BATCH_RATE / self.rate.period:g}/s); others are unlimited"
+            )
         return [
-            f"1. rate: batch may make {BATCH_RATE:g} calls per {self.rate.period:g} s (a bucket of "
-            f"{BATCH_RATE:g} that refills {BATCH_RATE / self.rate.period:g}/s); others are unlimited",
+            rate,
             f"2. access: {access}; others anything",
             f"3. budget: {DEFAULT_LIMIT:g} per agent ({limits}); each call reserves its estimate, "
-            "then settles at its actual cost",
+            "then settles at its actual cost"
+            + (": one ledger per agent, shared by all processes" if self.shared else ""),
         ]
+
+    def counts(self) -> dict[str, Count]:
+        """What this demo made of each agent's calls so far."""
+        counts = {}
+        for plan in self.plans:
+            tally = self._tallies[plan.agent_id]
+            counts[plan.agent_id] = Count(
+                planned=len(plan.calls),
+                made=tally.finished,
+                admitted=tally.finished - sum(tally.rejected.values()),
+                refused=dict(tally.rejected),
+                cost=tally.cost,
+            )
+        return counts
 
     async def run(self, on_tick: Callable[[], None] | None = None) -> DemoResult:
         """Play every agent's plan to the end and return the numbers.
@@ -400,6 +521,7 @@ class Demo:
             cost = task.actual_cost if task.actual_cost is not None else estimate
             grant.cost = cost
             current_run().add_cost(cost)
+            tally.cost += to_units(cost)
             tally.running -= 1
         return {"text": f"{kind} #{call} done", "tokens": int(estimate * 100)}
 
@@ -577,24 +699,334 @@ def takeaways(result: DemoResult) -> list[str]:
     ]
 
 
-def run_demo(*, seed: int, speed: float, db: str | None = None) -> int:
-    """Run the demo, showing live progress on a terminal (plain lines otherwise), then the results,
-    recording its runs in ``db`` (the default run log when None) and re-evaluating them.
+class DemoError(RuntimeError):
+    """A worker process of the demo failed; the message says which and why."""
 
-    Returns the exit status: 0.
+
+@dataclass(frozen=True, slots=True)
+class SharedResult:
+    """The numbers of a demo played by several processes on one store.
+
+    ``parts`` holds each process's counts per agent, as it reported them;
+    ``spent`` and ``reserved`` what the shared ledger holds per agent at the
+    end (in units, as ``Count.cost``), ``limits`` the budget's limits;
+    ``quota`` is batch's rate allowance and ``quota_left`` the calls its bucket
+    still allows.
+    """
+
+    elapsed: float
+    parts: tuple[dict[str, Count], ...]
+    spent: dict[str, int]
+    reserved: dict[str, int]
+    limits: dict[str, float]
+    quota: int
+    quota_left: float
+
+    def agent(self, agent_id: str) -> Count:
+        """``agent_id``'s calls in every process."""
+        return Count.total(part[agent_id] for part in self.parts)
+
+    def process(self, part: int) -> Count:
+        """Every agent's calls in process ``part``."""
+        return Count.total(self.parts[part].values())
+
+    @property
+    def total(self) -> Count:
+        """Every call in every process."""
+        return Count.total(self.process(part) for part in range(len(self.parts)))
+
+    @property
+    def spend_is_exact(self) -> bool:
+        """Whether each agent's ledger holds exactly the actual costs the processes reported, within
+        its limit, with nothing left reserved."""
+        return all(
+            self.spent[agent_id] == self.agent(agent_id).cost
+            and self.reserved[agent_id] == 0
+            and self.spent[agent_id] <= to_units(limit)
+            for agent_id, limit in self.limits.items()
+        )
+
+    @property
+    def quota_is_exact(self) -> bool:
+        """Whether batch's calls admitted in all processes are exactly its rate allowance."""
+        return self.agent("batch").admitted == self.quota and self.quota_left == 0
+
+
+def play_part(
+    part: int,
+    parts: int,
+    seed: int,
+    speed: float,
+    store_path: str,
+    db: str | None,
+    queue: Queue[tuple[str, int, Any]],
+    start: Event,
+) -> None:
+    """Worker process ``part`` of ``parts``: play its share of the workload on the store at
+    ``store_path``, recording into ``db``, once ``start`` is set. Puts ``("ready" | "progress" |
+    "done", part, counts)`` on ``queue`` as it goes, or ``("failed", part, traceback)``."""
+    try:
+        store = SQLiteStore(store_path)
+        demo = Demo(seed=seed, speed=speed, store=store, part=part, parts=parts)
+        with SessionLog(db) as log, recording_into(log):
+            queue.put(("ready", part, demo.counts()))
+            if not start.wait(STARTUP_SECONDS):
+                raise TimeoutError(f"the other processes did not start within {STARTUP_SECONDS:g} s")
+            asyncio.run(demo.run(lambda: queue.put(("progress", part, demo.counts()))))
+        queue.put(("done", part, demo.counts()))
+    except BaseException:
+        queue.put(("failed", part, traceback.format_exc()))
+        raise SystemExit(1) from None
+
+
+class SharedDemo:
+    """The demo workload played by ``processes`` worker processes (``play_part``) whose budget and
+    rate limit live in one SQLite store at ``store_path``; each records its runs into ``db``.
+
+    Build it, then ``run()`` once; while it runs, ``live_view()`` renders its progress.
+    """
+
+    def __init__(self, *, seed: int, speed: float, processes: int, store_path: Path, db: str | None) -> None:
+        if not 1 <= processes <= MAX_PROCESSES:
+            raise ValueError(f"processes must be in 1..{MAX_PROCESSES}, got {processes!r}")
+        self.seed = seed
+        self.speed = speed
+        self.processes = processes
+        self.store_path = store_path
+        self.db = db
+        self.counts: list[dict[str, Count] | None] = [None] * processes
+        """Each process's counts as last reported; None until it is ready."""
+        self.started: float | None = None
+
+    def run(self, on_tick: Callable[[], None] | None = None) -> SharedResult:
+        """Start the processes, start their work together once all are ready, wait for them to finish,
+        and read the shared store. ``on_tick`` is called every ``REFRESH_SECONDS`` or more often.
+
+        Raises ``DemoError`` when a process fails.
+        """
+        context = multiprocessing.get_context("spawn")
+        queue: Queue[tuple[str, int, Any]] = context.Queue()
+        start = context.Event()
+        SQLiteStore(self.store_path).close()  # its tables, before the processes race to make them
+        workers = [
+            context.Process(
+                target=play_part,
+                args=(
+                    part,
+                    self.processes,
+                    self.seed,
+                    self.speed,
+                    str(self.store_path),
+                    self.db,
+                    queue,
+                    start,
+                ),
+                name=f"proctor-demo-{part + 1}",
+                daemon=True,
+            )
+            for part in range(self.processes)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            self._await("ready", queue, workers, on_tick)
+            self.started = time.monotonic()
+            start.set()
+            self._await("done", queue, workers, on_tick)
+            elapsed = time.monotonic() - self.started
+            for worker in workers:
+                worker.join()
+        finally:
+            for worker in workers:
+                if worker.is_alive():
+                    worker.terminate()
+                    worker.join()
+        return self._result(elapsed)
+
+    def _await(
+        self,
+        kind: str,
+        queue: Queue[tuple[str, int, Any]],
+        workers: Sequence[multiprocessing.process.BaseProcess],
+        on_tick: Callable[[], None] | None,
+    ) -> None:
+        """Take the processes' reports until each has sent ``kind``."""
+        waiting = set(range(len(workers)))
+        while waiting:
+            if on_tick is not None:
+                on_tick()
+            try:
+                message, part, payload = queue.get(timeout=REFRESH_SECONDS)
+            except Empty:
+                for part in waiting:
+                    if workers[part].exitcode not in (None, 0):
+                        raise DemoError(
+                            f"process {part + 1} of the demo ended with exit code {workers[part].exitcode}"
+                        ) from None
+                continue
+            if message == "failed":
+                raise DemoError(f"process {part + 1} of the demo failed:\n{payload}")
+            self.counts[part] = payload
+            if message == kind:
+                waiting.discard(part)
+
+    def _result(self, elapsed: float) -> SharedResult:
+        store = SQLiteStore(self.store_path)
+        try:
+            budget = budget_policy(store)
+            rate = quota_policy(self.speed, store)
+            agents = [plan.agent_id for plan in plan_workloads(random.Random(self.seed))]
+            parts = tuple(counts for counts in self.counts if counts is not None)
+            return SharedResult(
+                elapsed=elapsed,
+                parts=parts,
+                spent={agent_id: to_units(budget.spent(agent_id)) for agent_id in agents},
+                reserved={agent_id: to_units(budget.reserved(agent_id)) for agent_id in agents},
+                limits={agent_id: LIMITS.get(agent_id, DEFAULT_LIMIT) for agent_id in agents},
+                quota=BATCH_QUOTA,
+                quota_left=rate.remaining("batch") or 0.0,
+            )
+        finally:
+            store.close()
+
+    def live_view(self) -> RenderableType:
+        """The progress so far: a row per process."""
+        ready = sum(counts is not None for counts in self.counts)
+        if self.started is None:
+            return Text(f"Starting {self.processes} processes: {ready} ready", style="dim")
+        header = Text.assemble(
+            (f"{self.processes} processes", "bold"),
+            " share the budget and the rate limit in one SQLite store",
+            (f"   {time.monotonic() - self.started:4.1f} s", "dim"),
+        )
+        table = Table(box=None, pad_edge=False)
+        table.add_column("process", style="bold")
+        table.add_column("progress")
+        table.add_column("done", justify="right")
+        table.add_column("admitted", justify="right", style="green")
+        table.add_column("refused by", style="red")
+        table.add_column("spend", justify="right")
+        for part, counts in enumerate(self.counts):
+            count = Count.total((counts or {}).values())
+            table.add_row(
+                str(part + 1),
+                ProgressBar(total=count.planned, completed=count.made, width=24),
+                f"{count.made}/{count.planned}",
+                str(count.admitted),
+                _rejections(count.refused),
+                f"{from_units(count.cost):.2f}",
+            )
+        return Group(header, table)
+
+
+def processes_table(result: SharedResult) -> Table:
+    """One row per process and a total: calls made, admitted, refused by each policy, spend."""
+    table = Table(title=f"Per process, after {result.elapsed:.1f} s", title_style="bold", expand=False)
+    table.add_column("process", style="bold", no_wrap=True)
+    table.add_column("calls", justify="right")
+    table.add_column("admitted", justify="right", style="green")
+    for policy in POLICIES:
+        table.add_column(f"refused by\n{policy}", justify="right", style="red")
+    table.add_column("spend", justify="right")
+    rows = [(str(part + 1), result.process(part)) for part in range(len(result.parts))]
+    for index, (name, count) in enumerate([*rows, ("total", result.total)]):
+        table.add_row(
+            name,
+            str(count.made),
+            str(count.admitted),
+            *(str(count.refused[policy]) for policy in POLICIES),
+            f"{from_units(count.cost):.2f}",
+            end_section=index == len(rows) - 1,
+            style="bold" if name == "total" else None,
+        )
+    table.caption = "spend: the actual cost of the admitted calls, as each process reported it."
+    return table
+
+
+def ledger_table(result: SharedResult) -> Table:
+    """One row per agent, all processes together: what they reported against the shared ledger."""
+    table = Table(title="Per agent, all processes: the shared ledger", title_style="bold", expand=False)
+    table.add_column("agent", style="bold", no_wrap=True)
+    table.add_column("processes", justify="right")
+    table.add_column("admitted", justify="right", style="green")
+    table.add_column("refused by\nrate", justify="right", style="red")
+    table.add_column("refused by\nbudget", justify="right", style="red")
+    table.add_column("reported\nspend", justify="right")
+    table.add_column("ledger\nspent", justify="right")
+    table.add_column("limit", justify="right")
+    for agent_id, limit in result.limits.items():
+        count = result.agent(agent_id)
+        table.add_row(
+            agent_id,
+            str(sum(part[agent_id].planned > 0 for part in result.parts)),
+            str(count.admitted),
+            str(count.refused["rate"]),
+            str(count.refused["budget"]),
+            f"{from_units(count.cost):.2f}",
+            f"{from_units(result.spent[agent_id]):.2f}",
+            f"{limit:g}",
+        )
+    table.caption = "processes: how many played some of the agent's calls. ledger spent: read from the store."
+    return table
+
+
+def exactness(result: SharedResult) -> list[str]:
+    """What proves that the limits held across processes, in sentences built from ``result``."""
+    reported = sum(result.agent(agent_id).cost for agent_id in result.limits)
+    spent = sum(result.spent.values())
+    closest = max(
+        result.limits, key=lambda agent_id: result.spent[agent_id] / to_units(result.limits[agent_id])
+    )
+    batch = result.agent("batch")
+    processes = len(result.parts)
+    bug = " That is a bug in proctor, please report it."
+    return [
+        f"Spend: the shared ledger holds {from_units(spent):.2f}, and the {processes} processes reported "
+        f"{from_units(reported):.2f} of actual costs for the calls they made"
+        + (
+            ": equal to the billionth, every agent within its limit (the closest, "
+            f"{closest}, at {from_units(result.spent[closest]):.2f} of {result.limits[closest]:g}), "
+            "nothing left reserved."
+            if result.spend_is_exact
+            else f": not equal, over a limit, or still reserved.{bug}"
+        ),
+        f"Rate: batch's calls came from {sum(part['batch'].planned > 0 for part in result.parts)} "
+        f"processes; {batch.admitted} were admitted"
+        + (
+            f", exactly its allowance of {result.quota}, and its bucket is empty; "
+            f"the other {batch.refused['rate']} were refused."
+            if result.quota_is_exact
+            else f", while its allowance is {result.quota} ({result.quota_left:g} left).{bug}"
+        ),
+    ]
+
+
+def run_demo(*, seed: int, speed: float, db: str | None = None, processes: int = 1) -> int:
+    """Run the demo, showing live progress on a terminal (plain lines otherwise), then the results,
+    recording its runs in ``db`` (the default run log when None) and re-evaluating them. With more
+    than one process, the workload is dealt out to that many processes sharing one store.
+
+    Returns the exit status: 0; with several processes, 1 when one failed or a limit was not exact.
     """
     log = SessionLog(db)
     try:
+        if processes > 1:
+            return _run_shared(seed=seed, speed=speed, processes=processes, db=db, log=log)
         with recording_into(log):
             return _run_demo(seed=seed, speed=speed, log=log)
     finally:
         log.close()
 
 
-def _run_demo(*, seed: int, speed: float, log: SessionLog) -> int:
+def _console() -> Console:
     console = Console(highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = PLAIN_WIDTH
+    return console
+
+
+def _run_demo(*, seed: int, speed: float, log: SessionLog) -> int:
+    console = _console()
     demo = Demo(seed=seed, speed=speed)
     started = time.time()
     console.print(
@@ -627,6 +1059,52 @@ def _run_demo(*, seed: int, speed: float, log: SessionLog) -> int:
     console.print()
     what_if_stricter(console, log, since=started)
     return 0
+
+
+def _run_shared(*, seed: int, speed: float, processes: int, db: str | None, log: SessionLog) -> int:
+    console = _console()
+    demo = Demo(seed=seed, speed=speed, store=MemoryStore())  # for its policies in words
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="proctor-demo-") as directory:
+        shared = SharedDemo(
+            seed=seed, speed=speed, processes=processes, store_path=Path(directory) / "store.db", db=db
+        )
+        console.print(
+            f"[bold]proctor demo[/] (seed {seed}, speed {speed:g}, {processes} processes): "
+            f"{len(demo.plans)} agents call [bold]{demo.resource.name}[/], a simulated LLM API, "
+            f"{20 / speed:g}-{200 / speed:g} ms a call. Their calls are dealt out to {processes} "
+            f"processes, each with its own scheduler of {CAPACITY} slots; the rate limit and the "
+            "budget keep their state in one SQLite store that all of them use (a temporary file)."
+        )
+        console.print("After an agent gets a slot, a PolicyEnforcer checks, in order:")
+        for line in demo.policy_lines():
+            console.print(f"  {line}")
+        try:
+            if console.is_terminal:
+                with Live(shared.live_view(), console=console, auto_refresh=False, transient=True) as live:
+                    result = shared.run(lambda: live.update(shared.live_view(), refresh=True))
+            else:
+                console.print("Running (no live progress: output is not a terminal)...")
+                result = shared.run()
+        except DemoError as exc:
+            console.print(str(exc), style="red", markup=False)
+            return 1
+    total = result.total
+    console.print(
+        f"Finished in {result.elapsed:.1f} s: {total.admitted} calls admitted, "
+        f"{total.made - total.admitted} refused."
+    )
+    console.print()
+    console.print(processes_table(result))
+    console.print()
+    console.print(ledger_table(result))
+    console.print()
+    console.print("[bold]Exact across processes[/]")
+    for line in exactness(result):
+        console.print(f"- {line}")
+    console.print()
+    what_if_stricter(console, log, since=started)
+    return 0 if result.spend_is_exact and result.quota_is_exact else 1
 
 
 def what_if_stricter(console: Console, log: SessionLog, *, since: float) -> None:

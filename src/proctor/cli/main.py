@@ -8,6 +8,7 @@ import click
 
 from proctor.__version__ import __version__
 from proctor.cli.approvals import approvals, approvers
+from proctor.cli.demo import MAX_PROCESSES, run_demo
 from proctor.cli.replay import replay
 from proctor.cli.runs import runs
 from proctor.cli.serve import serve
@@ -41,7 +42,17 @@ def cli() -> None:
     default=None,
     help="The run log to record the demo's runs in  [default: $PROCTOR_DB, else .proctor/runs.db]",
 )
-def demo(seed: int, speed: float, db: str | None) -> None:
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1, max=MAX_PROCESSES),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Deal the agents' calls out to N worker processes that keep the budget and the rate limit "
+    "in one shared SQLite store; the tables then show each process's calls and that the shared limits "
+    "held exactly.",
+)
+def demo(seed: int, speed: float, db: str | None, processes: int) -> None:
     """Six agents contend for an LLM API that allows 3 concurrent calls.
 
     Shows who waits, who is served, and which policy rejects what, then a
@@ -49,10 +60,16 @@ def demo(seed: int, speed: float, db: str | None) -> None:
     against the limit. Every agent session is recorded in the run log; the
     demo ends by re-evaluating the recording against stricter rules (what-if)
     and shows their impact. Takes about eight seconds.
-    """
-    from proctor.cli.demo import run_demo
 
-    raise SystemExit(run_demo(seed=seed, speed=speed, db=db))
+    With --processes N, the calls run in N processes, each with its own
+    scheduler; the budget and batch's rate limit (then a daily quota) live in
+    one SQLite store they share. The tables show per process and in total the
+    calls made, admitted, refused by each policy, and spend; then that the
+    ledger's spend equals the actual costs the processes reported, within
+    every limit, and that batch got exactly its quota. Exits 1 when a process
+    fails or a limit is not exact.
+    """
+    raise SystemExit(run_demo(seed=seed, speed=speed, db=db, processes=processes))
 
 
 @cli.command()
