@@ -17,7 +17,6 @@ from rich.console import Console
 from proctor._numbers import to_units
 from proctor.cli.demo import (
     BATCH_QUOTA,
-    BURST_SIZE,
     LIMITS,
     POLICIES,
     Demo,
@@ -182,8 +181,12 @@ def test_three_processes_play_every_agent_and_every_call(shared: SharedResult) -
     assert len(shared.parts) == 3
     for part in shared.parts:
         assert set(part) == set(AGENTS)
-        for agent_id in ("batch", "research", "summariser"):
-            assert part[agent_id].admitted >= 1, agent_id  # the shared limits are used from every process
+        assert all(count.planned >= 1 for count in part.values())  # every agent calls from every process
+    # Whatever the timing, the limits were used from several processes: one process has 30 of batch's
+    # calls, fewer than the 36 of its quota that pass; and at most 7 of research's, under 4 each, while
+    # its budget of 35 refuses a call of under 4 only after spend (settled or reserved) passed 31.
+    for agent_id in ("batch", "research"):
+        assert sum(part[agent_id].admitted >= 1 for part in shared.parts) >= 2, agent_id
     total = shared.total
     assert total.made == total.planned == 196
     assert total.made == total.admitted + sum(total.refused.values())
@@ -209,8 +212,6 @@ def test_the_shared_rate_limit_admits_exactly_its_allowance(shared: SharedResult
     assert batch.admitted == BATCH_QUOTA
     assert batch.refused["rate"] == batch.planned - BATCH_QUOTA
     assert shared.quota_left == 0
-    # The first burst fits the quota, so each process had some of batch's calls admitted.
-    assert all(part["batch"].admitted >= BURST_SIZE // 3 for part in shared.parts)
     assert shared.quota_is_exact
 
 
