@@ -201,10 +201,10 @@ class BudgetPolicy(Policy):
         limit = self._limits.get(agent_id, self.default_limit)
         key = self._prefix + agent_id
         now = self._clock()
-        window = self._window_at(now)
+        window = self._window.index(now)
         if limit is None:
             lease_id, _, _ = self._store.reserve(key, units, None, window, now, self.lease)
-            return Decision(_ALLOW, self.name, reservation=(lease_id, units))
+            return _Held(self.name, (lease_id, units))
         limit_units = to_units(limit)
         if self.on_exceeded == "reject":
             lease_id, spent, reserved = self._store.reserve(key, units, limit_units, window, now, self.lease)
@@ -212,7 +212,7 @@ class BudgetPolicy(Policy):
                 current = from_units(spent + reserved)
                 self._exceeded(agent_id, current, cost, limit)
                 raise BudgetExceededError(agent_id, current, limit, cost, self.name)
-            return Decision(_ALLOW, self.name, reservation=(lease_id, units))
+            return _Held(self.name, (lease_id, units))
         lease_id, spent, reserved = self._store.reserve(key, units, None, window, now, self.lease)
         if spent + reserved + units <= limit_units:
             return Decision(_ALLOW, self.name, reservation=(lease_id, units))
@@ -247,7 +247,7 @@ class BudgetPolicy(Policy):
             return
         lease_id, units = held
         actual = units if outcome.cost is None else to_units(outcome.cost)
-        self._store.settle(self._prefix + agent_id, lease_id, actual, self._current())
+        self._store.settle(self._prefix + agent_id, lease_id, actual, self._window.index(self._clock()))
 
     def summary(self) -> dict[str, Any]:
         """``{agent: {"limit", "spent", "remaining"}}`` for agents with a limit of their own or with spend.
@@ -285,6 +285,20 @@ class BudgetPolicy(Policy):
 
 BudgetManager = BudgetPolicy
 """The name of ``BudgetPolicy`` in earlier releases; the same class."""
+
+
+class _Held(Decision):
+    """An allow decision holding a reservation: one is made per admitted task, so without keywords."""
+
+    __slots__ = ()
+
+    def __init__(self, policy: str, reservation: tuple[int | None, int]) -> None:
+        self.action = _ALLOW
+        self.blocks = False
+        self.policy = policy
+        self.detail = ""
+        self.downgrade = False
+        self.reservation = reservation
 
 
 class _Window:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -21,22 +22,21 @@ logger = logging.getLogger("proctor.policy")
 class Admission:
     """The policies that admitted one task, with their decisions, to settle later."""
 
-    __slots__ = ("_settled", "agent_id", "decisions", "downgraded", "policies", "task")
+    __slots__ = ("_settled", "agent_id", "decisions", "policies", "task")
 
     def __init__(
-        self,
-        agent_id: str,
-        task: Task,
-        policies: tuple[Policy, ...],
-        decisions: list[Decision],
-        downgraded: bool,
+        self, agent_id: str, task: Task, policies: tuple[Policy, ...], decisions: list[Decision]
     ) -> None:
         self.agent_id = agent_id
         self.task = task
         self.policies = policies
         self.decisions = decisions
-        self.downgraded = downgraded
         self._settled = False
+
+    @property
+    def downgraded(self) -> bool:
+        """True when a policy allowed the task only in a cheaper form."""
+        return any(decision.downgrade for decision in self.decisions)
 
 
 class PolicyEnforcer:
@@ -54,8 +54,9 @@ class PolicyEnforcer:
     def __init__(self, policies: Iterable[Policy] | None = None) -> None:
         self._lock = threading.Lock()
         self._policies: tuple[Policy, ...] = ()
-        self._blocking = False  # whether one of _policies blocks
+        self._blocking = False  # whether a policy of _current() blocks, kept by _changed()
         self._base: PolicyEnforcer | None = None
+        self._views: weakref.WeakSet[PolicyEnforcer] = weakref.WeakSet()  # from _extended()
         self._checked: dict[tuple[str, Task], list[Admission]] = {}  # check_all() awaiting record_all()
         for policy in policies or ():
             self.add_policy(policy)
@@ -64,7 +65,15 @@ class PolicyEnforcer:
         """An enforcer that checks this one's policies, as they are at each check, then ``policies``."""
         view = PolicyEnforcer(policies)
         view._base = self
+        self._views.add(view)
+        view._changed()
         return view
+
+    def _changed(self) -> None:
+        """The policies changed: update what depends on them, here and in views."""
+        self._blocking = any(policy.blocking for policy in self._current())
+        for view in self._views:
+            view._changed()
 
     def _current(self) -> tuple[Policy, ...]:
         if self._base is None:
@@ -75,7 +84,7 @@ class PolicyEnforcer:
     def blocking(self) -> bool:
         """True when a policy may wait on I/O (``Policy.blocking``): async callers then admit and
         settle off the event loop."""
-        return self._blocking or (self._base is not None and self._base.blocking)
+        return self._blocking
 
     @property
     def policies(self) -> list[Policy]:
@@ -91,7 +100,7 @@ class PolicyEnforcer:
             )
         with self._lock:
             self._policies = (*self._policies, policy)
-            self._blocking = self._blocking or policy.blocking
+            self._changed()
 
     def remove_policy(self, name: str) -> Policy | None:
         """Remove and return the first policy called ``name``; None if there is none."""
@@ -101,7 +110,7 @@ class PolicyEnforcer:
             for index, policy in enumerate(self._policies):
                 if policy.name == name:
                     self._policies = self._policies[:index] + self._policies[index + 1 :]
-                    self._blocking = any(kept.blocking for kept in self._policies)
+                    self._changed()
                     return policy
         return None
 
@@ -116,7 +125,6 @@ class PolicyEnforcer:
         """Run every policy's ``admit`` in order; roll back and raise on the first rejection."""
         policies = self._policies if self._base is None else self._current()
         decisions: list[Decision] = []
-        downgraded = False
         for policy in policies:
             try:
                 decision = policy.admit(agent_id, task)
@@ -127,9 +135,7 @@ class PolicyEnforcer:
             if decision.blocks:
                 self._rollback(agent_id, task, policies, decisions)
                 raise PolicyViolationError(decision.policy or policy.name, agent_id, decision.detail)
-            if decision.downgrade:
-                downgraded = True
-        return Admission(agent_id, task, policies, decisions, downgraded)
+        return Admission(agent_id, task, policies, decisions)
 
     def check_all(self, agent_id: str, task: Task) -> list[str]:
         """Check ``task`` as a scheduler does after a grant; return the names of the policies, all passed.
@@ -166,14 +172,14 @@ class PolicyEnforcer:
         if admission._settled:
             return
         admission._settled = True
-        agent_id, task = admission.agent_id, admission.task
         for policy, decision in zip(admission.policies, admission.decisions, strict=True):
-            if not policy._settles:
-                continue
-            try:
-                policy.settle(agent_id, task, decision, outcome)
-            except Exception:
-                logger.exception("policy %r failed to settle a task of agent %r", policy.name, agent_id)
+            if policy._settles:
+                try:
+                    policy.settle(admission.agent_id, admission.task, decision, outcome)
+                except Exception:
+                    logger.exception(
+                        "policy %r failed to settle a task of agent %r", policy.name, admission.agent_id
+                    )
 
     def _withdraw(self, admission: Admission) -> None:
         """The admitted task will not run: give back what its policies reserved instead of settling."""

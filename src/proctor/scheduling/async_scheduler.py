@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 
 from proctor.agent import Agent
 from proctor.errors import BackpressureError, ShutdownError
+from proctor.outcome import SUCCEEDED, Outcome
 from proctor.policy.enforcer import Admission, PolicyEnforcer
-from proctor.scheduling.base import SchedulerBase, Waiter, check_timeout
+from proctor.scheduling.base import SchedulerBase, Waiter, check_timeout, status_of
 from proctor.scheduling.grant import Grant
 from proctor.task import Task
 
@@ -30,7 +31,15 @@ class _AsyncWaiter(Waiter):
     __slots__ = ("future",)
 
     def __init__(self, agent_id: str, weight: float, arrived: float, future: asyncio.Future[None]) -> None:
-        super().__init__(agent_id, weight, arrived)
+        # Entry's and Waiter's fields set here rather than through two super() calls: one per wait.
+        self.agent_id = agent_id
+        self.weight = weight
+        self.arrived = arrived
+        self.seq = 0
+        self.queued = False
+        self.units = 0
+        self.granted = False
+        self.error: BaseException | None = None
         self.future = future
 
 
@@ -78,7 +87,7 @@ class AsyncLOCOScheduler(SchedulerBase):
         ``timeout`` seconds without a slot, ``BackpressureError`` when too
         many callers wait and ``ShutdownError`` once ``shutdown()`` has begun.
         """
-        return _Acquire(self, agent_id, task, check_timeout(timeout))
+        return _Acquire(self, agent_id, task, None if timeout is None else check_timeout(timeout))
 
     async def acquire_start(
         self, agent_id: str, task: Task | None = None, *, timeout: float | None = None
@@ -100,11 +109,10 @@ class AsyncLOCOScheduler(SchedulerBase):
         if handle._scheduler is not None:
             self._finish(handle)
             enforcer = self._enforcer
-            if handle.admission is not None and enforcer is not None:
-                if enforcer.blocking:
-                    await asyncio.shield(self._off_loop(self._settle, handle, None))
-                else:
-                    self._settle(handle, None)
+            if handle.admission is not None and enforcer is not None and enforcer._blocking:
+                await asyncio.shield(self._off_loop(self._settle, handle, None))
+            else:
+                self._settle(handle, None)
 
     async def submit_task(self, agent_id: str, task: Task) -> None:
         """Queue ``task`` for ``agent_id`` (registered if unknown); ``acquire(agent_id)`` serves it.
@@ -247,8 +255,16 @@ class _Acquire:
                 waited = 0.0
             else:
                 # Waiting is inline rather than in a helper coroutine: one coroutine less per wait.
+                if resource._waiters >= scheduler._max_waiters:
+                    raise BackpressureError(
+                        f"{resource._waiters} callers already wait for {resource.name!r} "
+                        f"(max_waiters={scheduler._max_waiters}); retry later or raise max_waiters"
+                    )
                 # A caller serving the queue weighs nothing here: its task counts in the backlog.
-                waiter = self._enqueue(scheduler, agent, 0.0 if task is None else task.weight, arrived)
+                weight = 0.0 if task is None else task.weight
+                waiter = _AsyncWaiter(agent_id, weight, arrived, asyncio.get_running_loop().create_future())
+                scheduler._queue.push(waiter)
+                resource._waiters += 1
                 if serves_queue:
                     agent._claims += 1
                 try:
@@ -273,7 +289,7 @@ class _Acquire:
             enforcer = scheduler._enforcer
             if enforcer is not None:
                 try:
-                    if enforcer.blocking:
+                    if enforcer._blocking:
                         admission = await scheduler._admit_off_loop(enforcer, agent_id, task)
                     else:
                         admission = enforcer.admit(agent_id, task)
@@ -294,20 +310,6 @@ class _Acquire:
         except BaseException:
             self._entered = False
             raise
-
-    @staticmethod
-    def _enqueue(scheduler: AsyncLOCOScheduler, agent: Agent, weight: float, arrived: float) -> _AsyncWaiter:
-        resource = scheduler._resource
-        if resource._waiters >= scheduler._max_waiters:
-            raise BackpressureError(
-                f"{resource._waiters} callers already wait for {resource.name!r} "
-                f"(max_waiters={scheduler._max_waiters}); retry later or raise max_waiters"
-            )
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = _AsyncWaiter(agent.agent_id, weight, arrived, future)
-        scheduler._queue.push(waiter)
-        resource._waiters += 1
-        return waiter
 
     @staticmethod
     def _abandon(
@@ -345,7 +347,7 @@ class _Acquire:
         scheduler._release()
         # What _count() does, inline.
         task = grant.task
-        cost = grant._cost
+        reported = cost = grant._cost
         if cost is None:
             cost = task.cost
             if cost is None:
@@ -357,9 +359,14 @@ class _Acquire:
             scheduler._metrics._count_session(agent_id, task.session_id, cost)
         if agent._serving:
             agent._finish(task)
+        # What _settle() does, inline.
+        admission = grant.admission
         enforcer = scheduler._enforcer
-        if grant.admission is not None and enforcer is not None:
-            if enforcer.blocking:
-                await asyncio.shield(scheduler._off_loop(scheduler._settle, grant, exc))
+        if admission is not None and enforcer is not None:
+            outcome = SUCCEEDED
+            if exc is not None or reported is not None:
+                outcome = Outcome(status_of(exc), reported, exc)
+            if enforcer._blocking:
+                await asyncio.shield(scheduler._off_loop(enforcer.settle, admission, outcome))
             else:
-                scheduler._settle(grant, exc)
+                enforcer.settle(admission, outcome)

@@ -66,6 +66,7 @@ _Item = tuple[float, int, int, "_Lane[E]"]
 
 _SCALE = 1 << 52  # weights are counted in 2**-52ths; a float >= 1 is a whole number of them
 _UNIT = 2.0**-52
+_COMMON_UNITS = {0.0: 0, 1.0: _SCALE}  # a caller serving the queue, a default Task: no _units() per push
 
 
 def _units(weight: float) -> int:
@@ -171,7 +172,10 @@ class FairQueue(Generic[E]):
 
     def push(self, entry: E) -> None:
         """Add a waiting request; its ``arrived`` must not precede its agent's earlier ones."""
-        units = entry.units = _units(entry.weight)
+        units = _COMMON_UNITS.get(entry.weight)
+        if units is None:
+            units = _units(entry.weight)
+        entry.units = units
         lane = self._lanes.get(entry.agent_id)
         if lane is None:
             lane = self._lanes[entry.agent_id] = _Lane()
