@@ -8,6 +8,7 @@ from proctor import (
     Action,
     BudgetPolicy,
     Decision,
+    MemoryStore,
     Outcome,
     Policy,
     PolicyEnforcer,
@@ -181,3 +182,30 @@ def test_record_all_settles_each_check_of_the_same_task_once() -> None:
         enforcer.record_all(agent, task)
     assert log == ["check r"] * 3 + ["record r"] * 3
     assert not enforcer._checked
+
+
+def test_blocking_follows_the_policies_also_in_an_extended_view() -> None:
+    class Remote(Policy):
+        name = "remote"
+        blocking = True
+
+        def check(self, agent_id: str, task: Task) -> bool:
+            return True
+
+    base = PolicyEnforcer([BudgetPolicy(store=MemoryStore())])
+    view = base._extended(RatePolicy(store=MemoryStore()))
+    assert not base.blocking
+    assert not view.blocking
+    base.add_policy(Remote())
+    assert base.blocking
+    assert view.blocking  # the view checks the base's policies too
+    view.remove_policy("remote")  # removed from the base, through the view
+    assert not base.blocking
+    assert not view.blocking
+
+
+def test_an_admission_is_downgraded_when_one_decision_is() -> None:
+    budget = BudgetPolicy(default_limit=1.0, on_exceeded="downgrade")
+    enforcer = PolicyEnforcer([RatePolicy(default_limit=10.0), budget])
+    assert not enforcer.admit("a", Task(cost=1.0)).downgraded
+    assert enforcer.admit("a", Task(cost=1.0)).downgraded
