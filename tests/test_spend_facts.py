@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proctor import RuleViolationError, RunTerminated, current_run, runlog
-from proctor.decorator import _daily_spend
+from proctor.guard._ledgers import daily_spend
 from proctor.runs import recording_into
 
 _services = itertools.count()
@@ -62,7 +62,7 @@ def test_twenty_threads_at_once_spend_what_one_after_another_would(fact: str, al
     # Sequentially, 0.3 a call: 0, 0.3, 0.6 and 0.9 pass `cost_today > 1.0`; with the call's own
     # estimate, 0.3, 0.6 and 0.9 pass and 1.2 does not.
     assert seen == {"inside": allowed, "denied": 20 - allowed}
-    assert _daily_spend().spent(f"{service}/{service}") == pytest.approx(0.3 * allowed)
+    assert daily_spend().spent(f"{service}/{service}") == pytest.approx(0.3 * allowed)
 
 
 @pytest.mark.parametrize(("fact", "allowed"), [("cost_today", 4), ("cost_today_with_call", 3)])
@@ -90,7 +90,7 @@ def test_twenty_tasks_at_once_spend_what_one_after_another_would(fact: str, allo
 
     results = asyncio.run(crowd())
     assert results.count("ran") == allowed
-    assert _daily_spend().spent(f"{service}/{service}") == pytest.approx(0.3 * allowed)
+    assert daily_spend().spent(f"{service}/{service}") == pytest.approx(0.3 * allowed)
 
 
 def test_a_call_that_fails_gives_its_estimate_back_and_a_finished_one_counts_its_actual() -> None:
@@ -99,7 +99,7 @@ def test_a_call_that_fails_gives_its_estimate_back_and_a_finished_one_counts_its
 
     @runlog(service=service, cost=0.5, record=False)
     def failing() -> None:
-        assert _daily_spend().spent(key) == pytest.approx(0.5)  # held while it runs
+        assert daily_spend().spent(key) == pytest.approx(0.5)  # held while it runs
         raise ValueError("no")
 
     @runlog(service=service, cost=0.5, record=False)
@@ -109,9 +109,9 @@ def test_a_call_that_fails_gives_its_estimate_back_and_a_finished_one_counts_its
 
     with pytest.raises(ValueError, match="no"):
         failing()
-    assert _daily_spend().spent(key) == 0.0
+    assert daily_spend().spent(key) == 0.0
     assert cheaper() == "ok"
-    assert _daily_spend().spent(key) == pytest.approx(0.2)
+    assert daily_spend().spent(key) == pytest.approx(0.2)
 
 
 def test_cost_run_counts_the_runs_calls_still_running() -> None:
@@ -168,7 +168,7 @@ def test_a_hard_cap_is_never_passed_by_concurrent_calls(estimates: list[float], 
         release.set()
         spent = sum(future.result() for future in futures)
     assert spent <= limit + 1e-9
-    assert _daily_spend().spent(f"{service}/{service}") == pytest.approx(spent)
+    assert daily_spend().spent(f"{service}/{service}") == pytest.approx(spent)
 
 
 def test_what_a_failing_call_reported_counts_once() -> None:
@@ -189,13 +189,13 @@ def test_what_a_failing_call_reported_counts_once() -> None:
 
     with pytest.raises(ValueError, match="upstream broke"):
         paid_then_failed()
-    assert _daily_spend().spent(key) == pytest.approx(0.25)
+    assert daily_spend().spent(key) == pytest.approx(0.25)
     with recording_into(None), pytest.raises(RunTerminated):
         answered()  # its spend is counted when it returns, not again when the rule on its output stops it
-    assert _daily_spend().spent(key) == pytest.approx(0.375)
+    assert daily_spend().spent(key) == pytest.approx(0.375)
     with pytest.raises(RunTerminated):
         answered()  # recorded, the same
-    assert _daily_spend().spent(key) == pytest.approx(0.5)
+    assert daily_spend().spent(key) == pytest.approx(0.5)
 
 
 _RESTARTED = """

@@ -24,7 +24,6 @@ from proctor.approvals import (
     TerminalChannel,
 )
 from proctor.decision import Action, Decision
-from proctor.decorator import runlog, set_approval_channel
 from proctor.errors import (
     BackpressureError,
     BudgetExceededError,
@@ -36,6 +35,7 @@ from proctor.errors import (
     ShutdownError,
     StoreError,
 )
+from proctor.guard import runlog, set_approval_channel
 from proctor.labels import SecurityLabel
 from proctor.outcome import Outcome, Status
 from proctor.policy import (

@@ -10,7 +10,7 @@ from proctor.stores import SQLiteStore, set_store
 
 ESTIMATE = 0.05  # each call's cost= estimate; it really costs 0.01 to 0.05
 DAILY = 1.0  # the cost_today cap of the agent "capped"
-BUDGET = 12.0  # the budget of the whole service: the "free" agents reach it
+BUDGET = 6.0  # the budget of the agent "free" (four processes); the other agents' spend is kept, unlimited
 RATED = 30  # the calls the agent "rated" may make
 LEASE = 2.0  # seconds a killed call's holds last
 
@@ -23,7 +23,7 @@ POLICIES: dict[str, Any] = {
             "action": "deny",
         }
     ],
-    "budgets": [{"id": "spend", "per": "service", "limit": BUDGET}],
+    "budgets": [{"id": "spend", "per": "agent", "limits": {"free": BUDGET}}],
     # A period so long that the bucket does not refill during the test: exactly RATED calls pass.
     "rate_limits": [{"id": "calls", "per": "agent", "limits": {"rated": RATED}, "period": 1e9}],
 }

@@ -1,0 +1,206 @@
+"""The driver of coroutine functions: the call flow, with the waits awaited.
+
+A store that can wait (a SQLite file another process holds) must never hold up
+the event loop: for calls whose checks or settles reach such a store, those
+steps run on proctor's store threads while the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from proctor._signals import leave_signals_to_main_thread
+from proctor.decision import Action
+from proctor.errors import PolicyViolationError
+from proctor.guard._call import LIVE, PROCEED, Call, Refusal, status_of
+from proctor.guard._flow import Guard, replaying_only
+from proctor.outcome import Outcome, Status
+from proctor.policy.enforcer import PolicyEnforcer
+from proctor.runs.log import NO_RESULT
+from proctor.runtime.context import active
+from proctor.scheduling.async_scheduler import AsyncLOCOScheduler
+from proctor.scheduling.base import status_of as outcome_status_of
+
+__all__ = ["decide", "off_loop", "wrap_async"]
+
+T = TypeVar("T")
+
+_threads: ThreadPoolExecutor | None = None
+_threads_lock = threading.Lock()
+
+
+def wrap_async(guard: Guard) -> Callable[..., Any]:
+    """The wrapper of a coroutine function."""
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        call = guard.start(args, kwargs, active.get())
+        recorder = call.recorder
+        recorder.opened(guard, call)
+        rules = guard.rules_for(call.run)
+        off = call.off_loop = guard.waits_on_stores(rules)
+        began: float | None = None
+        duration: float | None = None
+        result: Any = NO_RESULT
+        try:
+            if off:
+                await off_loop(guard.check, call, rules, undo=functools.partial(guard.abandon, call))
+            else:
+                guard.check(call, rules)
+            decided = await decide(guard, call)
+            if decided is not PROCEED:
+                recorder.closed(guard, call, "denied", None, NO_RESULT, decided, None)
+                return decided
+            token = active.set(call.frame)
+            try:
+                began = time.perf_counter()
+                result = await _invoke(guard, call)
+                duration = time.perf_counter() - began
+            finally:
+                active.reset(token)
+            returned = await off_loop(guard.finish, call, result) if off else guard.finish(call, result)
+        except BaseException as exc:
+            if began is not None and duration is None:  # the function (or its slot or policies) raised
+                duration = time.perf_counter() - began
+            closing = (guard, call, status_of(exc), duration, result, NO_RESULT, exc)
+            if off:  # it may settle what the call held
+                await off_loop(recorder.closed, *closing)
+            else:
+                recorder.closed(*closing)
+            raise
+        after = call.after
+        status = "denied" if after is not None and after.action is Action.DENY else "succeeded"
+        recorder.closed(guard, call, status, duration, result, returned, None)
+        return returned
+
+    return wrapper
+
+
+async def decide(guard: Guard, call: Call) -> Any:
+    """Refuse a denied call; for one that needs approval, ask and await. ``PROCEED`` when it runs."""
+    action = call.verdict.action
+    if action is Action.DENY:
+        return guard.refusal(call.verdict, call.verdict.message)
+    if action is Action.REQUIRE_APPROVAL:
+        replay = call.run.replay
+        if replay is not None and (not replay.resuming or call.recorded is not None):
+            decision = replay.approval(call.seq)
+        else:
+            channel, request = guard.approval_request(call)
+            # A person may take minutes: the channel waits as a coroutine (and withdraws when cancelled).
+            decision = await channel.arequest(request)
+        outcome = (
+            await off_loop(guard.approved, call, decision)
+            if call.off_loop
+            else guard.approved(call, decision)
+        )
+        if isinstance(outcome, Refusal):
+            return guard.refusal(call.verdict, outcome.detail)
+    return PROCEED
+
+
+async def _invoke(guard: Guard, call: Call) -> Any:
+    answer = call.recorder.replayed(guard, call)
+    if answer is not LIVE:
+        return answer
+    scheduler = guard.scheduler
+    if (scheduler is None and call.enforcer is None) or replaying_only(call.run):
+        return await guard.function(*call.args, **call.kwargs)
+    if isinstance(scheduler, AsyncLOCOScheduler):
+        granted = False
+        try:
+            async with scheduler.acquire(guard.agent, guard.task(call)) as grant:
+                granted = True
+                result = await _checked(guard, call)
+                grant.cost = guard.actual_cost(call, result)
+        except PolicyViolationError as exc:
+            if not granted:
+                call.policy_error = exc
+            raise
+        return result
+    return await _checked(guard, call)
+
+
+async def _checked(guard: Guard, call: Call) -> Any:
+    enforcer = call.enforcer
+    if enforcer is None:
+        return await guard.function(*call.args, **call.kwargs)
+    off = enforcer.blocking
+    try:
+        if off:
+            admission = await off_loop(enforcer.admit, guard.agent, guard.task(call), settle=enforcer)
+        else:
+            admission = enforcer.admit(guard.agent, guard.task(call))
+    except PolicyViolationError as exc:
+        call.policy_error = exc
+        raise
+    try:
+        guard.admitted(call, admission)
+        result = await guard.function(*call.args, **call.kwargs)
+        outcome = Outcome(Status.SUCCESS, guard.actual_cost(call, result))
+    except BaseException as exc:
+        failed = Outcome(outcome_status_of(exc), None, exc)
+        if off:
+            await off_loop(enforcer.settle, admission, failed)
+        else:
+            enforcer.settle(admission, failed)
+        raise
+    if off:
+        await off_loop(enforcer.settle, admission, outcome)
+    else:
+        enforcer.settle(admission, outcome)
+    return result
+
+
+def _store_threads() -> ThreadPoolExecutor:
+    """The threads that make the store steps of async calls (created at the first such step)."""
+    global _threads
+    if _threads is None:
+        with _threads_lock:
+            if _threads is None:
+                _threads = ThreadPoolExecutor(
+                    4, thread_name_prefix="proctor-store", initializer=leave_signals_to_main_thread
+                )
+    return _threads
+
+
+async def off_loop(
+    function: Callable[..., T],
+    *args: Any,
+    undo: Callable[[], object] | None = None,
+    settle: PolicyEnforcer | None = None,
+) -> T:
+    """``function(*args)`` on proctor's store threads, so that a store that waits (a busy SQLite
+    file) never holds up the event loop.
+
+    A cancelled caller does not cut the step short: it ends on its thread, and what it took is
+    given back (``undo()``; with ``settle``, the admission it returns is settled as cancelled).
+    """
+    future = asyncio.get_running_loop().run_in_executor(
+        _store_threads(), contextvars.copy_context().run, functools.partial(function, *args)
+    )
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        if undo is not None or settle is not None:
+            future.add_done_callback(functools.partial(_give_back, undo, settle))
+        raise
+
+
+def _give_back(
+    undo: Callable[[], object] | None, settle: PolicyEnforcer | None, future: asyncio.Future[Any]
+) -> None:
+    """After a cancelled caller's step ended: undo what it took (on a store thread: it may wait)."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    if settle is not None:
+        cancelled = Outcome(Status.CANCELLED, 0.0, asyncio.CancelledError())  # it never ran: it spent nothing
+        _store_threads().submit(settle.settle, future.result(), cancelled)
+    elif undo is not None:
+        _store_threads().submit(undo)

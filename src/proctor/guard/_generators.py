@@ -1,0 +1,163 @@
+"""The drivers of generator functions: checked once before the first item, settled after the last.
+
+Generator calls are not recorded (a replay refuses them unless it runs calls
+live); the function's frame is the active call only while it produces an item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any
+
+from proctor.errors import PolicyViolationError
+from proctor.guard import _async, _sync
+from proctor.guard._call import PROCEED, Call
+from proctor.guard._flow import Guard, replaying_only
+from proctor.outcome import Outcome, Status
+from proctor.policy.enforcer import Admission, PolicyEnforcer
+from proctor.runtime.context import active
+from proctor.scheduling.base import status_of
+
+__all__ = ["wrap_async_generator", "wrap_generator"]
+
+
+def wrap_generator(guard: Guard) -> Callable[..., Any]:
+    """The wrapper of a generator function."""
+    function = guard.function
+
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        call = _enter(guard, args, kwargs)
+        decided = _sync.decide(guard, call)
+        if decided is not PROCEED:
+            yield decided  # the refusal is the one item, for an agent to read
+            return None
+        admission = _admit(guard, call)
+        items = function(*call.args, **call.kwargs)
+        sent: Any = None
+        thrown: BaseException | None = None
+        try:
+            while True:
+                # The call's frame is active only while the generator runs, not between items.
+                token = active.set(call.frame)
+                try:
+                    item = items.send(sent) if thrown is None else items.throw(thrown)
+                except StopIteration as stop:
+                    returned = stop.value
+                    break
+                finally:
+                    active.reset(token)
+                thrown = None
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:  # thrown in by the consumer: pass it on
+                    thrown, sent = exc, None
+        except BaseException as exc:
+            _settle(admission, exc, guard, call, None)
+            guard.abandon(call)
+            raise
+        finally:
+            # An early break or close() finishes the function inside its run, not outside.
+            token = active.set(call.frame)
+            try:
+                items.close()
+            finally:
+                active.reset(token)
+        _settle(admission, None, guard, call, returned)
+        guard.finish(call, returned)
+        return returned
+
+    return wrapper
+
+
+def wrap_async_generator(guard: Guard) -> Callable[..., Any]:
+    """The wrapper of an async generator function."""
+    function = guard.function
+
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        call = _enter(guard, args, kwargs)
+        decided = await _async.decide(guard, call)
+        if decided is not PROCEED:
+            yield decided
+            return
+        admission = _admit(guard, call)
+        items = function(*call.args, **call.kwargs)
+        sent: Any = None
+        thrown: BaseException | None = None
+        try:
+            while True:
+                token = active.set(call.frame)
+                try:
+                    item = await (items.asend(sent) if thrown is None else items.athrow(thrown))
+                except StopAsyncIteration:
+                    break
+                finally:
+                    active.reset(token)
+                thrown = None
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:
+                    thrown, sent = exc, None
+        except BaseException as exc:
+            _settle(admission, exc, guard, call, None)
+            guard.abandon(call)
+            raise
+        finally:
+            token = active.set(call.frame)
+            try:
+                await items.aclose()
+            finally:
+                active.reset(token)
+        _settle(admission, None, guard, call, None)
+        guard.finish(call, None)
+
+    return wrapper
+
+
+def _enter(guard: Guard, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+    """Start the call (never recorded) and check it; a replay refuses it unless it runs calls live."""
+    parent = active.get()
+    if parent is not None and parent.run.replay is not None:
+        parent.run.replay.unrecorded(guard.tool, guard.bind(args, kwargs))
+    call = guard.start(args, kwargs, parent, watch=False)
+    guard.check(call, guard.source.current() if guard.source is not None else None)
+    return call
+
+
+def _admit(guard: Guard, call: Call) -> tuple[PolicyEnforcer, Admission] | None:
+    """The generator's check by its enforcer, before its first item; what to settle after its last."""
+    enforcer = call.enforcer
+    if enforcer is None or replaying_only(call.run):
+        return None
+    try:
+        admission = enforcer.admit(guard.agent, guard.task(call))
+    except PolicyViolationError as exc:
+        call.policy_error = exc
+        guard.abandon(call)
+        raise
+    try:
+        guard.admitted(call, admission)
+    except BaseException as exc:
+        enforcer.settle(admission, Outcome(status_of(exc), None, exc))
+        guard.abandon(call)
+        raise
+    return enforcer, admission
+
+
+def _settle(
+    admission: tuple[PolicyEnforcer, Admission] | None,
+    error: BaseException | None,
+    guard: Guard,
+    call: Call,
+    returned: Any,
+) -> None:
+    if admission is None:
+        return
+    enforcer, admitted = admission
+    if error is not None:
+        enforcer.settle(admitted, Outcome(status_of(error), None, error))
+    else:
+        enforcer.settle(admitted, Outcome(Status.SUCCESS, guard.actual_cost(call, returned)))
