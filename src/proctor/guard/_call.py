@@ -110,7 +110,7 @@ class Call:
         self.seq = 0
         self.actual = 0.0
         self.decided_at: float | None = None  # when the rules decided it: its recorded start
-        self.held = 0.0  # the estimate counted in cost_run (and, through ``hold``, cost_today) while it runs
+        self.held = 0  # the estimate (in billionths) counted in cost_run while it runs; ``hold``: cost_today
         self.hold: Hold | None = None
         self.settled = False  # its spend is counted: nothing more may be
         self.approval: dict[str, Any] | None = None

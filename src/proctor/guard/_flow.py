@@ -74,6 +74,8 @@ class Guard:
         self.spender = f"{service}/{self.agent}"
         """Whose spend ``cost_today`` adds up."""
         self.cost = cost
+        self.cost_units = to_units(cost) if cost is not None and not callable(cost) else None
+        """A constant estimate in billionths, converted once."""
         self.labels = dict(labels) if labels is not None else MISSING
         self.stored_labels = dict(labels) if labels else None
         self.on_deny = on_deny
@@ -147,13 +149,12 @@ class Guard:
         if call.parent is None:
             calls_before = same_before = 0
         else:
-            calls_before = run.tool_calls
             key = (
                 call_key(self.tool, call.bound)
                 if rules is not None and "same_call_in_run" in rules.uses
                 else None
             )
-            same_before = run._count_call(key)
+            calls_before, same_before = run._count_call(key)
         if rules is None:
             call.decided_at = time.time()
             self._hold(call)
@@ -216,7 +217,8 @@ class Guard:
             args=bound,
             input=run.input,
             cost=estimate,
-            cost_run=from_units(to_units(run.cost) + run.held),  # in billionths, as what-if counts
+            # in billionths, as what-if counts
+            cost_run=from_units(to_units(run.cost) + run.held) if "cost_run" in uses else MISSING,
             tool_calls_in_run=calls,
             same_call_in_run=same,
             labels=self.labels,
@@ -234,10 +236,10 @@ class Guard:
         estimate = call.estimate
         if not estimate or call.held:
             return
-        call.held = estimate
+        units = call.held = self.cost_units if self.cost_units is not None else to_units(estimate)
         if call.parent is not None:  # the run's own call is what cost_run adds up, not part of it
             with call.run._lock:
-                call.run.held += to_units(estimate)
+                call.run.held += units
         if _ledgers.reads_daily and call.hold is None and spends_live(call):
             rules = call.rules
             call.hold = _ledgers.daily_spend().hold(
@@ -247,10 +249,10 @@ class Guard:
     def _let_go(self, call: Call, actual: float) -> None:
         """The call ended having cost ``actual``: that replaces its estimate in cost_run and cost_today."""
         call.settled = True
-        held, call.held = call.held, 0.0
+        held, call.held = call.held, 0
         if held and call.parent is not None:
             with call.run._lock:
-                call.run.held -= to_units(held)
+                call.run.held -= held
         hold, call.hold = call.hold, None
         if hold is not None:
             hold.settle(actual)

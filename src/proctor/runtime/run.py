@@ -98,15 +98,17 @@ class Run:
         if frame is not None and frame.run is self:
             frame.reported = (frame.reported or 0.0) + amount
 
-    def _count_call(self, key: str | None) -> int:
-        """Count a tool call; returns how often the call ``key`` (tool and arguments) ran before."""
+    def _count_call(self, key: str | None) -> tuple[int, int]:
+        """Count a tool call: how many tool calls the run made before it, and how often the call
+        ``key`` (tool and arguments; None: not counted) ran before."""
         with self._lock:
-            self.tool_calls += 1
+            before = self.tool_calls
+            self.tool_calls = before + 1
             if key is None:
-                return 0
+                return before, 0
             seen = self._calls.get(key, 0)
             self._calls[key] = seen + 1
-            return seen
+            return before, seen
 
     def __repr__(self) -> str:
         return f"<Run {self.run_id} service={self.service!r} agent={self.agent!r} cost={self.cost:g}>"
