@@ -156,7 +156,7 @@ class AsyncLOCOScheduler(SchedulerBase):
             raise
 
     def _withdraw(self, enforcer: PolicyEnforcer, made: asyncio.Future[Admission]) -> None:
-        """Give back what an admission made for a caller that went away reserved."""
+        """``made`` has ended after its caller went away: give back what the admission reserved."""
         if not made.cancelled() and made.exception() is None:  # else a rejection, rolled back already
             self._off_loop(enforcer._withdraw, made.result())
 
