@@ -47,7 +47,7 @@ from proctor.policy import (
     RatePolicy,
 )
 from proctor.resource import SharedResource
-from proctor.rules import RuleSet, load_policies, parse_policies
+from proctor.rules import RuleSet, RulesPolicy, load_policies, parse_policies
 from proctor.runs import (
     ActionDecision,
     Divergence,
@@ -114,6 +114,7 @@ __all__ = [
     "RuleImpact",
     "RuleSet",
     "RuleViolationError",
+    "RulesPolicy",
     "Run",
     "RunLog",
     "RunResumed",
