@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -34,6 +33,7 @@ from proctor.rules.ruleset import RuleSet, Verdict
 from proctor.rules.source import PolicySource
 from proctor.runs.default import run_log
 from proctor.runtime.context import Frame, replaying
+from proctor.runtime.playback import LIVE_CLOCK
 from proctor.runtime.run import Run, RunTerminated, WatchedRun
 from proctor.task import Task
 
@@ -224,11 +224,11 @@ class Guard:
             labels=self.labels,
         )
         zone = rules.defaults.timezone
+        clock = run.replay or LIVE_CLOCK
         if "cost_today" in uses and run.replay is not None:  # live: _decide reads it in the ledger's step
-            facts.cost_today = run.replay.cost_today(self.service, self.agent, zone)
+            facts.cost_today = clock.cost_today(self.service, self.agent, zone)
         if "time" in uses:
-            tz = ZoneInfo(zone) if zone else None
-            facts.now = datetime.now(tz) if run.replay is None else run.replay.now(tz)
+            facts.now = clock.now(ZoneInfo(zone) if zone else None)
         return facts
 
     def _hold(self, call: Call) -> None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from proctor.runs.log import ActionRecord, RunLog, RunRecord
     from proctor.runtime.context import Frame
 
-__all__ = ["FactClock", "Playback", "Replayable", "replayable"]
+__all__ = ["LIVE_CLOCK", "FactClock", "Playback", "Replayable", "replayable"]
 
 
 class FactClock(Protocol):
@@ -30,6 +30,23 @@ class FactClock(Protocol):
 
     def cost_today(self, service: str, agent: str, zone: str | None) -> float:
         """What ``service``/``agent`` spent since midnight in ``zone`` before this action."""
+
+
+class _LiveClock:
+    """The wall clock. Live ``cost_today`` is read inside the ledger's own step, where the call's
+    estimate is held (``proctor.policy.daily.DailySpend.decide``), so it is not asked here."""
+
+    __slots__ = ()
+
+    def now(self, tz: tzinfo | None) -> datetime:
+        return datetime.now(tz)
+
+    def cost_today(self, service: str, agent: str, zone: str | None) -> float:
+        raise NotImplementedError("live cost_today is read where the call's estimate is held")
+
+
+LIVE_CLOCK: FactClock = _LiveClock()
+"""The ``FactClock`` of live calls."""
 
 
 class Playback(FactClock, Protocol):
