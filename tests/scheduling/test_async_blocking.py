@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from proctor import (
     AsyncLOCOScheduler,
     BudgetPolicy,
@@ -17,6 +19,7 @@ from proctor import (
     Outcome,
     Policy,
     PolicyEnforcer,
+    PolicyViolationError,
     RatePolicy,
     SharedResource,
     SQLiteStore,
@@ -188,5 +191,25 @@ def test_a_caller_cancelled_while_admitted_off_the_loop_gives_back_the_slot_task
         assert grant.task is queued
         await scheduler.release_handle(grant)
         assert gated.settled == 1
+
+    asyncio.run(main())
+
+
+def test_a_rejection_off_the_loop_raises_in_the_caller_and_frees_the_slot() -> None:
+    class Refuser(Policy):
+        name = "refuser"
+        blocking = True
+
+        def check(self, agent_id: str, task: Task) -> bool:
+            return agent_id != "refused"
+
+    async def main() -> None:
+        scheduler = make(enforcer=PolicyEnforcer([Refuser()]))
+        with pytest.raises(PolicyViolationError, match="refuser"):
+            await scheduler.acquire_start("refused")
+        assert scheduler.resource.holder_count == 0
+        assert scheduler.get_agent("refused").stats.rejected == 1
+        async with scheduler.acquire("welcome") as grant:
+            assert grant.agent_id == "welcome"
 
     asyncio.run(main())

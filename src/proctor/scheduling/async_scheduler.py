@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -16,6 +14,7 @@ from proctor.agent import Agent
 from proctor.errors import BackpressureError, ShutdownError
 from proctor.outcome import SUCCEEDED, Outcome
 from proctor.policy.enforcer import Admission, PolicyEnforcer
+from proctor.scheduling._worker import CallThread
 from proctor.scheduling.base import SchedulerBase, Waiter, check_timeout, status_of
 from proctor.scheduling.grant import Grant
 from proctor.task import Task
@@ -136,15 +135,15 @@ class AsyncLOCOScheduler(SchedulerBase):
             agent._finish(grant.task)
 
     def _off_loop(self, call: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """``call(*args)`` in the scheduler's worker thread, which makes the calls in the order given.
+        """``call(*args)`` in the scheduler's thread for policies, which makes the calls in the order given.
 
         Await the future shielded: a cancelled caller must not drop a call
         that reserves or settles.
         """
         worker = self._worker
         if worker is None:
-            worker = self._worker = ThreadPoolExecutor(1, thread_name_prefix="proctor-policies")
-        return asyncio.get_running_loop().run_in_executor(worker, contextvars.copy_context().run, call, *args)
+            worker = self._worker = CallThread("proctor-policies")
+        return worker.submit(call, *args)
 
     async def _admit_off_loop(self, enforcer: PolicyEnforcer, agent_id: str, task: Task) -> Admission:
         """``enforcer.admit`` in the worker thread; withdrawn once made if the caller has gone away."""
@@ -203,13 +202,11 @@ class AsyncLOCOScheduler(SchedulerBase):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._idle), timeout)
         if self._worker is not None and not self._resource._holders:
-            # Its queued calls still run; a settle that comes later starts a new worker.
-            self._worker.shutdown(wait=False)
-            self._worker = None
+            self._worker.close()  # the calls already given still run; a later settle starts a new thread
         return {"cancelled_waiters": turned_away, "active_holders": self._resource._holders}
 
     _idle: asyncio.Future[None] | None = None
-    _worker: ThreadPoolExecutor | None = None
+    _worker: CallThread | None = None
 
 
 class _Acquire:
