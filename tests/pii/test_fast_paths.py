@@ -5,11 +5,13 @@
 - plain dicts, lists, strings and scalars (walked on fast paths) come out as
   the same values do through the general paths (as a ``Mapping``, a list
   subclass, a str subclass);
-- backends still see every string.
+- backends still see every string;
+- ``clean_json`` says a value's JSON is clean only where ``redact`` changes nothing.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator
 from types import MappingProxyType
@@ -320,3 +322,57 @@ def test_asking_for_the_same_kinds_again_gives_the_same_answers(detector: PIIDet
         assert [m.kind for m in detector.find(value, kinds=["phone", "email"])] == ["email", "phone"]
         assert [m.kind for m in detector.find(value, kinds={"phone"})] == ["phone"]
         assert not detector.contains(value, kinds=[])
+
+
+json_leaves = st.one_of(text_strategy, st.integers(), st.none(), st.booleans(), st.floats(allow_nan=False))
+json_values = st.recursive(
+    json_leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.one_of(text_strategy, st.integers(-5, 5)), inner, max_size=4),
+        st.tuples(inner, inner),
+    ),
+    max_leaves=12,
+)
+
+
+def as_json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=json_values, limits=limits_strategy, min_token_length=token_lengths)
+def test_a_value_whose_json_is_clean_is_left_alone(
+    value: object, limits: Limits, min_token_length: int
+) -> None:
+    detector = PIIDetector(
+        max_depth=limits.max_depth, max_chars=limits.max_chars, min_token_length=min_token_length
+    )
+    for separators in ((",", ":"), (", ", ": ")):
+        if detector.clean_json(json.dumps(value, ensure_ascii=False, separators=separators)):
+            redacted, kinds = detector.redact(value)
+            assert kinds == frozenset()
+            assert as_json(redacted) == as_json(value)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=text_strategy, min_token_length=token_lengths)
+def test_a_string_with_a_match_never_has_clean_json(text: str, min_token_length: int) -> None:
+    detector = PIIDetector(min_token_length=min_token_length)
+    if detector.find(text):
+        for value in (text, [text], {"key": text}, {text: 1}, {"a": [{"b": ("x", text)}]}):
+            assert not detector.clean_json(as_json(value))
+
+
+@pytest.mark.parametrize("text", PII)
+def test_every_kind_makes_json_unclean(detector: PIIDetector, text: str) -> None:
+    assert not detector.clean_json(as_json({"args": {"note": f"see {text}\n"}}))
+
+
+def test_clean_json_is_never_true_past_the_limits_or_with_backends() -> None:
+    value = {"a": {"b": "plain text"}}
+    assert PIIDetector().clean_json(as_json(value))
+    assert not PIIDetector(max_depth=1).clean_json(as_json(value))  # "plain text" is inside two
+    assert PIIDetector(max_depth=2).clean_json(as_json(value))
+    assert not PIIDetector(max_chars=len(as_json(value)) - 1).clean_json(as_json(value))
+    assert not PIIDetector(backends=[Recorder()]).clean_json(as_json(value))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple, overload
@@ -49,6 +50,23 @@ _ORDER = (
     PIIKind.LOCATION,
 )
 _RANK = {kind: rank for rank, kind in enumerate(_ORDER)}
+
+
+def _shape(classes: dict[str, str]) -> bytes:
+    """A ``bytes.translate`` table: each character of ``classes[symbol]`` becomes ``symbol``, others " "."""
+    table = bytearray(b" " * 256)
+    for symbol, characters in classes.items():
+        for byte in characters.encode("ascii"):
+            table[byte] = ord(symbol)
+    return bytes(table)
+
+
+_DIGITS = "0123456789"
+_CAPITALS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_TOKEN_SHAPE = _shape({"a": f"{_CAPITALS}{_CAPITALS.lower()}{_DIGITS}+/_-"})
+_NUMERIC_SHAPE = _shape({"n": f"{_DIGITS} .()+-"})
+_IBAN_SHAPE = _shape({"A": _CAPITALS, "0": _DIGITS})
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 
 
 class _Recognizer(NamedTuple):
@@ -167,6 +185,7 @@ class PIIDetector:
         self._kinds = self._available if kinds is None else self._parse_kinds(kinds)
         self._plan = self._make_plan(self._kinds)
         self._plans = {self._kinds: self._plan}  # by kinds asked for
+        self._token_run = b"a" * secrets.needs.shortest
 
     @property
     def kinds(self) -> frozenset[PIIKind]:
@@ -272,6 +291,34 @@ class PIIDetector:
             return "".join(parts)
 
         return rebuild(value, self._limits, redact_text, plan.shortest), frozenset(found)
+
+    def clean_json(self, text: str) -> bool:
+        """Whether ``redact`` would change nothing in the value whose JSON is ``text``, judged from ``text``.
+
+        ``text`` is what ``json.dumps(value, ensure_ascii=False)`` writes (any separators) of a value
+        made of dicts, lists, tuples, strings, numbers, booleans and None. True only when nothing in
+        it can be a match of the built-in kinds and the value is within the limits; False when a
+        scan is needed (always, with backends). A quick, conservative test: many values it sends
+        to a scan hold nothing.
+        """
+        if self._plan.backends or len(text) > self._limits.max_chars:
+            return False
+        if text.count("{") + text.count("[") > self._limits.max_depth:  # as many containers at most
+            return False
+        # What a string must hold for a built-in recognizer to find anything in it, looked for in
+        # one byte per character (non-ASCII ones "?"): an "@" (e-mail), a PEM header, a run of
+        # token characters (secrets), seven digits and separators (cards, SSNs, phones and IPv4 are
+        # looked for only inside such a run), an IBAN's country and check digits, an IPv6 hint.
+        # JSON escapes none of these characters: the JSON of a string holds what the string holds.
+        raw = text.encode("ascii", "replace")
+        return not (
+            b"@" in raw
+            or b"-----BEGIN" in raw
+            or self._token_run in raw.translate(_TOKEN_SHAPE)
+            or b"nnnnnnn" in raw.translate(_NUMERIC_SHAPE)
+            or b"AA00" in raw.translate(_IBAN_SHAPE)
+            or _IPV6_HINT.search(text) is not None
+        )
 
     def __repr__(self) -> str:
         return (

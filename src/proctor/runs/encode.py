@@ -22,6 +22,7 @@ __all__ = [
     "error_value",
     "freeze",
     "import_path",
+    "plain_json",
     "revive",
     "snapshot",
     "stored_json",
@@ -140,6 +141,15 @@ def to_json(value: Any) -> str:
         return "".join(_CHUNKS(value, 0))
     except (TypeError, ValueError):  # a NaN, a key or value JSON cannot hold
         return "".join(_CHUNKS(_plain(value, 0), 0))
+
+
+def plain_json(value: Any) -> str | None:
+    """JSON text of a thawed value made of JSON's own types (finite floats), tuples and their
+    subclasses; None for any other value (or one that contains itself)."""
+    try:
+        return "".join(_CHUNKS(value, 0))
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 def stored_json(value: Any) -> str:

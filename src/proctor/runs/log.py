@@ -30,7 +30,7 @@ from proctor.db.records import ActionRecord, RunRecord
 from proctor.errors import ConfigurationError, StoreError
 from proctor.pii.detector import PIIDetector
 from proctor.runs import termination
-from proctor.runs.encode import Marshalled, error_value, freeze, thaw, to_json
+from proctor.runs.encode import Marshalled, error_value, freeze, plain_json, thaw, to_json
 
 __all__ = ["DEFAULT_PATH", "NO_RESULT", "RUN_STATUSES", "ActionRecord", "RunLog", "RunRecord", "decode"]
 
@@ -549,7 +549,12 @@ class RunLog:
             if value is None or value is NO_RESULT:
                 texts.append(None)
                 continue
-            value, kinds = detector.redact(thaw(value))
+            value = thaw(value)
+            text = plain_json(value)
+            if text is not None and detector.clean_json(text):  # nothing to redact: no walk, no copy
+                texts.append(text)
+                continue
+            value, kinds = detector.redact(value)
             redacted = redacted or bool(kinds)
             texts.append(to_json(value))
         return (redacted, *texts)
