@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -401,6 +402,37 @@ def test_pii_is_redacted_in_the_stored_record_by_default(tmp_path: Path) -> None
         assert "example" not in (tmp_path / "runs.db").read_bytes().decode("latin-1")
     finally:
         run_log.close()
+
+
+@dataclasses.dataclass
+class Mail:
+    to: str
+
+
+def test_values_with_nothing_to_redact_are_stored_as_without_redaction(tmp_path: Path) -> None:
+    values: list[Any] = [
+        None,
+        {"customer": "cust-1001", "options": {"region": "eu", "days": 30}, "limit": 20},
+        ("a", 1, [2.5, None, True]),
+        {1: "x", "nested": [[["deep"]]]},
+        float("nan"),
+        b"bytes",
+        Mail("nobody"),
+        "x" * 30,
+        {"at": 1733600000.123},
+    ]
+    plain = RunLog(tmp_path / "plain.db", pii=False)
+    redacting = RunLog(tmp_path / "redacting.db")
+    try:
+        for run_log in (plain, redacting):
+            for seq, value in enumerate(values, 1):
+                act(run_log, "r", seq, args=value, result=value)
+            run_log.flush()
+        for kept, checked in zip(plain.actions("r"), redacting.actions("r"), strict=True):
+            assert (checked.args, checked.result, checked.redacted) == (kept.args, kept.result, False)
+    finally:
+        plain.close()
+        redacting.close()
 
 
 def test_pii_in_the_output_alone_marks_the_run_redacted(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import atexit
 import contextlib
 import json
 import logging
-import marshal
 import os
 import threading
 import time
@@ -30,7 +29,7 @@ from proctor.db.records import ActionRecord, RunRecord
 from proctor.errors import ConfigurationError, StoreError
 from proctor.pii.detector import PIIDetector
 from proctor.runs import termination
-from proctor.runs.encode import Marshalled, error_value, freeze, plain_json, thaw, to_json
+from proctor.runs.encode import error_value, freeze, plain_json, thaw, to_json
 
 __all__ = ["DEFAULT_PATH", "NO_RESULT", "RUN_STATUSES", "ActionRecord", "RunLog", "RunRecord", "decode"]
 
@@ -455,19 +454,20 @@ class RunLog:
         if kind == "action":
             (_, run_id, seq, tool, service, agent, started, duration, status, args, requested) = record[:11]
             result, error, labels, estimated, actual, decisions, approval, effects = record[11:]
-            if self._detector is None:  # the common shape, without the general loop
-                if type(args) is Marshalled:
-                    args = marshal.loads(args.data)
-                if type(result) is Marshalled:
-                    result = marshal.loads(result.data)
-                if (
-                    requested is None
-                    and error is None
-                    and labels is None
-                    and approval is None
-                    and not decisions
-                    and effects is None
-                ):
+            if (
+                requested is None
+                and error is None
+                and labels is None
+                and approval is None
+                and not decisions
+                and effects is None
+            ):  # the common shape: 12 columns bound, not 19
+                args_text, redacted = self._json(args)
+                result_text = None
+                if result is not NO_RESULT:
+                    result_text, result_redacted = self._json(result)
+                    redacted = redacted or result_redacted
+                if not redacted:
                     return "plain_action", (
                         run_id,
                         seq,
@@ -477,18 +477,12 @@ class RunLog:
                         started,
                         duration,
                         status,
-                        to_json(args),
-                        None if result is NO_RESULT else to_json(result),
+                        args_text,
+                        result_text,
                         estimated,
                         actual,
                     )
-                redacted = False
-                args_text = to_json(args)
-                result_text = None if result is NO_RESULT else to_json(result)
-                requested_text = None if requested is None else to_json(thaw(requested))
-                error_text = None if error is None else to_json(error)
-                labels_text = None if labels is None else to_json(labels)
-                approval_text = None if approval is None else to_json(approval)
+                requested_text = error_text = labels_text = approval_text = None
             else:
                 redacted, args_text, requested_text, result_text, error_text, labels_text, approval_text = (
                     self._encoded(args, requested, result, error, labels, approval)
@@ -537,27 +531,28 @@ class RunLog:
 
     def _encoded(self, *values: Any) -> tuple[Any, ...]:
         """Whether the detector redacted any of ``values``, then their JSON text (None for None)."""
-        detector = self._detector
-        if detector is None:
-            return (
-                False,
-                *(None if value is None or value is NO_RESULT else to_json(thaw(value)) for value in values),
-            )
         redacted = False
         texts: list[str | None] = []
         for value in values:
             if value is None or value is NO_RESULT:
                 texts.append(None)
                 continue
-            value = thaw(value)
-            text = plain_json(value)
-            if text is not None and detector.clean_json(text):  # nothing to redact: no walk, no copy
-                texts.append(text)
-                continue
-            value, kinds = detector.redact(value)
-            redacted = redacted or bool(kinds)
-            texts.append(to_json(value))
+            text, changed = self._json(value)
+            redacted = redacted or changed
+            texts.append(text)
         return (redacted, *texts)
+
+    def _json(self, frozen: Any) -> tuple[str, bool]:
+        """The JSON text of a handed-over value, redacted when the log redacts, and whether it was."""
+        value = thaw(frozen)
+        detector = self._detector
+        if detector is None:
+            return to_json(value), False
+        text = plain_json(value)
+        if text is not None and detector.clean_json(text):  # nothing to redact: no walk, no copy
+            return text, False
+        value, kinds = detector.redact(value)
+        return to_json(value), bool(kinds)
 
     # -- reading
 
