@@ -462,11 +462,7 @@ class RunLog:
                 and not decisions
                 and effects is None
             ):  # the common shape: 12 columns bound, not 19
-                args_text, redacted = self._json(args)
-                result_text = None
-                if result is not NO_RESULT:
-                    result_text, result_redacted = self._json(result)
-                    redacted = redacted or result_redacted
+                args_text, result_text, redacted = self._pair(args, result)
                 if not redacted:
                     return "plain_action", (
                         run_id,
@@ -541,6 +537,32 @@ class RunLog:
             redacted = redacted or changed
             texts.append(text)
         return (redacted, *texts)
+
+    def _pair(self, args: Any, result: Any) -> tuple[str, str | None, bool]:
+        """``_json`` of an action's args and result (None for ``NO_RESULT``), and whether either was
+        redacted; one clean test for both when neither needs a scan."""
+        detector = self._detector
+        if detector is not None:
+            args_value = thaw(args)
+            args_text = plain_json(args_value)
+            if result is NO_RESULT:
+                if args_text is not None and detector.clean_json(args_text):
+                    return args_text, None, False
+            else:
+                result_value = thaw(result)
+                result_text = plain_json(result_value)
+                # The JSON of [args, result]: what redact would leave alone in it, it leaves alone in each.
+                if (
+                    args_text is not None
+                    and result_text is not None
+                    and detector.clean_json(f"[{args_text},{result_text}]")
+                ):
+                    return args_text, result_text, False
+        args_text, redacted = self._json(args)
+        if result is NO_RESULT:
+            return args_text, None, redacted
+        result_text, result_redacted = self._json(result)
+        return args_text, result_text, redacted or result_redacted
 
     def _json(self, frozen: Any) -> tuple[str, bool]:
         """The JSON text of a handed-over value, redacted when the log redacts, and whether it was."""
