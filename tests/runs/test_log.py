@@ -390,15 +390,17 @@ def test_pii_is_redacted_in_the_stored_record_by_default(tmp_path: Path) -> None
         start(run_log, "r", input={"to": "jane@example.com"})
         act(run_log, "r", 1, tool="mail", args={"body": "hi"})
         act(run_log, "r", 2, tool="mail", args={"body": "hi"}, result={"sent_to": "bob@example.org"})
+        act(run_log, "r", 3, tool="mail", args={"to": "bob@example.org"})  # no result
         run_log.run_finished("r", status="succeeded", ended=2.0, output="done")
         run_log.flush()
         [run] = run_log.runs()
         assert decode(run.input) == {"to": "[REDACTED:email]"}
         assert run.redacted  # found at the start, kept when the end adds nothing
-        first, second = run_log.actions("r")
+        first, second, third = run_log.actions("r")
         assert not first.redacted
         assert decode(second.result) == {"sent_to": "[REDACTED:email]"}
         assert second.redacted
+        assert (decode(third.args), third.result, third.redacted) == ({"to": "[REDACTED:email]"}, None, True)
         assert "example" not in (tmp_path / "runs.db").read_bytes().decode("latin-1")
     finally:
         run_log.close()
@@ -427,6 +429,7 @@ def test_values_with_nothing_to_redact_are_stored_as_without_redaction(tmp_path:
         for run_log in (plain, redacting):
             for seq, value in enumerate(values, 1):
                 act(run_log, "r", seq, args=value, result=value)
+                act(run_log, "r", 100 + seq, args=value)  # no result
             run_log.flush()
         for kept, checked in zip(plain.actions("r"), redacting.actions("r"), strict=True):
             assert (checked.args, checked.result, checked.redacted) == (kept.args, kept.result, False)

@@ -542,21 +542,17 @@ class RunLog:
         """``_json`` of an action's args and result (None for ``NO_RESULT``), and whether either was
         redacted; one clean test for both when neither needs a scan."""
         detector = self._detector
-        if detector is not None:
-            args_value = thaw(args)
-            args_text = plain_json(args_value)
+        if detector is None:
+            return to_json(thaw(args)), None if result is NO_RESULT else to_json(thaw(result)), False
+        args_text = plain_json(thaw(args))
+        if args_text is not None:
             if result is NO_RESULT:
-                if args_text is not None and detector.clean_json(args_text):
+                if detector.clean_json(args_text):
                     return args_text, None, False
             else:
-                result_value = thaw(result)
-                result_text = plain_json(result_value)
-                # The JSON of [args, result]: what redact would leave alone in it, it leaves alone in each.
-                if (
-                    args_text is not None
-                    and result_text is not None
-                    and detector.clean_json(f"[{args_text},{result_text}]")
-                ):
+                result_text = plain_json(thaw(result))
+                # The JSON of [args, result]: what redact leaves alone in it, it leaves alone in each.
+                if result_text is not None and detector.clean_json(f"[{args_text},{result_text}]"):
                     return args_text, result_text, False
         args_text, redacted = self._json(args)
         if result is NO_RESULT:
