@@ -106,9 +106,10 @@ async def decide(guard: Guard, call: Call) -> Any:
 
 
 async def _invoke(guard: Guard, call: Call) -> Any:
-    answer = call.recorder.replayed(guard, call)
-    if answer is not LIVE:
-        return answer
+    if call.run.replay is not None:
+        answer = call.recorder.replayed(guard, call)
+        if answer is not LIVE:
+            return answer
     scheduler = guard.scheduler
     if (scheduler is None and call.enforcer is None) or replaying_only(call.run):
         return await guard.function(*call.args, **call.kwargs)

@@ -156,10 +156,12 @@ class Guard:
             )
             calls_before, same_before = run._count_call(key)
         if rules is None:
-            call.decided_at = time.time()
+            if call.recorder is RECORDER:
+                call.decided_at = time.time()
             self._hold(call)
             return
-        _ledgers.note_rules(rules)
+        if not _ledgers.reads_daily and "cost_today" in rules.uses:
+            _ledgers.note_rules(rules)
         if "cost_today" in rules.uses and run.replay is not None:
             with _replay_deciding:  # a replay's own recorded spend, not the shared ledgers
                 self._decide(call, rules, calls_before, same_before)
@@ -186,7 +188,8 @@ class Guard:
             )
         else:
             call.verdict = rules.evaluate(facts)
-            call.decided_at = time.time()
+            if call.recorder is RECORDER:  # the run log's start of the call
+                call.decided_at = time.time()
         verdict = call.verdict
         action = verdict.action
         if action is Action.ALLOW:
@@ -246,13 +249,19 @@ class Guard:
                 self.spender, estimate, rules.defaults.lease if rules else None
             )
 
-    def _let_go(self, call: Call, actual: float) -> None:
-        """The call ended having cost ``actual``: that replaces its estimate in cost_run and cost_today."""
+    def _let_go(self, call: Call, actual: float, charged: float = 0.0) -> None:
+        """The call ended having cost ``actual``: that replaces its estimate in cost_run and cost_today.
+
+        ``charged`` is what it adds to the run's cost now (not what ``add_cost`` counted already).
+        """
         call.settled = True
         held, call.held = call.held, 0
-        if held and call.parent is not None:
-            with call.run._lock:
-                call.run.held -= held
+        if (held and call.parent is not None) or charged:
+            run = call.run
+            with run._lock:  # one step: cost_run never counts the call twice, nor not at all
+                run.cost += charged
+                if call.parent is not None:
+                    run.held -= held
         hold, call.hold = call.hold, None
         if hold is not None:
             hold.settle(actual)
@@ -363,16 +372,15 @@ class Guard:
         """Account the actual cost and check the rules that read the output; returns what the caller gets."""
         actual, from_usage = self._cost_of(call, result)
         call.actual = actual
+        charged = 0.0
         if call.frame.reported is None:  # add_cost already counted what it reported
-            if actual:
-                with call.run._lock:
-                    call.run.cost += actual
+            charged = actual
             parent = call.parent
             if from_usage and parent is not None:
                 if parent.charged is None:
                     parent.charged = []
                 parent.charged.append(result)
-        self._let_go(call, actual)
+        self._let_go(call, actual, charged)
         if call.facts is None:
             return result
         assert call.rules is not None  # facts are only built for calls checked by rules

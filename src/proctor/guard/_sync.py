@@ -81,9 +81,10 @@ def decide(guard: Guard, call: Call) -> Any:
 def _invoke(guard: Guard, call: Call) -> Any:
     """The call's result: a replay's recorded answer, or the function's, inside a scheduler slot (if
     any) and between its enforcer's admit and settle (if any)."""
-    answer = call.recorder.replayed(guard, call)
-    if answer is not LIVE:
-        return answer
+    if call.run.replay is not None:
+        answer = call.recorder.replayed(guard, call)
+        if answer is not LIVE:
+            return answer
     scheduler = guard.scheduler
     if (scheduler is None and call.enforcer is None) or replaying_only(call.run):
         return guard.function(*call.args, **call.kwargs)
