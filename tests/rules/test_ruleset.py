@@ -6,6 +6,7 @@ from typing import Any
 
 from proctor.decision import Action
 from proctor.rules import Facts, parse_policies
+from proctor.rules.facts import call_facts
 
 
 def rules(*policies: dict[str, Any], **top: Any) -> Any:
@@ -106,3 +107,23 @@ policies:
     assert ruleset.evaluate(Facts(cost_today=99.0, tool_calls_in_run=50)).action is Action.ALLOW
     verdict = ruleset.evaluate(Facts(cost_today=1.0, tool_calls_in_run=51))
     assert (verdict.action, verdict.message) == (Action.TERMINATE, "Possible infinite loop detected")
+
+
+def test_call_facts_builds_what_the_keywords_build() -> None:
+    values = {
+        "agent": "a",
+        "service": "s",
+        "tool": "t",
+        "args": {"x": 1},
+        "input": {"q": "?"},
+        "cost": 0.5,
+        "cost_run": 0.25,
+        "tool_calls_in_run": 3,
+        "same_call_in_run": 1,
+        "labels": {"pii": True},
+    }
+    fast = call_facts(*values.values())
+    slow = Facts(**values)
+    assert {name: getattr(fast, name) for name in Facts.__slots__} == {
+        name: getattr(slow, name) for name in Facts.__slots__
+    }

@@ -27,7 +27,7 @@ from proctor.guard._channels import default_channel
 from proctor.guard._recorder import NULL_RECORDER, RECORDER
 from proctor.guard._signature import Signature
 from proctor.policy.enforcer import Admission, PolicyEnforcer
-from proctor.rules.facts import MISSING, Facts
+from proctor.rules.facts import MISSING, Facts, call_facts
 from proctor.rules.patch import apply_patches
 from proctor.rules.ruleset import RuleSet, Verdict
 from proctor.rules.source import PolicySource
@@ -213,18 +213,18 @@ class Guard:
         self, rules: RuleSet, run: Run, bound: dict[str, Any], estimate: float, calls: int, same: int
     ) -> Facts:
         uses = rules.uses
-        facts = Facts(
-            agent=self.agent,
-            service=self.service,
-            tool=self.tool,
-            args=bound,
-            input=run.input,
-            cost=estimate,
+        facts = call_facts(
+            self.agent,
+            self.service,
+            self.tool,
+            bound,
+            run.input,
+            estimate,
             # in billionths, as what-if counts
-            cost_run=from_units(to_units(run.cost) + run.held) if "cost_run" in uses else MISSING,
-            tool_calls_in_run=calls,
-            same_call_in_run=same,
-            labels=self.labels,
+            from_units(to_units(run.cost) + run.held) if "cost_run" in uses else MISSING,
+            calls,
+            same,
+            self.labels,
         )
         zone = rules.defaults.timezone
         clock = run.replay or LIVE_CLOCK

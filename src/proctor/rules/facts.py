@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-__all__ = ["FACTS", "MISSING", "Facts", "fact_getter"]
+__all__ = ["FACTS", "MISSING", "Facts", "call_facts", "fact_getter"]
 
 
 class _Missing:
@@ -108,6 +108,41 @@ class Facts:
         if isinstance(when, Mapping):
             facts.now = _FixedTime(when.get("hour", MISSING), when.get("weekday", MISSING))  # type: ignore[assignment]
         return facts
+
+
+_new_facts = Facts.__new__
+
+
+def call_facts(
+    agent: Any,
+    service: Any,
+    tool: Any,
+    args: Any,
+    input: Any,
+    cost: Any,
+    cost_run: Any,
+    tool_calls_in_run: Any,
+    same_call_in_run: Any,
+    labels: Any,
+) -> Facts:
+    """The facts of a decorated call before it runs, as ``Facts(...)`` with these keywords gives
+    them (no output, ``cost_today`` or time yet), built for the call path: positional, no keywords
+    to parse."""
+    facts = _new_facts(Facts)
+    facts.agent = agent
+    facts.service = service
+    facts.tool = tool
+    facts.args = args
+    facts.input = input
+    facts.output = MISSING
+    facts.cost = cost
+    facts.cost_run = cost_run
+    facts.cost_today = MISSING
+    facts.tool_calls_in_run = tool_calls_in_run
+    facts.same_call_in_run = same_call_in_run
+    facts.labels = labels
+    facts.now = None
+    return facts
 
 
 class _FixedTime:
