@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from proctor import runlog
+from proctor import BudgetPolicy, RatePolicy, runlog
 from proctor.stores import SQLiteStore, set_store
 
 TICKS = 20
@@ -75,3 +75,41 @@ def test_checks_and_settles_wait_for_a_busy_store_off_the_loop(store_file: Path,
         asyncio.run(main())
     finally:
         other.close()
+
+
+def test_a_call_cancelled_while_its_limits_wait_gives_back_what_they_took(store_file: Path) -> None:
+    limits = {
+        "budgets": [{"id": "spend", "limit": 10.0}],
+        "rate_limits": [{"id": "calls", "limit": 5, "period": "hour"}],
+    }
+    ran = []
+
+    @runlog(service="async-cancel", cost=1.0, policies=limits, record=False)
+    async def call() -> None:
+        ran.append(True)
+
+    store = SQLiteStore(store_file)
+    budget = BudgetPolicy(store=store, namespace="proctor.budgets:spend")
+    rate = RatePolicy({"async-cancel": 5}, 3600.0, store=store, namespace="proctor.rate_limits:calls")
+    other = sqlite3.connect(store_file, isolation_level=None)
+
+    async def main() -> None:
+        other.execute("BEGIN IMMEDIATE")  # the limits' admit waits for the store
+        admitting = asyncio.ensure_future(call())
+        assert await beat_while_pending(admitting) == TICKS
+        admitting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await admitting
+        other.execute("COMMIT")  # the admit now completes on its thread, then is withdrawn
+        for _ in range(10_000):
+            if budget.reserved("async-cancel") == 0.0 and rate.remaining("async-cancel") == 5.0:
+                break
+            await asyncio.sleep(0.001)
+
+    try:
+        asyncio.run(main())
+    finally:
+        other.close()
+    assert not ran
+    assert budget.reserved("async-cancel") == 0.0  # the reservation went back
+    assert rate.remaining("async-cancel") == 5.0  # and so did the token

@@ -181,7 +181,7 @@ async def off_loop(
     file) never holds up the event loop.
 
     A cancelled caller does not cut the step short: it ends on its thread, and what it took is
-    given back (``undo()``; with ``settle``, the admission it returns is settled as cancelled).
+    given back (``undo()``; with ``settle``, the admission it returns is withdrawn).
     """
     future = asyncio.get_running_loop().run_in_executor(
         _store_threads(), contextvars.copy_context().run, functools.partial(function, *args)
@@ -200,8 +200,7 @@ def _give_back(
     """After a cancelled caller's step ended: undo what it took (on a store thread: it may wait)."""
     if future.cancelled() or future.exception() is not None:
         return
-    if settle is not None:
-        cancelled = Outcome(Status.CANCELLED, 0.0, asyncio.CancelledError())  # it never ran: it spent nothing
-        _store_threads().submit(settle.settle, future.result(), cancelled)
+    if settle is not None:  # the call never ran: its reservations and tokens go back
+        _store_threads().submit(settle.withdraw, future.result())
     elif undo is not None:
         _store_threads().submit(undo)

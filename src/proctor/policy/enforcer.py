@@ -181,7 +181,7 @@ class PolicyEnforcer:
                         "policy %r failed to settle a task of agent %r", policy.name, admission.agent_id
                     )
 
-    def _withdraw(self, admission: Admission) -> None:
+    def withdraw(self, admission: Admission) -> None:
         """The admitted task will not run: give back what its policies reserved instead of settling."""
         if admission._settled:
             return

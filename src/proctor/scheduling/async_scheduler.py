@@ -157,7 +157,7 @@ class AsyncLOCOScheduler(SchedulerBase):
     def _withdraw(self, enforcer: PolicyEnforcer, made: asyncio.Future[Admission]) -> None:
         """``made`` has ended after its caller went away: give back what the admission reserved."""
         if not made.cancelled() and made.exception() is None:  # else a rejection, rolled back already
-            self._off_loop(enforcer._withdraw, made.result())
+            self._off_loop(enforcer.withdraw, made.result())
 
     def _release(self) -> None:
         """Hand a held slot to the best live waiter, or free it."""
