@@ -50,7 +50,7 @@ def wrap_async(guard: Guard) -> Callable[..., Any]:
         result: Any = NO_RESULT
         try:
             if off:
-                await off_loop(guard.check, call, rules, undo=functools.partial(guard.abandon, call))
+                await off_loop(guard.check, call, rules)
             else:
                 guard.check(call, rules)
             decided = await decide(guard, call)
@@ -135,7 +135,7 @@ async def _checked(guard: Guard, call: Call) -> Any:
     off = enforcer.blocking
     try:
         if off:
-            admission = await off_loop(enforcer.admit, guard.agent, guard.task(call), settle=enforcer)
+            admission = await off_loop(enforcer.admit, guard.agent, guard.task(call), withdraw=enforcer)
         else:
             admission = enforcer.admit(guard.agent, guard.task(call))
     except PolicyViolationError as exc:
@@ -171,17 +171,13 @@ def _store_threads() -> ThreadPoolExecutor:
     return _threads
 
 
-async def off_loop(
-    function: Callable[..., T],
-    *args: Any,
-    undo: Callable[[], object] | None = None,
-    settle: PolicyEnforcer | None = None,
-) -> T:
+async def off_loop(function: Callable[..., T], *args: Any, withdraw: PolicyEnforcer | None = None) -> T:
     """``function(*args)`` on proctor's store threads, so that a store that waits (a busy SQLite
     file) never holds up the event loop.
 
-    A cancelled caller does not cut the step short: it ends on its thread, and what it took is
-    given back (``undo()``; with ``settle``, the admission it returns is withdrawn).
+    A cancelled caller does not cut the step short: the step ends on its thread, and only then
+    does the cancellation go on, so that what the caller does next (give back what the call
+    holds) sees the step done. With ``withdraw``, the admission the step made is withdrawn first.
     """
     future = asyncio.get_running_loop().run_in_executor(
         _store_threads(), contextvars.copy_context().run, functools.partial(function, *args)
@@ -189,18 +185,11 @@ async def off_loop(
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
-        if undo is not None or settle is not None:
-            future.add_done_callback(functools.partial(_give_back, undo, settle))
+        while not future.done():
+            try:
+                await asyncio.wait({future})
+            except asyncio.CancelledError:  # cancelled again: the step still has to end first
+                continue
+        if withdraw is not None and not future.cancelled() and future.exception() is None:
+            await off_loop(withdraw.withdraw, future.result())  # the call never ran
         raise
-
-
-def _give_back(
-    undo: Callable[[], object] | None, settle: PolicyEnforcer | None, future: asyncio.Future[Any]
-) -> None:
-    """After a cancelled caller's step ended: undo what it took (on a store thread: it may wait)."""
-    if future.cancelled() or future.exception() is not None:
-        return
-    if settle is not None:  # the call never ran: its reservations and tokens go back
-        _store_threads().submit(settle.withdraw, future.result())
-    elif undo is not None:
-        _store_threads().submit(undo)
