@@ -255,3 +255,25 @@ def test_problems_are_reported_where_they_are(text: str, problem: str) -> None:
         parse_policies(text, "limits.yaml")
     messages = [f"{location}: {message}" for location, message in caught.value.problems]
     assert any(message.startswith(f"limits.yaml:{problem}") for message in messages), messages
+
+
+def test_a_call_that_raised_spends_what_it_reported_as_cost_today_counts_it() -> None:
+    name = fresh()
+
+    @runlog(service=name, cost=0.6, policies=budget(), record=False)
+    def flaky(charge: float) -> None:
+        if charge:
+            current_run().add_cost(charge)
+        raise ValueError("upstream failed")
+
+    @runlog(service=name, cost=0.6, policies=budget(), record=False)
+    def paid() -> str:
+        return "ok"
+
+    with pytest.raises(ValueError, match="upstream"):
+        flaky(0.0)  # failed before spending: the budget keeps nothing of its estimate
+    with pytest.raises(ValueError, match="upstream"):
+        flaky(0.3)  # failed having reported 0.3: that is what it spent
+    assert paid() == "ok"  # 0.3 + 0.6 fits under 1.0
+    with pytest.raises(BudgetExceededError, match=r"bring spend to 1\.5"):
+        paid()  # 0.9 + 0.6

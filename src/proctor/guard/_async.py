@@ -146,7 +146,7 @@ async def _checked(guard: Guard, call: Call) -> Any:
         result = await guard.function(*call.args, **call.kwargs)
         outcome = Outcome(Status.SUCCESS, guard.actual_cost(call, result))
     except BaseException as exc:
-        failed = Outcome(outcome_status_of(exc), None, exc)
+        failed = Outcome(outcome_status_of(exc), call.frame.reported or 0.0, exc)
         if off:
             await off_loop(enforcer.settle, admission, failed)
         else:

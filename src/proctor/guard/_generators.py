@@ -141,7 +141,7 @@ def _admit(guard: Guard, call: Call) -> tuple[PolicyEnforcer, Admission] | None:
     try:
         guard.admitted(call, admission)
     except BaseException as exc:
-        enforcer.settle(admission, Outcome(status_of(exc), None, exc))
+        enforcer.settle(admission, Outcome(status_of(exc), 0.0, exc))
         guard.abandon(call)
         raise
     return enforcer, admission
@@ -158,6 +158,6 @@ def _settle(
         return
     enforcer, admitted = admission
     if error is not None:
-        enforcer.settle(admitted, Outcome(status_of(error), None, error))
+        enforcer.settle(admitted, Outcome(status_of(error), call.frame.reported or 0.0, error))
     else:
         enforcer.settle(admitted, Outcome(Status.SUCCESS, guard.actual_cost(call, returned)))

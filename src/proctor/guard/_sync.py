@@ -117,7 +117,7 @@ def _checked(guard: Guard, call: Call) -> Any:
         result = guard.function(*call.args, **call.kwargs)
         actual = guard.actual_cost(call, result)
     except BaseException as exc:
-        enforcer.settle(admission, Outcome(outcome_status_of(exc), None, exc))
+        enforcer.settle(admission, Outcome(outcome_status_of(exc), call.frame.reported or 0.0, exc))
         raise
     enforcer.settle(admission, Outcome(Status.SUCCESS, actual))
     return result
