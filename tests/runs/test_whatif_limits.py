@@ -88,3 +88,31 @@ def test_a_budget_refusal_gives_the_rate_token_back(tmp_path: Path) -> None:
             ("allow", None),
             ("deny", "calls"),
         ]
+
+
+def test_the_logs_other_runs_take_their_tokens_in_time_order(tmp_path: Path) -> None:
+    with RunLog(tmp_path / "runs.db", pii=False) as log:
+        record(log, [("a", 0.0, 0.0)] * 3, gap=10.0)  # at 0, 10 and 20 s
+        policies = {"rate_limits": [{"id": "calls", "limit": 1, "period": 10}]}
+        runs = log.runs(limit=None, oldest_first=True)
+        # One token, back after 10 s: each run finds it whether the others are walked or only read.
+        for selected in (runs, runs[:1], runs[1:2], runs[2:]):
+            results = what_if(log, selected, policies)
+            assert [r.decisions[0].action for r in results] == ["allow"] * len(selected)
+
+
+def test_runs_the_recording_refused_take_no_token(tmp_path: Path) -> None:
+    with RunLog(tmp_path / "runs.db", pii=False) as log:
+        log.run_started(
+            "refused", service="svc", agent="a", tool="ask", function="app.ask", started=T0, input={}
+        )
+        refusal = [{"phase": "limit", "rule": "calls", "action": "deny", "decided": True}]
+        log.run_finished("refused", status="denied", ended=T0, decisions=refusal)
+        log.run_started(
+            "ran", service="svc", agent="a", tool="ask", function="app.ask", started=T0 + 1, input={}
+        )
+        log.run_finished("ran", status="succeeded", ended=T0 + 2)
+        log.flush()
+        policies = {"rate_limits": [{"id": "calls", "limit": 1, "period": "day"}]}
+        [ran] = [run for run in log.runs(limit=None) if run.run_id == "ran"]
+        assert what_if(log, [ran], policies)[0].decisions[0].action == "allow"

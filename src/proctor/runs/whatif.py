@@ -639,9 +639,19 @@ def _charge_others(
     # A run that began more than a day before the first midnight is taken to have ended by then.
     zone = daily.zone if daily is not None else None
     since = day_of(first, zone)[0] - _DAY
-    run_columns = ("run_id", "service", "agent", "tool", "started", "ended", "estimated_cost", "actual_cost")
+    run_columns = (
+        "run_id",
+        "service",
+        "agent",
+        "tool",
+        "started",
+        "ended",
+        "estimated_cost",
+        "actual_cost",
+        "decisions",
+    )
     others = [run for run in log.run_rows(run_columns, since=since, until=last) if run[0] not in walked]
-    for _, service, agent, tool, started, ended, estimate, cost in others:
+    for _, service, agent, tool, started, ended, estimate, cost, decisions in others:
         end = ended or started
         if daily is not None:
             if estimate:
@@ -649,9 +659,10 @@ def _charge_others(
             if cost and ended is not None:
                 daily[service, agent].charge(ended, cost)
         if book is not None:
-            book.other(
-                (agent, service, tool), started, end, estimate or 0.0, cost if ended is not None else 0.0
-            )
+            action, stopped_after = recorded_of(decisions)
+            if action not in _STOPS or stopped_after:  # its own call passed the limits and ran
+                spent = cost if ended is not None else 0.0
+                book.other((agent, service, tool), started, end, estimate or 0.0, spent or 0.0)
     columns = (
         "service",
         "agent",

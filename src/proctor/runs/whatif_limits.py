@@ -9,6 +9,8 @@ cost at its end (unless its run was stopped before then).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -36,6 +38,10 @@ class LimitBook:
         self._budgets: list[tuple[Budget, _Window, dict[str, Account]]] = [
             (b, _Window.parse(b.period, tz), {}) for b in rules.budgets
         ]
+        # The tokens the log's other calls took, by time: taken in the order of the virtual clock,
+        # before each check (a bucket only refills forward).
+        self._others: list[tuple[float, int, tuple[str, str, str]]] = []
+        self._order = itertools.count()
 
     def check(
         self,
@@ -53,6 +59,10 @@ class LimitBook:
         downgrade), else None. A call that runs holds ``estimate`` until ``end`` and spends
         ``cost`` at ``end``, by ``walk``.
         """
+        others = self._others
+        while others and others[0][0] <= at:
+            when, _, who = heapq.heappop(others)
+            self._take(who, when)
         taken: list[list[float]] = []
         for rate, buckets in self._rates:
             key = _key(rate.per, names)
@@ -92,13 +102,10 @@ class LimitBook:
         return over
 
     def other(self, names: tuple[str, str, str], at: float, end: float, estimate: float, cost: float) -> None:
-        """A recorded call of a run not walked: it ran, taking its tokens and spending as recorded."""
-        for rate, buckets in self._rates:
-            key = _key(rate.per, names)
-            limit = rate.limits.get(key, rate.limit)
-            if limit is not None:
-                bucket = _refilled(buckets, key, limit, limit / rate.seconds, at)
-                bucket[0] = max(bucket[0] - 1.0, 0.0)
+        """A recorded call of a run not walked: it ran, taking its tokens (when the clock gets
+        there) and spending as recorded."""
+        if self._rates:
+            heapq.heappush(self._others, (at, next(self._order), names))
         for budget, window, ledgers in self._budgets:
             key = _key(budget.per, names)
             account = ledgers.get(key)
@@ -108,6 +115,14 @@ class LimitBook:
                 account.hold(at, end, estimate)
             if cost:
                 account.charge(end, cost)
+
+    def _take(self, names: tuple[str, str, str], at: float) -> None:
+        for rate, buckets in self._rates:
+            key = _key(rate.per, names)
+            limit = rate.limits.get(key, rate.limit)
+            if limit is not None:
+                bucket = _refilled(buckets, key, limit, limit / rate.seconds, at)
+                bucket[0] = max(bucket[0] - 1.0, 0.0)
 
 
 def _key(per: str, names: tuple[str, str, str]) -> str:
