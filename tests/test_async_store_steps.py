@@ -151,3 +151,39 @@ def test_a_call_cancelled_while_its_check_waits_keeps_nothing_held(store_file: P
         other.close()
     assert not ran
     assert daily_spend().spent("async-check-cancel/async-check-cancel") == 0.0
+
+
+def test_a_call_cancelled_while_its_limits_settle_still_counts_what_it_spent(store_file: Path) -> None:
+    policies = {
+        "policies": [{"id": "cap", "when": {"cost_today_with_call": {"gt": 100.0}}, "action": "deny"}],
+        "budgets": [{"id": "spend", "limit": 100.0}],
+    }
+
+    @runlog(service="async-settle-cancel", cost=1.0, policies=policies, record=False)
+    async def call(inside: asyncio.Event, release: asyncio.Event) -> str:
+        inside.set()
+        await release.wait()
+        return "done"
+
+    other = sqlite3.connect(store_file, isolation_level=None)
+    budget = BudgetPolicy(store=SQLiteStore(store_file), namespace="proctor.budgets:spend")
+
+    async def main() -> None:
+        inside, release = asyncio.Event(), asyncio.Event()
+        settling = asyncio.ensure_future(call(inside, release))
+        await inside.wait()
+        other.execute("BEGIN IMMEDIATE")  # the function returns; its settle waits for the store
+        release.set()
+        assert await beat_while_pending(settling) == TICKS
+        settling.cancel()
+        other.execute("COMMIT")
+        with pytest.raises(asyncio.CancelledError):
+            await settling
+
+    try:
+        asyncio.run(main())
+    finally:
+        other.close()
+    key = "async-settle-cancel"
+    assert budget.spent(key) == 1.0  # the limits settled what it cost
+    assert daily_spend().spent(f"{key}/{key}") == 1.0  # and so did today's spend

@@ -153,7 +153,11 @@ async def _checked(guard: Guard, call: Call) -> Any:
             enforcer.settle(admission, failed)
         raise
     if off:
-        await off_loop(enforcer.settle, admission, outcome)
+        try:
+            await off_loop(enforcer.settle, admission, outcome)
+        except asyncio.CancelledError:  # the call ran and was settled: its spend counts as well
+            await off_loop(guard.account, call, result)
+            raise
     else:
         enforcer.settle(admission, outcome)
     return result

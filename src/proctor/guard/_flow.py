@@ -370,6 +370,19 @@ class Guard:
 
     def finish(self, call: Call, result: Any) -> Any:
         """Account the actual cost and check the rules that read the output; returns what the caller gets."""
+        self.account(call, result)
+        if call.facts is None:
+            return result
+        assert call.rules is not None  # facts are only built for calls checked by rules
+        after = call.rules.after
+        if after is None:
+            return result
+        return self._after(call, after, result)
+
+    def account(self, call: Call, result: Any) -> None:
+        """The call returned ``result``: its actual cost replaces its estimate in run and daily spend."""
+        if call.settled:
+            return
         actual, from_usage = self._cost_of(call, result)
         call.actual = actual
         charged = 0.0
@@ -381,12 +394,10 @@ class Guard:
                     parent.charged = []
                 parent.charged.append(result)
         self._let_go(call, actual, charged)
-        if call.facts is None:
-            return result
-        assert call.rules is not None  # facts are only built for calls checked by rules
-        after = call.rules.after
-        if after is None:
-            return result
+
+    def _after(self, call: Call, after: RuleSet, result: Any) -> Any:
+        """The verdict of the rules that read the output; what the caller gets."""
+        assert call.facts is not None
         call.facts.output = result
         verdict = call.after = after.evaluate(call.facts)
         if verdict.action is Action.LOG:

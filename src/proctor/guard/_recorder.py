@@ -100,7 +100,7 @@ class Recorder:
         error: BaseException | None,
     ) -> None:
         """Tell the run log (and a replay) how the call went; a call that raised gives back its holds."""
-        if error is not None:
+        if error is not None and not call.settled:  # a call that returned was accounted already
             call.actual = call.frame.reported or 0.0
             guard.abandon(call)
         decisions = decisions_of(call)
