@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from proctor import ApprovalError, ApprovalStore, ConfigurationError, RunLog, StoreError
 from proctor.db import Database, SQLiteDatabase
 from proctor.db.records import ApprovalRecord
+from proctor.db.sqlite.schema import connect
 
 RUN = ("r1", "svc", "bot", "handle", "app:handle", 1.0, "null", None, False)
 
@@ -120,3 +123,21 @@ def test_a_bad_url_is_refused_before_anything_is_opened(tmp_path: Path) -> None:
         RunLog("redis://localhost/0")
     with pytest.raises(ConfigurationError, match="no database backend serves 'redis://"):
         ApprovalStore("redis://localhost/0")
+
+
+def test_a_new_file_another_process_holds_is_waited_for_not_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    # A rollback-journal file, as a new one is, that another process is still creating.
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")  # a writer: SQLite gives up at once rather than deadlock
+    holder.execute("INSERT INTO t VALUES (1)")
+    releasing = threading.Timer(0.2, holder.execute, ("COMMIT",))
+    releasing.start()
+    try:
+        connection = connect(path)  # before: "database is locked" at once, and the run log was off
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        connection.close()
+    finally:
+        releasing.join(30)
+        holder.close()

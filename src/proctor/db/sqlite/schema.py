@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
+import time
 
 from proctor.errors import StoreError
 
@@ -112,11 +114,38 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+_BUSY_WAIT = 30.0  # seconds a connection waits for other processes, as its busy timeout says
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL, usable from any thread."""
-    connection = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
+    """A connection in autocommit mode (transactions are explicit), WAL, usable from any thread.
+
+    Switching a new file to WAL takes an exclusive lock, and SQLite reports "database is locked"
+    at once (without its busy wait) while another process holds the file, as several processes
+    opening one new run log at the same moment do: that is retried for up to 30 seconds.
+    """
+    connection = sqlite3.connect(path, timeout=_BUSY_WAIT, isolation_level=None, check_same_thread=False)
+    deadline = time.monotonic() + _BUSY_WAIT
+    pause = 0.001
+    try:
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF in (
+                    sqlite3.SQLITE_BUSY,
+                    sqlite3.SQLITE_LOCKED,
+                )
+                if not busy or time.monotonic() >= deadline:
+                    raise
+                time.sleep(random.uniform(0, pause))  # jitter: the processes do not retry in lockstep
+                pause = min(pause * 2, 0.05)
+        connection.execute("PRAGMA synchronous=NORMAL")
+    except BaseException:
+        connection.close()
+        raise
     return connection
 
 
