@@ -88,10 +88,8 @@ async def decide(guard: Guard, call: Call) -> Any:
     if action is Action.DENY:
         return guard.refusal(call.verdict, call.verdict.message)
     if action is Action.REQUIRE_APPROVAL:
-        replay = call.run.replay
-        if replay is not None and (not replay.resuming or call.recorded is not None):
-            decision = replay.approval(call.seq)
-        else:
+        replayed, decision = guard.replayed_approval(call)
+        if not replayed:
             channel, request = guard.approval_request(call)
             # A person may take minutes: the channel waits as a coroutine (and withdraws when cancelled).
             decision = await channel.arequest(request)

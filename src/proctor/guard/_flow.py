@@ -326,6 +326,14 @@ class Guard:
         )
         return self.approvals or default_channel(), request
 
+    def replayed_approval(self, call: Call) -> tuple[bool, ApprovalDecision | None]:
+        """``(True, answer)`` when a replay answers the call's approval request from its recording
+        (None: it timed out); ``(False, None)`` when a person must be asked."""
+        replay = call.run.replay
+        if replay is not None and (not replay.resuming or call.recorded is not None):
+            return True, replay.approval(call.seq)
+        return False, None
+
     def approved(self, call: Call, decision: ApprovalDecision | None) -> Any:
         """After a person's decision (None: no answer in time): go on, or the refusal to give."""
         rule = call.verdict.rule

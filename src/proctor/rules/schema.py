@@ -43,10 +43,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
-def _plain_id(value: str) -> str:
-    if value != value.strip() or any(c.isspace() for c in value):
-        raise ValueError("an id may not contain spaces")
-    return value
+class _Identified(_Strict):
+    """A rule, budget or rate limit: something a file names with an id of its own."""
+
+    id: str = Field(min_length=1)
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        if value != value.strip() or any(c.isspace() for c in value):
+            raise ValueError("an id may not contain spaces")
+        return value
 
 
 class Clamp(_Strict):
@@ -64,10 +71,9 @@ class Clamp(_Strict):
         return self
 
 
-class Rule(_Strict):
+class Rule(_Identified):
     """One rule: when its conditions hold for an action, it takes its action."""
 
-    id: str = Field(min_length=1)
     name: str | None = None
     description: str | None = None
     when: dict[str, Any] = Field(default_factory=dict)
@@ -87,11 +93,6 @@ class Rule(_Strict):
     set: dict[str, Any] = Field(default_factory=dict)
     redact: tuple[str, ...] = ()
     clamp: dict[str, Clamp] = Field(default_factory=dict)
-
-    @field_validator("id")
-    @classmethod
-    def _plain_id(cls, value: str) -> str:
-        return _plain_id(value)
 
     @field_validator("set", "redact", "clamp")
     @classmethod
@@ -182,7 +183,7 @@ def _period(period: Any, names: tuple[str, ...], *, none: bool) -> Any:
     raise ValueError(f"the period is one of {', '.join(names)} or a number of seconds > 0; got {period!r}")
 
 
-class Budget(_Strict):
+class Budget(_Identified):
     """A spend limit, with ``BudgetPolicy``'s semantics: each call reserves its estimate (``cost=``)
     when it is checked, settles to its actual cost after, and gives the reservation back when a
     later check refuses it.
@@ -195,7 +196,6 @@ class Budget(_Strict):
     cheaper model.
     """
 
-    id: str = Field(min_length=1)
     per: PerKey = "agent"
     limit: float | None = Field(default=None, ge=0)
     limits: dict[str, float] = Field(default_factory=dict)
@@ -207,11 +207,6 @@ class Budget(_Strict):
     set: dict[str, Any] = Field(default_factory=dict)
     redact: tuple[str, ...] = ()
     clamp: dict[str, Clamp] = Field(default_factory=dict)
-
-    @field_validator("id")
-    @classmethod
-    def _plain_id(cls, value: str) -> str:
-        return _plain_id(value)
 
     @field_validator("limits")
     @classmethod
@@ -243,21 +238,15 @@ class Budget(_Strict):
         return self
 
 
-class RateLimit(_Strict):
+class RateLimit(_Identified):
     """At most ``limit`` calls per ``period`` (seconds, or second, minute, hour, day) per key, as a
     token bucket with ``RatePolicy``'s semantics: ``limit`` is also the burst, and a call refused by
     a later check gets its token back. ``limits`` gives some keys their own."""
 
-    id: str = Field(min_length=1)
     per: PerKey = "agent"
     limit: float | None = Field(default=None, gt=0)
     limits: dict[str, float] = Field(default_factory=dict)
     period: str | float = "minute"
-
-    @field_validator("id")
-    @classmethod
-    def _plain_id(cls, value: str) -> str:
-        return _plain_id(value)
 
     @field_validator("limits")
     @classmethod
