@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench clean chromium
+.PHONY: demo test lint typecheck bench clean chromium redis-server
 
 # Needs Python >= 3.11 with venv; on Debian/Ubuntu, python3-venv is installed when missing (as root).
 $(BIN)/python:
@@ -24,7 +24,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-cli
 	$(BIN)/proctor demo
 
-test: $(VENV)/.installed-dev lint typecheck chromium
+test: $(VENV)/.installed-dev lint typecheck chromium redis-server
 	$(BIN)/python -m pytest
 
 # The web console's browser test drives Debian's Chromium; it is installed when missing (apt, as root),
@@ -32,6 +32,12 @@ test: $(VENV)/.installed-dev lint typecheck chromium
 chromium:
 	@test -x /usr/bin/chromium || ./scripts/apt-install chromium || \
 		echo "warning: no /usr/bin/chromium: the console's browser test will be skipped"
+
+# The Redis store's tests start their own redis-server (Debian's; installed when missing, apt, as root),
+# and are skipped, saying why, where that cannot be done.
+redis-server:
+	@command -v redis-server >/dev/null || ./scripts/apt-install redis-server || \
+		echo "warning: no redis-server: the Redis store's tests will be skipped"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench

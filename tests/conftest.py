@@ -6,7 +6,25 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from tests import redis_server
 
 _folder = tempfile.mkdtemp(prefix="proctor-tests-")
 atexit.register(shutil.rmtree, _folder, ignore_errors=True)  # after the run log's own atexit flush
 os.environ["PROCTOR_DB"] = os.path.join(_folder, "runs.db")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_server_stopped() -> Iterator[None]:
+    """The session's redis-server (tests/redis_server.py), if a test started it, stops with the session."""
+    yield
+    redis_server.stop_shared()
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> str:
+    """The URL of the session's redis-server, started now if no test started it yet."""
+    return redis_server.shared().url

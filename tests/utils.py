@@ -1,4 +1,4 @@
-"""The stores every policy and ledger test runs on, in one table (Redis joins it next)."""
+"""The stores every policy and ledger test runs on, in one table."""
 
 from __future__ import annotations
 
@@ -7,13 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from proctor.stores import MemoryStore, SQLiteStore, Store, set_store
+from proctor.stores import MemoryStore, RedisStore, SQLiteStore, Store, set_store
+from tests import redis_server
 
 ALL_STORES: dict[str, Callable[[Path], Store]] = {
     "memory": lambda folder: MemoryStore(),
     "sqlite": lambda folder: SQLiteStore(folder / "store.db"),
+    # The session's redis-server, under a prefix of its own; on the tests' simulated clocks.
+    "redis": lambda folder: RedisStore(
+        redis_server.shared().url, prefix=redis_server.unique_prefix(), clock="caller", timeout=5.0
+    ),
 }
-"""Each store by name, built in a fresh folder."""
+"""Each store by name, built in a fresh folder (Redis: with a fresh key prefix)."""
 
 all_stores = pytest.mark.parametrize("store", list(ALL_STORES), indirect=True)
 """Runs a test that takes the ``store`` fixture once on each store of ``ALL_STORES``."""

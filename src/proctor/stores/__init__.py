@@ -9,11 +9,13 @@ from __future__ import annotations
 from proctor.stores._default import resolve_store, set_store, store_from_url
 from proctor.stores.base import LedgerSupport, Store, TokenBucketSupport, known_schemes
 from proctor.stores.memory import MemoryStore
+from proctor.stores.redis import RedisStore
 from proctor.stores.sqlite import SQLiteStore
 
 __all__ = [
     "LedgerSupport",
     "MemoryStore",
+    "RedisStore",
     "SQLiteStore",
     "Store",
     "TokenBucketSupport",

@@ -1,0 +1,336 @@
+"""RedisStore: ledgers and token buckets in Redis, exact across every process and host that uses it.
+
+Each operation that checks and changes state is one Lua script (``stores/lua/``):
+one round trip, run atomically by the server, never a read on the client
+followed by a write. Scripts are sent by SHA (``EVALSHA``) and loaded again when
+the server answers ``NOSCRIPT`` (after a restart, a failover or ``SCRIPT FLUSH``).
+
+Time. By default (``clock="server"``) lease expiry and token refill use the
+Redis server's ``TIME``, so hosts whose clocks disagree still agree on when a
+lease ends; the ``now`` a policy passes is then ignored. The period index
+(``window``) still comes from the caller: it is the policy's calendar (its
+time zone and period boundaries), so hosts should keep their clocks in NTP sync
+near midnight. ``clock="caller"`` uses the caller's ``now`` instead, for tests
+and simulations that drive a policy with their own clock.
+
+Keys. A ledger is four keys (a hash of its amounts, its live leases, their
+amounts, the recently expired ones) and a bucket one hash, all under
+``<prefix>:{<tag>}:``. The hash tag is the key's last part after ``:`` or ``/``
+(the agent or service id in proctor's keys), so one agent's ledgers in every
+time zone, its budgets and its buckets share a Redis Cluster slot, and a
+script touching several of them stays in one slot.
+
+``reserve_if`` runs a Python ``admit`` between a read and a write, so it cannot
+be one script. It is optimistic: ``read.lua`` reaps the first ledger and returns
+its amounts and a version (every change to a ledger bumps it); ``admit``
+decides; ``reserve_many.lua`` reserves on every ledger only if the version is
+still the one read, else the store reads again. Nothing is held between the two
+round trips, so a caller that dies there blocks no one, and ``admit`` saw
+exactly the state the reservation applies to. The alternative, ``WATCH``,
+read, ``MULTI``/``EXEC``, takes three round trips on a connection pinned to the
+caller for the duration and gives the same guarantee; measured on loopback
+(bench/redis_store.py), the two-script way costs about two ``GET``\\s.
+
+Failures. Every call has a socket timeout (``timeout``, 50 ms by default); a
+timeout, a refused connection or any other Redis error is raised as
+``StoreError`` saying what to do. Nothing is retried by the store: a script
+that timed out may have run, and retrying ``spend`` would count twice.
+
+Amounts are integers, kept with ``HINCRBY`` (64-bit); the scripts compare them
+as Lua doubles, exact up to 2**53 units (9 million currency units at the budget
+policy's billionths).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+from collections.abc import Callable, Iterator, Sequence
+from importlib import resources
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from proctor.errors import ConfigurationError, StoreError
+from proctor.stores.base import EXPIRED_KEPT, LedgerSupport, Store, TokenBucketSupport
+
+if TYPE_CHECKING:
+    import redis as redis_module
+
+__all__ = ["RedisStore"]
+
+DEFAULT_TIMEOUT = 0.05
+"""Seconds a store call waits for Redis before it raises ``StoreError``."""
+
+_CONFLICTS = 1000  # reserve_if reads again at most this many times while other callers change the ledger
+_OPTIONS = ("timeout", "prefix", "clock")
+_SEPARATOR = re.compile(r"[:/]")
+
+
+class _Script:
+    """One Lua script: its text (with the shared helpers) and SHA; loaded on first use and after NOSCRIPT."""
+
+    __slots__ = ("sha", "text")
+
+    def __init__(self, *names: str) -> None:
+        folder = resources.files("proctor.stores") / "lua"
+        text = "\n".join((folder / f"{name}.lua").read_text(encoding="utf-8") for name in ("_common", *names))
+        self.text = text.replace("__EXPIRED_KEPT__", repr(EXPIRED_KEPT))
+        self.sha = hashlib.sha1(self.text.encode()).hexdigest()
+
+
+_scripts: dict[str, _Script] = {}
+
+
+def _script(*names: str) -> _Script:
+    key = "+".join(names)
+    script = _scripts.get(key)
+    if script is None:
+        script = _scripts[key] = _Script(*names)
+    return script
+
+
+def _driver() -> ModuleType:
+    try:
+        return importlib.import_module("redis")
+    except ImportError:
+        raise ConfigurationError("RedisStore needs the redis package: pip install 'proctor[redis]'") from None
+
+
+class RedisStore(Store, LedgerSupport, TokenBucketSupport):
+    """Ledgers and token buckets in Redis: exact across every process and host that shares the server.
+
+    Parameters:
+        url: ``redis://[user:password@]host[:port][/db]`` or ``rediss://`` (TLS),
+            with redis-py's own query options.
+        timeout: seconds each call (and each connect) may take before it raises ``StoreError``.
+        prefix: the first part of every key, so that several deployments share a server.
+        clock: ``"server"`` (Redis ``TIME``) or ``"caller"`` (the ``now`` policies pass)
+            for lease expiry and token refill.
+    """
+
+    SCHEME = "redis"
+    blocking = True
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        prefix: str = "proctor",
+        clock: Literal["server", "caller"] = "server",
+    ) -> None:
+        if not (isinstance(timeout, (int, float)) and 0 < timeout < float("inf")):
+            raise ConfigurationError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        if clock not in ("server", "caller"):
+            raise ConfigurationError(f"clock must be 'server' or 'caller', got {clock!r}")
+        if not prefix or "{" in prefix or "}" in prefix:
+            raise ConfigurationError(f"prefix must be non-empty text without braces, got {prefix!r}")
+        redis = _driver()
+        retry, backoff = importlib.import_module("redis.retry"), importlib.import_module("redis.backoff")
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ConfigurationError(f"a Redis store URL starts with redis:// or rediss://, got {url!r}")
+        self.timeout = float(timeout)
+        self.prefix = prefix
+        self.clock = clock
+        self._where = f"Redis at {parts.hostname or 'localhost'}:{parts.port or 6379}"
+        try:
+            self._client: redis_module.Redis = redis.Redis.from_url(
+                url,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                retry=retry.Retry(backoff.NoBackoff(), 0),
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Redis store URL: {exc}") from None
+        self._exceptions = redis.exceptions
+        self._execute: Callable[..., Any] = self._client.execute_command
+        self._keys: dict[str, tuple[str, str, str, str]] = {}
+        self._reserve = _script("reserve")
+        self._read = _script("read")
+        self._reserve_many = _script("reserve_many")
+        self._settle = _script("settle")
+        self._release = _script("release")
+        self._spend = _script("spend")
+        self._get = _script("get")
+        self._clear = _script("clear")
+        self._take = _script("_bucket", "take")
+        self._refund = _script("_bucket", "refund")
+        self._peek = _script("_bucket", "peek")
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStore:
+        """``redis://host:6379/0`` or ``rediss://...``; ``?timeout=0.05``, ``?prefix=``, ``?clock=caller``."""
+        parts = urlsplit(url)
+        ours: dict[str, str] = {}
+        theirs: list[tuple[str, str]] = []
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name in _OPTIONS:
+                ours[name] = value
+            else:
+                theirs.append((name, value))
+        try:
+            timeout = float(ours.get("timeout", DEFAULT_TIMEOUT))
+        except ValueError:
+            raise ConfigurationError(f"timeout in {url!r} must be a number of seconds") from None
+        clock = ours.get("clock", "server")
+        if clock not in ("server", "caller"):
+            raise ConfigurationError(f"clock in {url!r} must be server or caller")
+        rest = urlunsplit(parts._replace(query=urlencode(theirs)))
+        return RedisStore(
+            rest,
+            timeout=timeout,
+            prefix=ours.get("prefix", "proctor"),
+            clock="caller" if clock == "caller" else "server",
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    # Keys and calls.
+
+    def _ledger_keys(self, key: str) -> tuple[str, str, str, str]:
+        found = self._keys.get(key)
+        if found is None:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            base = f"{self.prefix}:{{{_tag(key)}}}:"
+            found = self._keys[key] = (f"{base}L:{key}", f"{base}E:{key}", f"{base}A:{key}", f"{base}X:{key}")
+        return found
+
+    def _bucket_key(self, key: str) -> str:
+        return f"{self.prefix}:{{{_tag(key)}}}:B:{key}"
+
+    def _now(self, now: float) -> str:
+        return repr(float(now)) if self.clock == "caller" else ""
+
+    def _call(self, script: _Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        """Run ``script`` by SHA, loading it when the server does not know it; errors as StoreError."""
+        errors = self._exceptions
+        try:
+            try:
+                return self._execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            except errors.NoScriptError:
+                self._execute("SCRIPT", "LOAD", script.text)
+                return self._execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except errors.TimeoutError as exc:
+            raise StoreError(
+                f"{self._where} did not answer within {self.timeout:g}s: check that it is up and not "
+                "overloaded, or raise the timeout (?timeout= in the store URL)",
+                exc,
+            ) from exc
+        except errors.ConnectionError as exc:
+            raise StoreError(
+                f"cannot reach {self._where} ({exc}): start it, or fix the store URL (PROCTOR_STORE)", exc
+            ) from exc
+        except errors.RedisError as exc:
+            raise StoreError(f"{self._where} refused a store call: {exc}", exc) from exc
+
+    # Ledgers.
+
+    def reserve(
+        self, key: str, amount: int, limit: int | None, window: int, now: float, lease: float
+    ) -> tuple[int | None, int, int]:
+        lease_id, spent, reserved = self._call(
+            self._reserve,
+            self._ledger_keys(key),
+            (amount, "" if limit is None else limit, window, self._now(now), repr(float(lease))),
+        )
+        return lease_id, spent, reserved
+
+    def reserve_if(
+        self,
+        ledgers: Sequence[tuple[str, int]],
+        amount: int,
+        now: float,
+        lease: float,
+        admit: Callable[[int, int], bool],
+    ) -> list[int] | None:
+        first, window = ledgers[0]
+        keys = [name for key, _ in ledgers for name in self._ledger_keys(key)]
+        windows = [window for _, window in ledgers]
+        for _ in range(_CONFLICTS):
+            spent, reserved, version = self._call(self._read, keys[:4], (window, self._now(now)))
+            if not admit(spent, reserved):
+                return None
+            if not amount:
+                return []
+            ids = self._call(
+                self._reserve_many,
+                keys,
+                (version, amount, self._now(now), repr(float(lease)), *windows),
+            )
+            if ids is not None:
+                return list(ids)
+        raise StoreError(
+            f"ledger {first!r} changed under every one of {_CONFLICTS} attempts to reserve on it: "
+            "too many callers on one ledger at once"
+        )
+
+    def settle(self, key: str, lease_id: int, actual: int, window: int) -> bool:
+        return bool(self._call(self._settle, self._ledger_keys(key), (lease_id, actual, window)))
+
+    def release(self, key: str, lease_id: int) -> None:
+        self._call(self._release, self._ledger_keys(key), (lease_id,))
+
+    def spend(self, key: str, amount: int, window: int) -> None:
+        self._call(self._spend, self._ledger_keys(key)[:1], (amount, window))
+
+    def get(self, key: str, window: int, now: float) -> tuple[int, int]:
+        spent, reserved = self._call(self._get, self._ledger_keys(key), (window, self._now(now)))
+        return spent, reserved
+
+    def clear(self, key: str) -> None:
+        self._call(self._clear, self._ledger_keys(key)[:1], ())
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        pattern = f"{_glob(self.prefix)}:{{*}}:L:{_glob(prefix)}*"
+        found: set[str] = set()
+        try:
+            for name in self._client.scan_iter(match=pattern, count=1000):
+                text = name.decode() if isinstance(name, bytes) else str(name)
+                found.add(text[text.index("}:L:") + 4 :])
+        except self._exceptions.RedisError as exc:
+            raise StoreError(f"listing ledgers in {self._where} failed: {exc}", exc) from exc
+        return iter(sorted(found))
+
+    # Token buckets.
+
+    def take(self, key: str, tokens: float, capacity: float, rate: float, now: float) -> tuple[bool, float]:
+        ok, level = self._call(
+            self._take,
+            (self._bucket_key(key),),
+            (repr(float(tokens)), repr(float(capacity)), repr(float(rate)), self._now(now)),
+        )
+        return bool(ok), float(level)
+
+    def refund(self, key: str, tokens: float, capacity: float) -> None:
+        self._call(self._refund, (self._bucket_key(key),), (repr(float(tokens)), repr(float(capacity))))
+
+    def peek(self, key: str, capacity: float, rate: float, now: float) -> float:
+        level = self._call(
+            self._peek, (self._bucket_key(key),), (repr(float(capacity)), repr(float(rate)), self._now(now))
+        )
+        return float(level)
+
+
+class _TLSRedisStore(RedisStore):
+    """Registers ``rediss://`` (Redis over TLS); ``from_url`` builds a ``RedisStore``."""
+
+    SCHEME = "rediss"
+
+
+def _tag(key: str) -> str:
+    """The hash tag of ``key``: its last part after ``:`` or ``/``, without braces."""
+    tag = _SEPARATOR.split(key)[-1] or "_"
+    return tag.replace("{", "(").replace("}", ")")
+
+
+def _glob(text: str) -> str:
+    """``text`` with Redis's glob characters escaped, for SCAN MATCH."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
