@@ -57,6 +57,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/runlog.py
 	$(BIN)/python bench/approvals.py
 	$(BIN)/python bench/stores.py
+	$(BIN)/python bench/redis_store.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
