@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from proctor import ConfigurationError, StoreError
-from proctor.db import RunWriter
 from proctor.pii import PIIDetector
 from proctor.runs import REPR_MARKER, RunLog, encode
 from proctor.runs.log import NO_RESULT, decode
@@ -61,9 +60,9 @@ class Blocked:
         self.gate = threading.Event()
         original = RunLog._commit
 
-        def held_commit(run_log: RunLog, writer: RunWriter, records: list[Any]) -> bool:
+        def held_commit(run_log: RunLog, sink: Any, records: list[Any]) -> bool:
             self.gate.wait(10)
-            return original(run_log, writer, records)
+            return original(run_log, sink, records)
 
         monkeypatch.setattr(RunLog, "_commit", held_commit)
 

@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from proctor import RunLog
 
 REPO = Path(__file__).resolve().parents[2]
@@ -16,7 +18,12 @@ REPO = Path(__file__).resolve().parents[2]
 LOOP = textwrap.dedent(
     """
     import signal, sys
-    from proctor import runlog
+    from proctor import RunLog, runlog, set_run_log
+
+    log = set_run_log(RunLog(writer=sys.argv[2]))  # PROCTOR_DB
+    while sys.argv[2] == "process" and log.writer_pid is None:  # the process writes from the first call
+        log.action("warm-up", 1, "t", "svc", "bot", 1.0, 0.0, "succeeded", {})
+        log.flush()
 
     if sys.argv[1] == "app-handler":  # the application's own handler, installed before proctor's
         def stop(signum, frame):
@@ -41,10 +48,10 @@ def env(db: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO / "src"), "PROCTOR_DB": str(db)}
 
 
-def terminated_loop(db: Path, mode: str) -> tuple[int, int, str]:
+def terminated_loop(db: Path, mode: str, writer: str = "auto") -> tuple[int, int, str]:
     """Run the loop until 3,000 calls returned, SIGTERM it; returns (exit code, calls returned, output)."""
     child = subprocess.Popen(
-        [sys.executable, "-c", LOOP, mode], env=env(db), stdout=subprocess.PIPE, text=True, bufsize=1
+        [sys.executable, "-c", LOOP, mode, writer], env=env(db), stdout=subprocess.PIPE, text=True, bufsize=1
     )
     assert child.stdout is not None
     lines: list[str] = []
@@ -59,9 +66,10 @@ def terminated_loop(db: Path, mode: str) -> tuple[int, int, str]:
     return child.returncode, returned, " ".join(lines)
 
 
-def test_sigterm_keeps_every_run_that_returned_and_still_terminates(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_sigterm_keeps_every_run_that_returned_and_still_terminates(tmp_path: Path, writer: str) -> None:
     db = tmp_path / "runs.db"
-    code, returned, _ = terminated_loop(db, "plain")
+    code, returned, _ = terminated_loop(db, "plain", writer)
     assert code == -signal.SIGTERM  # the termination is not swallowed
     with RunLog(db) as log:
         assert len(log.runs(status="succeeded", limit=None)) >= returned >= 3000
@@ -78,14 +86,16 @@ def test_sigterm_goes_on_to_the_applications_own_handler(tmp_path: Path) -> None
 
 POOL = textwrap.dedent(
     """
+    import sys
     from multiprocessing import Pool
-    from proctor import runlog
+    from proctor import RunLog, runlog, set_run_log
 
     @runlog(service="pool")
     def paid_call(n: int) -> int:
         return n * 2
 
     if __name__ == "__main__":
+        set_run_log(RunLog(writer=sys.argv[1]))  # the workers, forked, each start a writer of their own
         for trial in range(8):
             with Pool(4) as pool:  # leaving the block terminates the workers with SIGTERM
                 assert pool.map(paid_call, range(40)) == [n * 2 for n in range(40)]
@@ -94,12 +104,13 @@ POOL = textwrap.dedent(
 )
 
 
-def test_a_pool_leaving_its_with_block_keeps_its_workers_runs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["auto", "process"])
+def test_a_pool_leaving_its_with_block_keeps_its_workers_runs(tmp_path: Path, writer: str) -> None:
     db = tmp_path / "runs.db"
     script = tmp_path / "pooled.py"
     script.write_text(POOL)
     done = subprocess.run(
-        [sys.executable, str(script)], env=env(db), capture_output=True, text=True, timeout=120
+        [sys.executable, str(script), writer], env=env(db), capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     with RunLog(db) as log:

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "CLASS_KEY",
+    "NO_RESULT",
     "REPR_MARKER",
     "Marshalled",
     "Unrevivable",
@@ -37,6 +38,20 @@ CLASS_KEY = "__proctor_class__"
 """The key that names the class (``module:qualname``) of a dataclass or pydantic model's fields."""
 
 _BYTES = "__proctor_bytes__"
+
+
+class _NoResult:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_RESULT"
+
+    def __reduce__(self) -> str:
+        return "NO_RESULT"  # unpickled as this module's one instance (the writer process tests ``is``)
+
+
+NO_RESULT: Any = _NoResult()
+"""Pass as ``result``/``output`` for a call that did not return (it raised, or never ran): stored as NULL."""
 
 _MAX_DEPTH = 64
 _MARSHALLED = frozenset((dict, list, tuple, set, frozenset))

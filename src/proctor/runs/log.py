@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import pickle
 import threading
 import time
 import weakref
@@ -24,12 +25,14 @@ from queue import Empty, SimpleQueue
 from typing import Any, Literal
 
 from proctor._signals import leave_signals_to_main_thread
-from proctor.db import DEFAULT_PATH, Database, RowKind, RunWriter, database_from_url
+from proctor.db import DEFAULT_PATH, Database, database_from_url
 from proctor.db.records import ActionRecord, RunRecord
 from proctor.errors import ConfigurationError, StoreError
 from proctor.pii.detector import PIIDetector
 from proctor.runs import termination
-from proctor.runs.encode import error_value, freeze, plain_json, thaw, to_json
+from proctor.runs.batch import BatchWriter
+from proctor.runs.encode import NO_RESULT, error_value, freeze, to_json
+from proctor.runs.writer_process import WriterProcess, WriterProcessError
 
 __all__ = ["DEFAULT_PATH", "NO_RESULT", "RUN_STATUSES", "ActionRecord", "RunLog", "RunRecord", "decode"]
 
@@ -37,17 +40,6 @@ logger = logging.getLogger("proctor.runs")
 
 RUN_STATUSES = ("running", "succeeded", "failed", "denied", "terminated", "cancelled")
 """How a run or an action ended; ``running`` until it has."""
-
-
-class _NoResult:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NO_RESULT"
-
-
-NO_RESULT: Any = _NoResult()
-"""Pass as ``result``/``output`` for a call that did not return (it raised, or never ran): stored as NULL."""
 
 
 def decode(text: str | None) -> Any:
@@ -72,9 +64,6 @@ def _flush_every_log(timeout: float) -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-_ORDER: dict[RowKind, int] = {"run": 0, "resumed_run": 0, "action": 1, "plain_action": 1, "end": 2}
-"""Run starts, then actions, then run ends: a run's end updates the row its start made."""
 
 _FLUSH = "flush"
 
@@ -116,6 +105,10 @@ class RunLog:
             and so on) with the built-in detector (True), with this detector,
             or not at all (False). A record that was redacted says so.
         batch: records committed in one transaction at most.
+        writer: where records are encoded and committed: on a thread of this process
+            (``"thread"``), in a writer process of the log's own (``"process"``; see
+            ``proctor.runs.writer_process``), or on the thread until it gets busy, then in a
+            process (``"auto"``, on machines with two CPUs or more).
     """
 
     def __init__(
@@ -126,9 +119,12 @@ class RunLog:
         on_full: Literal["block", "drop"] = "block",
         pii: bool | PIIDetector = True,
         batch: int = 4096,
+        writer: Literal["auto", "thread", "process"] = "auto",
     ) -> None:
         if on_full not in ("block", "drop"):
             raise ConfigurationError(f"on_full must be 'block' or 'drop', got {on_full!r}")
+        if writer not in ("auto", "thread", "process"):
+            raise ConfigurationError(f"writer must be 'auto', 'thread' or 'process', got {writer!r}")
         if queue_size < 1 or batch < 1:
             raise ConfigurationError("queue_size and batch must be >= 1")
         self.database: Database = database_from_url(path)
@@ -138,6 +134,9 @@ class RunLog:
         self._detector: PIIDetector | None = (
             pii if isinstance(pii, PIIDetector) else PIIDetector() if pii else None
         )
+        self._pii: PIIDetector | bool = pii if isinstance(pii, PIIDetector) else bool(pii)
+        self._mode = writer
+        self._cwd = os.getcwd()  # a relative database path names a file from here, in a writer process too
         self._batch = batch
         self._capacity = queue_size
         self.dropped = 0
@@ -151,6 +150,7 @@ class RunLog:
         self._room = threading.Condition()
         self._closed = False
         self._forked = False
+        self._sink: _Sink | None = None
         self._start_writer()
         _instances.add(self)
 
@@ -164,6 +164,13 @@ class RunLog:
         atexit.register(self.close)
         termination.watch(_flush_every_log)
 
+    @property
+    def writer_pid(self) -> int | None:
+        """The process id of the log's writer process while it writes the records; None while its
+        thread does (see ``writer``)."""
+        sink = self._sink
+        return None if sink is None else sink.pid
+
     def _after_fork(self) -> None:
         """In a forked child: the parent's writer thread is not there, and its queue is the parent's
         to write. Start empty; the child's first record starts a writer of its own."""
@@ -171,6 +178,7 @@ class RunLog:
         self._idle = False
         self._wake = SimpleQueue()
         self._room = threading.Condition()
+        self._sink = None
         if not self._closed:
             self._closed = self._forked = True
 
@@ -358,13 +366,16 @@ class RunLog:
         leave_signals_to_main_thread()
         pending = self._pending
         try:
-            writer = self.database.run_writer()
+            batch = BatchWriter(self.database, self._detector)
         except StoreError as exc:  # nothing can be written: count what comes as failed, never block callers
             logger.error("the run log %s cannot be opened for writing: %s", self.database, exc)
             self._closed = True
             self.failed += len(pending)
             pending.clear()
             return
+        sink = self._sink = _Sink(self, batch)
+        if self._mode == "process":
+            sink.start_process()
         try:
             while True:
                 if not pending:
@@ -380,10 +391,11 @@ class RunLog:
                 for _ in range(min(len(pending), self._batch)):
                     records.append(pending.popleft())
                 self._make_room()
-                if self._commit(writer, records):
+                if self._commit(sink, records):
                     return
         finally:
-            writer.close()
+            sink.close()
+            self.failed = sink.failed
             self._make_room()
 
     def _make_room(self) -> None:
@@ -395,11 +407,11 @@ class RunLog:
             finally:
                 self._room.release()
 
-    def _commit(self, writer: RunWriter, records: list[tuple[Any, ...]]) -> bool:
-        """Write ``records`` in one transaction; True when the writer should stop."""
+    def _commit(self, sink: _Sink, records: list[tuple[Any, ...]]) -> bool:
+        """Write ``records`` and answer the flushes among them; True when the writer should stop."""
         waiting: list[_Done] = []
         stop = False
-        groups: dict[RowKind, list[tuple[Any, ...]]] = {}  # kind: rows, in queue order
+        rows = []
         for record in records:
             kind = record[0]
             if kind == _FLUSH:
@@ -407,170 +419,12 @@ class RunLog:
             elif kind == _STOP:
                 stop = True
             else:
-                try:
-                    kind, values = self._row(record)
-                except Exception:  # a record that cannot be encoded is lost alone, counted
-                    self.failed += 1
-                    logger.exception("the run log %s could not encode a record", self.database)
-                    continue
-                rows = groups.get(kind)
-                if rows is None:
-                    rows = groups[kind] = []
-                rows.append(values)
-        ordered = [(kind, groups[kind]) for kind in sorted(groups, key=_ORDER.__getitem__)]
-        for attempt in range(3):
-            if not ordered or self._write(writer, ordered):
-                break
-            if attempt == 2:  # the database refuses the batch: try its records one by one
-                for kind, rows in ordered:
-                    for row in rows:
-                        if not self._write(writer, [(kind, [row])]):
-                            self.failed += 1
-            else:
-                time.sleep(0.05 * (attempt + 1))
+                rows.append(record)
+        sink.write(rows, confirm=bool(waiting) or stop)
+        self.failed = sink.failed
         for event in waiting:
             event.set()
         return stop
-
-    def _write(self, writer: RunWriter, batches: list[tuple[RowKind, list[tuple[Any, ...]]]]) -> bool:
-        """Write ``batches`` in one transaction; False (logged, nothing written) if the database refused."""
-        try:
-            writer.write(batches)
-        except StoreError as exc:
-            count = sum(len(rows) for _, rows in batches)
-            logger.error("the run log %s could not write %d record(s): %s", self.database, count, exc)
-            return False
-        return True
-
-    def _row(self, record: tuple[Any, ...]) -> tuple[RowKind, tuple[Any, ...]]:
-        kind = record[0]
-        if kind == "run":
-            _, run_id, service, agent, tool, function, started, input_, labels, resumed_from = record
-            redacted, input_text, labels_text = self._encoded(input_, labels)
-            row: tuple[Any, ...] = (run_id, service, agent, tool, function, started)
-            if resumed_from is not None:
-                return "resumed_run", (*row, input_text or "null", labels_text, redacted, resumed_from)
-            return "run", (*row, input_text or "null", labels_text, redacted)
-        if kind == "action":
-            (_, run_id, seq, tool, service, agent, started, duration, status, args, requested) = record[:11]
-            result, error, labels, estimated, actual, decisions, approval, effects = record[11:]
-            if (
-                requested is None
-                and error is None
-                and labels is None
-                and approval is None
-                and not decisions
-                and effects is None
-            ):  # the common shape: 12 columns bound, not 19
-                args_text, result_text, redacted = self._pair(args, result)
-                if not redacted:
-                    return "plain_action", (
-                        run_id,
-                        seq,
-                        tool,
-                        service,
-                        agent,
-                        started,
-                        duration,
-                        status,
-                        args_text,
-                        result_text,
-                        estimated,
-                        actual,
-                    )
-                requested_text = error_text = labels_text = approval_text = None
-            else:
-                redacted, args_text, requested_text, result_text, error_text, labels_text, approval_text = (
-                    self._encoded(args, requested, result, error, labels, approval)
-                )
-                args_text = args_text or "null"  # None is "null"; NULL is for what was not there
-                result_text = None if result is NO_RESULT else result_text or "null"
-            return "action", (
-                run_id,
-                seq,
-                tool,
-                service,
-                agent,
-                started,
-                duration,
-                status,
-                args_text,
-                requested_text,
-                result_text,
-                error_text,
-                labels_text,
-                estimated,
-                actual,
-                to_json(thaw(decisions)) if decisions else "[]",
-                approval_text,
-                None if effects is None else to_json(thaw(effects)),
-                redacted,
-            )
-        _, run_id, ended, status, output, error, estimated, actual, cost, decisions, approval, effects = (
-            record
-        )
-        redacted, output_text, error_text, approval_text = self._encoded(output, error, approval)
-        return "end", (
-            ended,
-            status,
-            None if output is NO_RESULT else output_text or "null",
-            error_text,
-            estimated,
-            actual,
-            cost,
-            to_json(thaw(decisions)) if decisions else "[]",
-            approval_text,
-            None if effects is None else to_json(thaw(effects)),
-            redacted,
-            run_id,
-        )
-
-    def _encoded(self, *values: Any) -> tuple[Any, ...]:
-        """Whether the detector redacted any of ``values``, then their JSON text (None for None)."""
-        redacted = False
-        texts: list[str | None] = []
-        for value in values:
-            if value is None or value is NO_RESULT:
-                texts.append(None)
-                continue
-            text, changed = self._json(value)
-            redacted = redacted or changed
-            texts.append(text)
-        return (redacted, *texts)
-
-    def _pair(self, args: Any, result: Any) -> tuple[str, str | None, bool]:
-        """``_json`` of an action's args and result (None for ``NO_RESULT``), and whether either was
-        redacted; one clean test for both when neither needs a scan."""
-        detector = self._detector
-        if detector is None:
-            return to_json(thaw(args)), None if result is NO_RESULT else to_json(thaw(result)), False
-        args_text = plain_json(thaw(args))
-        if args_text is not None:
-            if result is NO_RESULT:
-                if detector.clean_json(args_text):
-                    return args_text, None, False
-            else:
-                result_text = plain_json(thaw(result))
-                # The JSON of [args, result]: what redact leaves alone in it, it leaves alone in each.
-                if result_text is not None and detector.clean_json(f"[{args_text},{result_text}]"):
-                    return args_text, result_text, False
-        args_text, redacted = self._json(args)
-        if result is NO_RESULT:
-            return args_text, None, redacted
-        result_text, result_redacted = self._json(result)
-        return args_text, result_text, redacted or result_redacted
-
-    def _json(self, frozen: Any) -> tuple[str, bool]:
-        """The JSON text of a handed-over value, redacted when the log redacts, and whether it was."""
-        value = thaw(frozen)
-        detector = self._detector
-        if detector is None:
-            return to_json(value), False
-        text = plain_json(value)
-        if text is not None and detector.clean_json(text):  # nothing to redact: no walk, no copy
-            return text, False
-        value, kinds = detector.redact(value)
-        return to_json(value), bool(kinds)
 
     # -- reading
 
@@ -679,3 +533,101 @@ class RunLog:
 
     def __repr__(self) -> str:
         return f"<RunLog {str(self.database)!r}>"
+
+
+_BUSY_WINDOW = 0.5
+"""Seconds over which a writer thread measures how busy it is."""
+
+_BUSY_SHARE = 0.2
+"""The share of its time spent writing that makes an ``"auto"`` log start a writer process."""
+
+
+def _cpus() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+class _Sink:
+    """Where a writer thread's records go: its own ``BatchWriter``, or a writer process once one runs.
+
+    An ``"auto"`` log starts a process once its thread spends more than ``_BUSY_SHARE`` of
+    ``_BUSY_WINDOW`` writing, on a machine with two CPUs or more; the thread keeps writing
+    until the process is ready. A process that fails hands back to the thread, and the
+    records it had not confirmed count as failed.
+    """
+
+    def __init__(self, log: RunLog, batch: BatchWriter) -> None:
+        self._log = log
+        self._batch = batch
+        self._process: WriterProcess | None = None
+        self._tried = log._mode != "auto" or _cpus() < 2
+        self._lost = 0  # what processes that ended lost or left unconfirmed
+        self._window = time.perf_counter()
+        self._busy = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id once it is ready (it writes from then on); else None."""
+        process = self._process
+        return None if process is None or not process.is_ready else process.pid
+
+    @property
+    def failed(self) -> int:
+        process = self._process
+        return self._batch.failed + self._lost + (0 if process is None else process.failed)
+
+    def start_process(self) -> None:
+        self._tried = True
+        log = self._log
+        try:
+            self._process = WriterProcess(log.database.url, log._pii, cwd=log._cwd)
+        except (OSError, WriterProcessError, pickle.PicklingError, AttributeError, TypeError) as exc:
+            logger.warning("the run log %s writes on its own thread, not a process: %s", log.database, exc)
+
+    def write(self, rows: list[tuple[Any, ...]], *, confirm: bool) -> None:
+        """Commit or hand over ``rows``; with ``confirm``, return once all so far are committed."""
+        process = self._process
+        if process is not None:
+            try:
+                if process.ready():
+                    if rows:
+                        process.send(rows)
+                    if confirm:
+                        process.sync()
+                    return
+            except WriterProcessError as exc:
+                self._give_up(process, exc)
+        started = time.perf_counter()
+        if rows:
+            self._batch.commit(rows)
+        now = time.perf_counter()
+        self._busy += now - started
+        if now - self._window >= _BUSY_WINDOW:
+            if not self._tried and self._busy >= _BUSY_SHARE * (now - self._window):
+                self.start_process()
+            self._window, self._busy = now, 0.0
+
+    def close(self) -> None:
+        """Commit what was handed over, end the process, close the database."""
+        process = self._process
+        if process is not None:
+            try:
+                process.stop()
+                self._lost += process.failed
+                self._process = None
+            except WriterProcessError as exc:
+                self._give_up(process, exc)
+        self._batch.close()
+
+    def _give_up(self, process: WriterProcess, error: WriterProcessError) -> None:
+        lost = process.failed + process.unconfirmed
+        self._lost += lost
+        self._process = None
+        process.close()
+        logger.error(
+            "the run log %s writes on its own thread from now on: %s; %d record(s) it had not "
+            "confirmed are counted in RunLog.failed",
+            self._log.database,
+            error,
+            lost,
+        )
