@@ -97,7 +97,8 @@ def test_the_core_imports_without_redis_and_the_store_says_what_to_install() -> 
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "pip install 'proctor[redis]'" in result.stdout
+    assert "proctor's 'redis' extra" in result.stdout
+    assert "pip install -e '.[redis]'" in result.stdout
 
 
 def test_one_agents_keys_share_a_cluster_slot(store: RedisStore) -> None:

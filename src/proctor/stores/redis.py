@@ -97,7 +97,10 @@ def _driver() -> ModuleType:
     try:
         return importlib.import_module("redis")
     except ImportError:
-        raise ConfigurationError("RedisStore needs the redis package: pip install 'proctor[redis]'") from None
+        raise ConfigurationError(
+            "RedisStore needs proctor's 'redis' extra (the redis package is missing); in proctor's clone, "
+            "pip install -e '.[redis]' (proctor is not on PyPI)"
+        ) from None
 
 
 class RedisStore(Store, LedgerSupport, TokenBucketSupport):
