@@ -120,6 +120,7 @@ from _report import (
 from proctor import runlog
 from proctor.errors import RuleViolationError
 from proctor.rules import RuleSet, parse_policies
+from proctor.runs import log as log_module
 from proctor.runs.default import set_run_log
 from proctor.runs.encode import dumps, encode
 from proctor.runs.log import RunLog
@@ -486,6 +487,7 @@ def measure_overhead(
         config.each(min(calls, WARMUP))
         if config.log is not None:
             config.log.flush()
+            settle_writer(config.log.log, config.each, min(calls, WARMUP))
     for round_ in range(repeat):
         for name in OVERHEAD_CONFIGS:
             progress(f"{name}: run {round_ + 1} of {repeat}")
@@ -509,6 +511,29 @@ def measure_overhead(
                     timing.waits = None if after is None or waits is None else timing.waits + after - waits
     set_run_log(None)
     return results
+
+
+WRITER_SETTLE = 15.0  # seconds of calls at most for a log to move to its writer process
+
+
+def settle_writer(log: RunLog, calls: Callable[[int], object], count: int) -> None:
+    """Run ``calls(count)`` until ``log`` writes from its writer process (``writer="auto"`` moves there
+    once its thread is busy), for at most ``WRITER_SETTLE`` seconds: the timed runs see the steady state."""
+    if log_module._cpus() < 2:  # an auto log stays on its thread there
+        return
+    deadline = time.monotonic() + WRITER_SETTLE
+    while log.writer_pid is None and time.monotonic() < deadline:
+        calls(count)
+        log.flush()
+
+
+def writers(logs: Sequence[Log]) -> str:
+    """Where each log's records are written now."""
+    return ", ".join(
+        f"{Path(str(log.log.database)).name}: "
+        + ("a writer process" if log.log.writer_pid is not None else "the writer thread")
+        for log in logs
+    )
 
 
 def _minus(a: float | None, b: float | None) -> float | None:
@@ -566,7 +591,8 @@ def overhead_table(setup: OverheadSetup, results: dict[str, Timing], calls: int,
         "flush(): called after every timed block, and timed: what the writer still had to do then; "
         "batch mean + flush: that time spread over the batch's calls. Queue full: how often a caller "
         f"waited for room, {counted} in all; dropped: {sum(log.log.dropped for log in setup.logs)}; "
-        f"failed: {sum(log.log.failed for log in setup.logs)}. Rules in force: {setup.denied}."
+        f"failed: {sum(log.log.failed for log in setup.logs)}. Rules in force: {setup.denied}. "
+        f"Written (writer='auto', the default) by: {writers(setup.logs)}."
     )
     return table
 
