@@ -96,3 +96,31 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "7"
+
+
+OLD_SCHEMA = """
+CREATE TABLE proctor_ledgers (key TEXT PRIMARY KEY, spent INTEGER NOT NULL, reserved INTEGER NOT NULL,
+    period INTEGER NOT NULL, next_expiry REAL, last_lease INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE proctor_leases (key TEXT NOT NULL, id INTEGER NOT NULL, amount INTEGER NOT NULL,
+    expires REAL NOT NULL, expired INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (key, id)) WITHOUT ROWID;
+INSERT INTO proctor_ledgers VALUES ('k', 40, 7, 3, 100.0, 2);
+INSERT INTO proctor_leases VALUES ('k', 1, 5, 100.0, 1);
+INSERT INTO proctor_leases VALUES ('k', 2, 7, 200.0, 0);
+"""
+
+
+def test_a_file_of_the_earlier_two_table_layout_keeps_its_spend_and_leases(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(OLD_SCHEMA)
+    store = SQLiteStore(path)
+    assert store.get("k", 3, 150.0) == (40, 7)  # lease 1 was given back already; lease 2 still holds 7
+    assert store.settle("k", 2, 6, 3) is True
+    assert store.settle("k", 1, 1, 3) is True  # an expired lease's late settle still counts, once
+    assert store.settle("k", 1, 1, 3) is False
+    assert store.get("k", 3, 150.0) == (47, 0)
+    store.close()
+    with sqlite3.connect(path) as connection:
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "proctor_ledgers" not in tables
+    assert "proctor_leases" not in tables

@@ -1,7 +1,8 @@
 """SQLiteStore: ledgers and token buckets in one SQLite file, shared by the processes of one host.
 
-Every check-and-change is one ``BEGIN IMMEDIATE`` transaction, so it is atomic
-across threads and processes; the file is in WAL mode with
+Every check-and-change is atomic across threads and processes: one statement
+(a common reserve, every settle and release; triggers keep the ledger's sums)
+or one ``BEGIN IMMEDIATE`` transaction; the file is in WAL mode with
 ``synchronous=NORMAL`` (a committed change survives the process, not
 necessarily a power cut). Each process opens its own connection (again after
 a fork). A busy database is waited for, then retried, up to ``busy_timeout``
@@ -32,25 +33,30 @@ _CLOCK_BACK = 1.0  # a bucket updated this far in the future was written before 
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS proctor_ledgers (
-    key TEXT PRIMARY KEY,
-    spent INTEGER NOT NULL,
-    reserved INTEGER NOT NULL,  -- the sum of the live leases' amounts
-    period INTEGER NOT NULL,
-    next_expiry REAL,           -- at most the earliest expiry of a live lease; NULL: none
-    -- The ledger's last lease id: ids only grow and ledger rows are never deleted,
-    -- so a second settle of an old lease cannot hit a new one.
-    last_lease INTEGER NOT NULL
-) WITHOUT ROWID;
--- Keyed by (key, id), with no other index: a reserve or settle writes the ledger's page and one page here.
-CREATE TABLE IF NOT EXISTS proctor_leases (
+-- A ledger and its leases share one table, keyed (key, id): the ledger is row 0 and its leases sit
+-- beside it, on the same page, so a reserve or a settle writes one page. Triggers keep the
+-- ledger's sums, so that the common reserve and every settle are a single statement each.
+CREATE TABLE IF NOT EXISTS proctor_ledger (
     key TEXT NOT NULL,
-    id INTEGER NOT NULL,
-    amount INTEGER NOT NULL,
-    expires REAL NOT NULL,
-    expired INTEGER NOT NULL DEFAULT 0, -- 1: given back, kept so that a late settle still counts
+    id INTEGER NOT NULL,      -- 0: the ledger; else one of its leases
+    amount INTEGER NOT NULL,  -- the ledger: the sum of its live leases; a lease: what it holds
+    spent INTEGER,     -- the ledger: committed spend in its period
+    period INTEGER,    -- the ledger: the period that spend is of
+    expires REAL,      -- a lease: its expiry; the ledger: at most its earliest live lease's (NULL: none)
+    expired INTEGER NOT NULL DEFAULT 0, -- a lease: 1 once given back, kept so that a late settle counts
+    done INTEGER,      -- the ledger: the lease its last settle or release ended (a trigger deletes it)
     PRIMARY KEY (key, id)
 ) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS proctor_lease_taken
+AFTER INSERT ON proctor_ledger WHEN new.id <> 0 AND new.expired = 0 BEGIN
+    UPDATE proctor_ledger
+    SET amount = amount + new.amount, expires = MIN(COALESCE(expires, new.expires), new.expires)
+    WHERE key = new.key AND id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS proctor_lease_done
+AFTER UPDATE OF done ON proctor_ledger WHEN new.done IS NOT NULL BEGIN
+    DELETE FROM proctor_ledger WHERE key = new.key AND id = new.done;
+END;
 CREATE TABLE IF NOT EXISTS proctor_buckets (
     key TEXT PRIMARY KEY,
     level REAL NOT NULL,
@@ -59,39 +65,61 @@ CREATE TABLE IF NOT EXISTS proctor_buckets (
 """
 
 # The SQL texts stay constant, so sqlite3's statement cache prepares each once per connection.
-# No UPDATE or DELETE ... RETURNING: in SQLite it costs about a whole extra transaction; a SELECT
-# of the same row inside the same BEGIN IMMEDIATE is as atomic and much cheaper.
-_SELECT_LEDGER = "SELECT spent, reserved, period, next_expiry, last_lease FROM proctor_ledgers WHERE key = ?"
+# No ... RETURNING: in SQLite it costs about a whole extra transaction.
+
+# The common reserve, one statement: the ledger exists, is in this period, no lease of it may have
+# expired, and the amount fits. It changes nothing otherwise, and the full path (a transaction) runs.
+_RESERVE = (
+    "INSERT INTO proctor_ledger (key, id, amount, expires) SELECT ?1, ?2, ?3, ?4 FROM proctor_ledger "
+    "WHERE key = ?1 AND id = 0 AND period = ?5 AND (expires IS NULL OR expires > ?6) "
+    "AND spent + amount + ?3 <= ?7"
+)
+_SELECT_LEDGER = "SELECT spent, amount, period, expires FROM proctor_ledger WHERE key = ? AND id = 0"
 _INSERT_LEDGER = (
-    "INSERT INTO proctor_ledgers (spent, reserved, period, next_expiry, last_lease, key) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO proctor_ledger (key, id, amount, spent, period, expires) VALUES (?, 0, 0, ?, ?, NULL)"
 )
 _UPDATE_LEDGER = (
-    "UPDATE proctor_ledgers SET spent = ?, reserved = ?, period = ?, next_expiry = ?, last_lease = ? "
-    "WHERE key = ?"
+    "UPDATE proctor_ledger SET spent = ?, amount = ?, period = ?, expires = ? WHERE key = ? AND id = 0"
 )
+_INSERT_LEASE = "INSERT INTO proctor_ledger (key, id, amount, expires) VALUES (?, ?, ?, ?)"
 # One statement, so one snapshot; leases past their expiry count as given back. While the
-# earliest expiry is still ahead, the ledger's reserved column is that sum already.
+# earliest expiry is still ahead, the ledger's amount is that sum already.
 _SELECT_LEDGER_NOW = (
-    "SELECT spent, period, CASE WHEN next_expiry IS NULL OR next_expiry > ? THEN reserved ELSE "
-    "(SELECT COALESCE(SUM(amount), 0) FROM proctor_leases "
-    "WHERE key = ? AND expired = 0 AND expires > ?) END FROM proctor_ledgers WHERE key = ?"
+    "SELECT spent, period, CASE WHEN expires IS NULL OR expires > ?1 THEN amount ELSE "
+    "(SELECT COALESCE(SUM(amount), 0) FROM proctor_ledger "
+    "WHERE key = ?2 AND id <> 0 AND expired = 0 AND expires > ?1) END "
+    "FROM proctor_ledger WHERE key = ?2 AND id = 0"
 )
-_INSERT_LEASE = "INSERT INTO proctor_leases (key, id, amount, expires) VALUES (?, ?, ?, ?)"
-_SELECT_LEASE = "SELECT amount, expired FROM proctor_leases WHERE key = ? AND id = ?"
-_DELETE_LEASE = "DELETE FROM proctor_leases WHERE key = ? AND id = ?"
-# One statement reads the lease and moves it from reserved to spent (an expired lease was given
-# back already, so only its actual spend counts); it changes no row when the lease is gone.
-_SETTLE_LEDGER = (
-    "UPDATE proctor_ledgers SET reserved = reserved - COALESCE((SELECT amount FROM proctor_leases "
-    "WHERE key = ?1 AND id = ?2 AND expired = 0), 0), "
-    "spent = CASE WHEN period < ?3 THEN 0 ELSE spent END + ?4, period = MAX(period, ?3) "
-    "WHERE key = ?1 AND EXISTS (SELECT 1 FROM proctor_leases WHERE key = ?1 AND id = ?2)"
+# Settle and release, one statement each: the ledger row reads the lease, takes it off its sum
+# (an expired lease was given back already) and names it in ``done``, which a trigger deletes.
+# Neither changes a row when the lease is gone (settled, released, or forgotten).
+_SETTLE = (
+    "UPDATE proctor_ledger SET amount = amount - (SELECT CASE WHEN l.expired THEN 0 ELSE l.amount END "
+    "FROM proctor_ledger l WHERE l.key = ?1 AND l.id = ?2), "
+    "spent = CASE WHEN period < ?3 THEN 0 ELSE spent END + ?4, period = MAX(period, ?3), done = ?2 "
+    "WHERE key = ?1 AND id = 0 AND EXISTS (SELECT 1 FROM proctor_ledger l WHERE l.key = ?1 AND l.id = ?2)"
+)
+_RELEASE = (
+    "UPDATE proctor_ledger SET amount = amount - (SELECT CASE WHEN l.expired THEN 0 ELSE l.amount END "
+    "FROM proctor_ledger l WHERE l.key = ?1 AND l.id = ?2), done = ?2 "
+    "WHERE key = ?1 AND id = 0 AND EXISTS (SELECT 1 FROM proctor_ledger l WHERE l.key = ?1 AND l.id = ?2)"
 )
 _UPSERT_BUCKET = (
     "INSERT INTO proctor_buckets (key, level, updated) VALUES (?, ?, ?) "
     "ON CONFLICT (key) DO UPDATE SET level = excluded.level, updated = excluded.updated"
 )
+# Files written by proctor before the ledgers and their leases shared one table: moved over once.
+_OLD_TABLES = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'proctor_ledgers'"
+_MOVE_OLD_TABLES = """
+INSERT INTO proctor_ledger (key, id, amount, spent, period, expires)
+    SELECT key, 0, 0, spent, period, NULL FROM proctor_ledgers WHERE true
+    ON CONFLICT (key, id) DO NOTHING;
+INSERT INTO proctor_ledger (key, id, amount, expires, expired)
+    SELECT key, id, amount, expires, expired FROM proctor_leases WHERE true
+    ON CONFLICT (key, id) DO NOTHING;
+DROP TABLE proctor_leases;
+DROP TABLE proctor_ledgers;
+"""
 
 _open_stores: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
 
@@ -165,14 +193,17 @@ class SQLiteStore(Store, LedgerSupport, TokenBucketSupport):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            if conn.execute(_OLD_TABLES).fetchone()[0]:
+                _move_old_tables(conn)
         except BaseException:
             conn.close()
             raise
         self._conn, self._pid = conn, os.getpid()
         return conn
 
-    def _run(self, body: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
-        """``body`` in one transaction (``BEGIN IMMEDIATE`` if it writes), retried while the file is busy."""
+    def _run(self, body: Callable[[sqlite3.Connection], T], *, transaction: bool = True) -> T:
+        """``body`` in one ``BEGIN IMMEDIATE`` transaction, or with none (one statement is then its own
+        transaction, or reads), retried while the file is busy."""
         deadline = time.monotonic() + self.busy_timeout  # the connection's own busy wait counts too
         pause = 0.001
         with self._lock:
@@ -180,7 +211,7 @@ class SQLiteStore(Store, LedgerSupport, TokenBucketSupport):
                 conn: sqlite3.Connection | None = None
                 try:
                     conn = self._connection()
-                    if not write:
+                    if not transaction:
                         return body(conn)
                     conn.execute("BEGIN IMMEDIATE")
                     try:
@@ -207,6 +238,22 @@ class SQLiteStore(Store, LedgerSupport, TokenBucketSupport):
     def reserve(
         self, key: str, amount: int, limit: int | None, window: int, now: float, lease: float
     ) -> tuple[int | None, int, int]:
+        """``LedgerSupport.reserve``; a reservation that fits under ``limit`` reports (0, 0) for the
+        amounts before it: the common case is one statement that does not read them."""
+        if limit is not None:
+            expires = now + lease
+
+            def fast(conn: sqlite3.Connection) -> int | None:
+                lease_id = _lease_id()
+                try:
+                    cursor = conn.execute(_RESERVE, (key, lease_id, amount, expires, window, now, limit))
+                except sqlite3.IntegrityError:  # the id is taken: the full path draws another
+                    return None
+                return lease_id if cursor.rowcount else None
+
+            lease_id = self._run(fast, transaction=False)
+            if lease_id is not None:
+                return lease_id, 0, 0
         return self._run(lambda conn: _reserve(conn, key, amount, limit, window, now, lease))
 
     def reserve_if(
@@ -230,51 +277,42 @@ class SQLiteStore(Store, LedgerSupport, TokenBucketSupport):
         return self._run(body)
 
     def settle(self, key: str, lease_id: int, actual: int, window: int) -> bool:
-        def body(conn: sqlite3.Connection) -> bool:
-            if not conn.execute(_SETTLE_LEDGER, (key, lease_id, window, actual)).rowcount:
-                return False  # settled or released already
-            conn.execute(_DELETE_LEASE, (key, lease_id))
-            return True
-
-        return self._run(body)
+        return self._run(
+            lambda conn: conn.execute(_SETTLE, (key, lease_id, window, actual)).rowcount > 0,
+            transaction=False,
+        )
 
     def release(self, key: str, lease_id: int) -> None:
-        def body(conn: sqlite3.Connection) -> None:
-            row = conn.execute(_SELECT_LEASE, (key, lease_id)).fetchone()
-            if row is None:
-                return
-            conn.execute(_DELETE_LEASE, (key, lease_id))
-            if not row[1]:
-                conn.execute(
-                    "UPDATE proctor_ledgers SET reserved = reserved - ? WHERE key = ?", (row[0], key)
-                )
-
-        self._run(body)
+        self._run(lambda conn: conn.execute(_RELEASE, (key, lease_id)), transaction=False)
 
     def spend(self, key: str, amount: int, window: int) -> None:
         self._run(
             lambda conn: conn.execute(
-                "INSERT INTO proctor_ledgers (key, spent, reserved, period, next_expiry, last_lease) "
-                "VALUES (?, ?, 0, ?, NULL, 0) ON CONFLICT (key) DO UPDATE SET "
+                "INSERT INTO proctor_ledger (key, id, amount, spent, period) VALUES (?, 0, 0, ?, ?) "
+                "ON CONFLICT (key, id) DO UPDATE SET "
                 "spent = CASE WHEN period < excluded.period THEN 0 ELSE spent END + excluded.spent, "
                 "period = MAX(period, excluded.period)",
                 (key, amount, window),
-            )
+            ),
+            transaction=False,
         )
 
     def get(self, key: str, window: int, now: float) -> tuple[int, int]:
-        return self._run(lambda conn: _ledger_now(conn, key, window, now), write=False)
+        return self._run(lambda conn: _ledger_now(conn, key, window, now), transaction=False)
 
     def clear(self, key: str) -> None:
-        self._run(lambda conn: conn.execute("UPDATE proctor_ledgers SET spent = 0 WHERE key = ?", (key,)))
+        self._run(
+            lambda conn: conn.execute("UPDATE proctor_ledger SET spent = 0 WHERE key = ? AND id = 0", (key,)),
+            transaction=False,
+        )
 
     def keys(self, prefix: str) -> Iterator[str]:
         rows = self._run(
             lambda conn: conn.execute(
-                "SELECT key FROM proctor_ledgers WHERE substr(key, 1, ?) = ? ORDER BY key",
+                "SELECT key FROM proctor_ledger WHERE id = 0 AND substr(key, 1, ?) = ? ORDER BY key",
                 (len(prefix), prefix),
             ).fetchall(),
-            write=False,
+            transaction=False,
         )
         return iter([key for (key,) in rows])
 
@@ -299,39 +337,59 @@ class SQLiteStore(Store, LedgerSupport, TokenBucketSupport):
         )
 
     def peek(self, key: str, capacity: float, rate: float, now: float) -> float:
-        return self._run(lambda conn: _level(conn, key, capacity, rate, now)[0], write=False)
+        return self._run(lambda conn: _level(conn, key, capacity, rate, now)[0], transaction=False)
+
+
+def _move_old_tables(conn: sqlite3.Connection) -> None:
+    """Move the ledgers and leases of the tables of earlier versions into ``proctor_ledger``, once."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute(_OLD_TABLES).fetchone()[0]:  # another process may have moved them meanwhile
+            for statement in filter(str.strip, _MOVE_OLD_TABLES.split(";")):
+                conn.execute(statement)
+        conn.execute("COMMIT")
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
+def _lease_id() -> int:
+    """A new lease id: random, so that processes need no shared counter (a taken one is drawn again)."""
+    return random.getrandbits(63) or 1  # 0 is the ledger's own row
 
 
 def _reserve(
     conn: sqlite3.Connection, key: str, amount: int, limit: int | None, window: int, now: float, lease: float
 ) -> tuple[int | None, int, int]:
-    """``LedgerSupport.reserve`` inside a transaction already begun."""
+    """``LedgerSupport.reserve`` inside a transaction already begun: a new ledger, a new period and
+    expired leases are taken care of here."""
     row = conn.execute(_SELECT_LEDGER, (key,)).fetchone()
     if row is None:
-        spent, reserved, period, next_expiry, last_lease = 0, 0, window, None, 0
+        conn.execute(_INSERT_LEDGER, (key, 0, window))
+        spent, reserved = 0, 0
     else:
-        spent, reserved, period, next_expiry, last_lease = row
+        spent, reserved, period, expires = row
         if period < window:
             spent, period = 0, window
         # Leases are reaped only once the earliest one may have expired, not on every call.
-        if next_expiry is not None and next_expiry <= now:
-            reserved, next_expiry = _reap(conn, key, reserved, now)
+        if expires is not None and expires <= now:
+            reserved, expires = _reap(conn, key, reserved, now)
+        if (spent, reserved, period, expires) != tuple(row):
+            conn.execute(_UPDATE_LEDGER, (spent, reserved, period, expires, key))
     if limit is not None and spent + reserved + amount > limit:
-        if row is not None and (spent, reserved, period, next_expiry) != tuple(row[:4]):
-            conn.execute(_UPDATE_LEDGER, (spent, reserved, period, next_expiry, last_lease, key))
         return None, spent, reserved
-    expires = now + lease
-    lease_id = last_lease + 1
-    conn.execute(_INSERT_LEASE, (key, lease_id, amount, expires))
-    next_expiry = expires if next_expiry is None else min(next_expiry, expires)
-    values = (spent, reserved + amount, period, next_expiry, lease_id, key)
-    conn.execute(_INSERT_LEDGER if row is None else _UPDATE_LEDGER, values)
-    return lease_id, spent, reserved
+    while True:
+        lease_id = _lease_id()
+        try:  # a trigger adds the lease to the ledger's sum and expiry
+            conn.execute(_INSERT_LEASE, (key, lease_id, amount, now + lease))
+        except sqlite3.IntegrityError:
+            continue
+        return lease_id, spent, reserved
 
 
 def _ledger_now(conn: sqlite3.Connection, key: str, window: int, now: float) -> tuple[int, int]:
     """The spent amount of ``key`` in ``window`` and what its leases live at ``now`` hold."""
-    row = conn.execute(_SELECT_LEDGER_NOW, (now, key, now, key)).fetchone()
+    row = conn.execute(_SELECT_LEDGER_NOW, (now, key)).fetchone()
     if row is None:
         return 0, 0
     spent, period, reserved = row
@@ -341,17 +399,20 @@ def _ledger_now(conn: sqlite3.Connection, key: str, window: int, now: float) -> 
 def _reap(conn: sqlite3.Connection, key: str, reserved: int, now: float) -> tuple[int, float | None]:
     """Give back the leases of ``key`` expired by ``now``; the reserved amount and next expiry after."""
     (given_back,) = conn.execute(
-        "SELECT COALESCE(SUM(amount), 0) FROM proctor_leases WHERE key = ? AND expired = 0 AND expires <= ?",
+        "SELECT COALESCE(SUM(amount), 0) FROM proctor_ledger "
+        "WHERE key = ? AND id <> 0 AND expired = 0 AND expires <= ?",
         (key, now),
     ).fetchone()
     conn.execute(
-        "UPDATE proctor_leases SET expired = 1 WHERE key = ? AND expired = 0 AND expires <= ?", (key, now)
+        "UPDATE proctor_ledger SET expired = 1 WHERE key = ? AND id <> 0 AND expired = 0 AND expires <= ?",
+        (key, now),
     )
     conn.execute(
-        "DELETE FROM proctor_leases WHERE key = ? AND expired = 1 AND expires < ?", (key, now - EXPIRED_KEPT)
+        "DELETE FROM proctor_ledger WHERE key = ? AND id <> 0 AND expired = 1 AND expires < ?",
+        (key, now - EXPIRED_KEPT),
     )
     (next_expiry,) = conn.execute(
-        "SELECT MIN(expires) FROM proctor_leases WHERE key = ? AND expired = 0", (key,)
+        "SELECT MIN(expires) FROM proctor_ledger WHERE key = ? AND id <> 0 AND expired = 0", (key,)
     ).fetchone()
     return reserved - given_back, next_expiry
 
