@@ -86,6 +86,27 @@ def test_a_writer_process_writes_what_the_thread_would(tmp_path: Path) -> None:
     assert gone(pid)  # close() ends it
 
 
+@pytest.mark.parametrize("pii", [True, False])
+def test_a_process_stores_the_same_rows_as_the_thread(tmp_path: Path, pii: bool) -> None:
+    """With ``pii=False`` the thread encodes and the process only writes; with it, the process does all."""
+    stored = []
+    for writer in ("thread", "process"):
+        with RunLog(tmp_path / f"{writer}.db", writer=writer, pii=pii) as log:  # type: ignore[arg-type]
+            if writer == "process":
+                wait_for_writer_process(log)
+            log.run_started("r", service="s", agent="a", tool="t", function="f", started=1.0, input=[1])
+            for seq in range(1, 101):
+                act(log, "r", seq, {"n": seq, "mail": "x@example.com" if seq % 10 == 0 else None})
+            log.action("r", 101, "t", "s", "a", 2.0, None, "denied", {}, error=ValueError("no"), labels=["x"])
+            log.run_finished("r", status="failed", ended=3.0, error=RuntimeError("boom"), cost=0.25)
+            assert log.flush(30)
+            stored.append((log.run("r"), log.actions("r")))
+    assert stored[0] == stored[1]
+    assert stored[0][0] is not None
+    assert stored[0][0].redacted is False  # the input held nothing to redact
+    assert any(action.redacted for action in stored[0][1]) is pii
+
+
 def test_a_thread_log_never_starts_a_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(log_module, "_BUSY_SHARE", 0.0)
     monkeypatch.setattr(log_module, "_BUSY_WINDOW", 0.0)

@@ -41,6 +41,10 @@ class BatchWriter:
 
     def commit(self, records: Sequence[tuple[Any, ...]]) -> None:
         """Write ``records`` (no markers) in one transaction, retried; one by one if it keeps failing."""
+        self.write(self.rows(records))
+
+    def rows(self, records: Sequence[tuple[Any, ...]]) -> list[tuple[RowKind, list[tuple[Any, ...]]]]:
+        """The rows of ``records``, redacted and encoded, by kind in the order they must be written."""
         groups: dict[RowKind, list[tuple[Any, ...]]] = {}  # kind: rows, in queue order
         for record in records:
             try:
@@ -53,7 +57,10 @@ class BatchWriter:
             if rows is None:
                 rows = groups[kind] = []
             rows.append(values)
-        ordered = [(kind, groups[kind]) for kind in sorted(groups, key=_ORDER.__getitem__)]
+        return [(kind, groups[kind]) for kind in sorted(groups, key=_ORDER.__getitem__)]
+
+    def write(self, ordered: list[tuple[RowKind, list[tuple[Any, ...]]]]) -> None:
+        """Write the rows ``rows()`` made in one transaction, retried; one by one if it keeps failing."""
         for attempt in range(3):
             if not ordered or self._write(ordered):
                 return

@@ -590,7 +590,9 @@ class _Sink:
         if process is not None:
             try:
                 if process.ready():
-                    if rows:
+                    if rows and self._log._detector is None:  # cheap to encode here: SQL alone there
+                        process.send_rows(self._batch.rows(rows))
+                    elif rows:
                         process.send(rows)
                     if confirm:
                         process.sync()

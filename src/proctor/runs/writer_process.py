@@ -5,7 +5,9 @@ redaction and SQL binding slow the calls that record. When that thread is busy
 (``RunLog(writer="auto")``, the default, on a machine with two or more CPUs) or
 when told so (``writer="process"``), the log starts this process and hands it
 each batch through a pipe: the thread only pickles, the process does the rest
-with a ``BatchWriter`` of its own.
+with a ``BatchWriter`` of its own. A log that does not redact encodes on its
+thread (JSON in C, cheap) and hands over rows ready to write, so that the
+process's core does nothing but SQLite.
 
 The process ends when its pipe closes, after committing what it read: a log's
 process killed with SIGKILL loses only the records not yet written into the
@@ -15,7 +17,8 @@ own flush), and runs in a session of its own.
 
 Frames, both ways, are a 4-byte big-endian length and a pickle. To the process:
 ``("open", url, detector)`` first (``detector``: True for the default one, False
-for none), then ``("records", [record, ...])``, ``("sync",)`` and ``("stop",)``.
+for none), then ``("records", [record, ...])`` (or ``("rows", rows)`` encoded already),
+``("sync",)`` and ``("stop",)``.
 From it: ``("ready",)`` or ``("error", text)`` after ``open``, ``("synced",
 failed)`` after each ``sync`` once everything before it is committed, and
 ``("stopped", failed)`` last (``failed``: the records it lost so far).
@@ -37,7 +40,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from proctor.db import database_from_url
+from proctor.db import RowKind, database_from_url
 from proctor.pii.detector import PIIDetector
 
 try:
@@ -120,9 +123,14 @@ class WriterProcess:
             select.select([self._from], [], [])
 
     def send(self, records: Sequence[tuple[Any, ...]]) -> None:
-        """Hand ``records`` over; blocks while the pipe is full."""
+        """Hand ``records`` over, to be redacted, encoded and written; blocks while the pipe is full."""
         self._send(_frame(("records", records)))
         self.unconfirmed += len(records)
+
+    def send_rows(self, ordered: list[tuple[RowKind, list[tuple[Any, ...]]]]) -> None:
+        """Hand over rows ready to write (``BatchWriter.rows``); blocks while the pipe is full."""
+        self._send(_frame(("rows", ordered)))
+        self.unconfirmed += sum(len(rows) for _, rows in ordered)
 
     def sync(self) -> None:
         """Wait until everything sent is committed (or counted in ``failed``)."""
@@ -272,6 +280,8 @@ def _serve(reply: Callable[..., None]) -> int:
             kind = message[0]
             if kind == "records":
                 batch.commit(message[1])
+            elif kind == "rows":
+                batch.write(message[1])
             elif kind == "sync":
                 reply("synced", batch.failed)
             elif kind == "stop":
