@@ -4,10 +4,11 @@ Run it with ``.venv/bin/python bench/redis_store.py`` (``--quick``: fewer sample
 ``make bench`` runs it too). It starts its own redis-server (Debian's
 ``redis-server``; ``make redis-server`` installs it) on a free loopback port with
 no persistence, and measures every figure against that one server in the same
-run, interleaved in rounds so that drift hits both sides. Latencies are per
+run, one of each operation in turn, so that drift hits them all alike. Latencies are per
 call, in microseconds; ratios are of p50s. ``reserve_if`` is measured twice: the
-store's way (a read script, then a reserve script that checks the version) and
-the alternative it did not take (WATCH, read, MULTI/EXEC). The 8-process run
+store's way (one script that reserves if the ledger still holds the amounts
+``admit`` decided on; one more when another host changed them) and the
+alternative it did not take (WATCH, read, MULTI/EXEC). The 8-process run
 shares one budget, each call admitted, then settled at its estimate, and times
 each call in its worker. The exit status is 0 whatever the figures: this is a
 report, not a test.
@@ -42,17 +43,6 @@ from proctor.stores import RedisStore
 COST = 0.01
 HUGE = 10**15  # a limit the single-process samples never reach: they measure the check, not a refusal
 SHARE = 5 / 8  # the budget fits this share of all the calls asked for: 5,000 of 8 x 1,000
-
-
-def timed(count: int, call: Callable[[int], object]) -> list[int]:
-    """``count`` samples of ``call(i)``, in ns each."""
-    clock = time.perf_counter_ns
-    samples = [0] * count
-    for i in range(count):
-        start = clock()
-        call(i)
-        samples[i] = clock() - start
-    return samples
 
 
 def watch_multi_reserve_if(client: redis.Redis, store: RedisStore, key: str, amount: int) -> list[int] | None:
@@ -151,35 +141,41 @@ def main() -> None:
         plain = redis.Redis(host="127.0.0.1", port=server.port)
         plain.set("plain", "1")
         store = RedisStore(server.url, prefix="bench", timeout=5.0)
+        other = RedisStore(server.url, prefix="bench", timeout=5.0)  # another host on the same ledgers
         daily = DailySpend(store)
         samples: dict[str, list[int]] = {}
+        lease = [0]
 
-        def add(name: str, values: list[int]) -> None:
-            samples.setdefault(name, []).extend(values)
+        def reserve() -> None:
+            lease[0] = store.reserve("budget:a", 5, HUGE, 0, 0.0, 300.0)[0] or 0
 
-        leases: list[int] = []
+        operations: dict[str, Callable[[], object]] = {
+            "GET": lambda: plain.get("plain"),
+            "reserve": reserve,
+            "settle": lambda: store.settle("budget:a", lease[0], 3, 0),
+            "take": lambda: store.take("rate:a", 1.0, 1e12, 1e9, 0.0),
+            "reserve_if": lambda: store.reserve_if([("cost:a", 0)], 5, 0.0, 300.0, lambda spent, held: True),
+            "reserve_if_other": lambda: store.reserve_if(
+                [("cost:c", 0)], 5, 0.0, 300.0, lambda spent, held: True
+            ),
+            "watch": lambda: watch_multi_reserve_if(plain, store, "cost:b", 5),
+            "decide": lambda: daily.decide("svc", None, 0.01, lambda spent: True),
+        }
+        untimed: dict[str, Callable[[], object]] = {"reserve_if_other": lambda: other.spend("cost:c", 1, 0)}
+        clock = time.perf_counter_ns
         for round_ in range(rounds + 1):  # round 0 warms up and is dropped
-            batch: dict[str, list[int]] = {}
-            batch["GET"] = timed(per_round, lambda i: plain.get("plain"))
-            leases.clear()
-            batch["reserve"] = timed(
-                per_round,
-                lambda i: leases.append(store.reserve("budget:a", 5, 10**15, 0, 0.0, 300.0)[0] or 0),
-            )
-            batch["settle"] = timed(per_round, lambda i: store.settle("budget:a", leases[i], 3, 0))
-            batch["take"] = timed(per_round, lambda i: store.take("rate:a", 1.0, 1e12, 1e9, 0.0))
-            batch["reserve_if"] = timed(
-                per_round,
-                lambda i: store.reserve_if([("cost:a", 0)], 5, 0.0, 300.0, lambda spent, held: True),
-            )
-            batch["watch"] = timed(per_round, lambda i: watch_multi_reserve_if(plain, store, "cost:b", 5))
-            batch["decide"] = timed(
-                per_round, lambda i: daily.decide("svc", None, 0.01, lambda spent: True) or 0
-            )
-            if round_:
-                for name, values in batch.items():
-                    add(name, values)
+            for _ in range(per_round):
+                for name, operation in operations.items():  # one of each in turn: drift hits them all
+                    before = untimed.get(name)
+                    if before is not None:
+                        before()
+                    start = clock()
+                    operation()
+                    elapsed = clock() - start
+                    if round_:
+                        samples.setdefault(name, []).append(elapsed)
         store.close()
+        other.close()
         plain.close()
         with tempfile.TemporaryDirectory() as folder:
             exact, found, wall, call_ns = processes(server.url, Path(folder), 8, calls)
@@ -203,7 +199,8 @@ def report(
         "reserve": "RedisStore.reserve (one script)",
         "settle": "RedisStore.settle (one script)",
         "take": "RedisStore.take (one script)",
-        "reserve_if": "RedisStore.reserve_if (read script + versioned reserve script)",
+        "reserve_if": "RedisStore.reserve_if (one compare-and-set script)",
+        "reserve_if_other": "RedisStore.reserve_if, another host wrote the ledger since (2 scripts)",
         "watch": "reserve_if by WATCH, HMGET, MULTI/EVALSHA/EXEC (not used)",
         "decide": "cost_today hold: DailySpend.decide (reserve_if)",
     }
@@ -231,7 +228,7 @@ def report(
                 None if measured is None else measured <= most,
             )
         )
-    for name in ("reserve_if", "watch"):
+    for name in ("reserve_if", "reserve_if_other", "watch"):
         rows.append(
             Target(
                 f"{labels[name]} p50 / GET p50",

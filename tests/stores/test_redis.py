@@ -240,6 +240,33 @@ def test_threads_deciding_cost_today_never_pass_the_cap_together(store: RedisSto
     assert daily.spent("svc") == pytest.approx(len(holds) * estimate)  # the local zone's ledger too
 
 
+def test_reserve_if_asks_admit_again_when_another_host_changed_the_ledger(url: str) -> None:
+    """admit decides first on the amounts this store last saw; a stale guess is never acted on."""
+    here, there = store_from_url(url), store_from_url(url)  # two hosts: two clients, two hints
+    assert isinstance(here, RedisStore)
+    assert isinstance(there, RedisStore)
+    seen: list[tuple[int, int]] = []
+
+    def under_50(spent: int, held: int) -> bool:
+        seen.append((spent, held))
+        return spent + held + 5 <= 50
+
+    try:
+        first = here.reserve_if([("k", 0)], 5, 0.0, 60.0, under_50)
+        assert first is not None
+        there.spend("k", 100, 0)
+        assert here.reserve_if([("k", 0)], 5, 0.0, 60.0, under_50) is None
+        assert seen[-1] == (100, 5)  # the last word was on the amounts as they are
+        there.clear("k")
+        seen.clear()
+        assert here.reserve_if([("k", 0)], 5, 0.0, 60.0, under_50) is not None  # refusal was stale
+        assert seen == [(100, 5), (0, 5)]
+        assert here.get("k", 0, 0.0) == (0, 10)
+    finally:
+        here.close()
+        there.close()
+
+
 def test_processes_on_one_budget_are_exact(redis_server_url: str, tmp_path: Path) -> None:
     processes, calls = 4, 60
     prefix = redis_server.unique_prefix()

@@ -1,6 +1,6 @@
 -- Prepended to every script of RedisStore (src/proctor/stores/redis.py).
--- A ledger is four keys in one hash-tag slot: L, a hash (spent, period, reserved, last lease id,
--- version); E, the live leases (id scored by expiry); A, each lease's amount; X, the leases given
+-- A ledger is four keys in one hash-tag slot: L, a hash (spent, period, reserved, last lease id);
+-- E, the live leases (id scored by expiry); A, each lease's amount; X, the leases given
 -- back at expiry (id scored by expiry), kept EXPIRED_KEPT seconds so that a late settle counts once.
 -- Amounts are integers, changed with HINCRBY; times are seconds as doubles.
 
@@ -40,7 +40,6 @@ local function reap(k, now)
   end
   redis.call('ZREMRANGEBYSCORE', E, '-inf', fmt(now))
   redis.call('HINCRBY', L, 'reserved', int(-back))
-  redis.call('HINCRBY', L, 'ver', 1)
   local horizon = '(' .. fmt(now - EXPIRED_KEPT)
   local old = redis.call('ZRANGEBYSCORE', X, '-inf', horizon)
   for i = 1, #old do
@@ -72,7 +71,6 @@ local function lease(k, amount, window, period, expires)
   redis.call('HSET', A, id, int(amount))
   redis.call('ZADD', E, fmt(expires), id)
   redis.call('HINCRBY', L, 'reserved', int(amount))
-  redis.call('HINCRBY', L, 'ver', 1)
   return id
 end
 
@@ -84,7 +82,6 @@ local function add_spent(L, actual, window)
   else
     redis.call('HINCRBY', L, 'spent', int(actual))
   end
-  redis.call('HINCRBY', L, 'ver', 1)
 end
 
 -- Removes lease id from the ledger at KEYS[1..4]: its amount, or false when it was settled or released.
@@ -97,8 +94,7 @@ local function unlease(id)
   redis.call('HDEL', A, id)
   if redis.call('ZREM', E, id) == 1 then
     redis.call('HINCRBY', L, 'reserved', int(-tonumber(amount)))
-    redis.call('HINCRBY', L, 'ver', 1)
-  else
+    else
     redis.call('ZREM', X, id)
   end
   return amount
