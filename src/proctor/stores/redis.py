@@ -35,7 +35,8 @@ so a caller that dies there blocks no one. The alternative, ``WATCH``, read,
 the caller, and cannot reap expired leases in its read (its own write would
 abort the ``EXEC``). Measured on loopback (bench/redis_store.py, as ratios of a
 plain ``GET``): 1.6x this way, 3.0x when another host wrote in between, 3.4x by
-``WATCH``; ``reserve`` is 1.5x.
+``WATCH``; ``reserve`` is 1.5x. The worst case, 8 threads doing nothing but
+decide and settle on one ledger, took 6 scripts per decision.
 
 Failures. Every call has a socket timeout (``timeout``, 50 ms by default); a
 timeout, a refused connection or any other Redis error is raised as
