@@ -560,7 +560,7 @@ class _Sink:
         self._log = log
         self._batch = batch
         self._process: WriterProcess | None = None
-        self._tried = log._mode != "auto" or _cpus() < 2
+        self._tried = log._mode != "auto" or _cpus() < 2 or os.name != "posix"
         self._lost = 0  # what processes that ended lost or left unconfirmed
         self._window = time.perf_counter()
         self._busy = 0.0
@@ -579,6 +579,9 @@ class _Sink:
     def start_process(self) -> None:
         self._tried = True
         log = self._log
+        if os.name != "posix":
+            logger.warning("the run log %s writes on its thread: no writer process off POSIX", log.database)
+            return
         try:
             self._process = WriterProcess(log.database.url, log._pii, cwd=log._cwd)
         except (OSError, WriterProcessError, pickle.PicklingError, AttributeError, TypeError) as exc:

@@ -194,6 +194,8 @@ class WriterProcess:
         for fd in (self._to, self._from):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        # Not this process's child: Popen must neither wait for it nor warn that it still runs.
+        self._process.returncode = 0
 
 
 def _after_fork_in_child() -> None:
