@@ -70,7 +70,7 @@ __all__ = ["RedisStore"]
 DEFAULT_TIMEOUT = 0.05
 """Seconds a store call waits for Redis before it raises ``StoreError``."""
 
-_CONFLICTS = 1000  # reserve_if reads again at most this many times while other callers change the ledger
+_CONFLICTS = 1000  # reserve_if asks admit again at most this often while other callers change the ledger
 _OPTIONS = ("timeout", "prefix", "clock")
 _SEPARATOR = re.compile(r"[:/]")
 
@@ -141,7 +141,9 @@ class RedisStore(Store, LedgerSupport, TokenBucketSupport):
         retry, backoff = importlib.import_module("redis.retry"), importlib.import_module("redis.backoff")
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
-            raise ConfigurationError(f"a Redis store URL starts with redis:// or rediss://, got {url!r}")
+            raise ConfigurationError(
+                f"a Redis store URL starts with redis:// or rediss://, not {parts.scheme}://"
+            )
         self.timeout = float(timeout)
         self.prefix = prefix
         self.clock = clock
@@ -185,10 +187,10 @@ class RedisStore(Store, LedgerSupport, TokenBucketSupport):
         try:
             timeout = float(ours.get("timeout", DEFAULT_TIMEOUT))
         except ValueError:
-            raise ConfigurationError(f"timeout in {url!r} must be a number of seconds") from None
+            raise ConfigurationError("timeout= in a Redis store URL must be a number of seconds") from None
         clock = ours.get("clock", "server")
         if clock not in ("server", "caller"):
-            raise ConfigurationError(f"clock in {url!r} must be server or caller")
+            raise ConfigurationError("clock= in a Redis store URL must be server or caller")
         rest = urlunsplit(parts._replace(query=urlencode(theirs)))
         return RedisStore(
             rest,
