@@ -387,6 +387,10 @@ class RunLog:
                         self._wake.get_nowait()
                     self._idle = False
                     continue
+                if sink.pid is not None and len(pending) < self._batch:
+                    # Handing a pipe a few records at a time costs the callers a thread switch each:
+                    # let a batch gather (a flush waits this much longer).
+                    time.sleep(_LINGER)
                 records = []
                 for _ in range(min(len(pending), self._batch)):
                     records.append(pending.popleft())
@@ -537,6 +541,9 @@ class RunLog:
 
 _BUSY_WINDOW = 0.5
 """Seconds over which a writer thread measures how busy it is."""
+
+_LINGER = 0.005
+"""Seconds a writer thread that hands batches to a process lets records gather before each batch."""
 
 _BUSY_SHARE = 0.2
 """The share of its time spent writing that makes an ``"auto"`` log start a writer process."""
