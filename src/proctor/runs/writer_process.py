@@ -98,7 +98,11 @@ class WriterProcess:
         self._ready = False
         self._gone = False
         _running.add(self)
-        self._send(opening)
+        try:
+            self._send(opening)
+        except WriterProcessError:
+            self.close()
+            raise
 
     @property
     def is_ready(self) -> bool:
