@@ -6,7 +6,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from proctor.approvals.approvers import Approvers, approvers_path
 from proctor.approvals.base import ApprovalDecision, ApprovalRequest
@@ -92,6 +92,10 @@ class DurableChannel(PollingChannel):
     def cancel(self, ticket: str) -> None:
         with contextlib.suppress(ApprovalError):  # decided just before: nothing is left to withdraw
             self.store().cancel(ticket)
+
+    def wakeups(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+        """The database's own announcements, where it makes them (PostgreSQL's LISTEN/NOTIFY)."""
+        return self.store().database.on_approval_change(wake)
 
     def store(self) -> ApprovalStore:
         """The store requests go to now: the one given, else the run log's database."""

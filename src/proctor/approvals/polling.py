@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import os
 import threading
 import time
 import weakref
 from abc import abstractmethod
-from collections.abc import Collection, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,23 +53,38 @@ class PollingChannel(ApprovalChannel):
     def cancel(self, ticket: Any) -> None:
         """The caller stopped waiting (interrupted or cancelled): close the request so nobody decides it."""
 
+    def wakeups(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+        """Have ``wake`` called, from any thread, when answers may have come: waiters then poll at once.
+
+        Returns what stops that. None (the default): the channel cannot tell, waiters poll every
+        ``poll_interval`` only. Polling stays the backstop either way.
+        """
+        return None
+
     # -- waiting, sync
 
     def request(self, request: ApprovalRequest) -> ApprovalDecision | None:
         end = time.monotonic() + request.timeout
         ticket = self.submit(request)
+        woken = threading.Event()
+        stop = None
         try:
+            stop = self.wakeups(woken.set)
             while True:
+                woken.clear()  # before the poll: a wake-up during it ends the next pause at once
                 finished = self.poll((ticket,))
                 if ticket in finished:
                     return finished[ticket]
                 remaining = end - time.monotonic()
                 if remaining <= 0:
                     return self.expire(ticket)
-                time.sleep(min(self.poll_interval, remaining))
+                woken.wait(min(self.poll_interval, remaining))
         except BaseException:
             self.cancel(ticket)
             raise
+        finally:
+            if stop is not None:
+                stop()
 
     # -- waiting, async
 
@@ -141,8 +157,29 @@ class _Watcher:
 
     async def _run(self) -> None:
         channel = self._channel
+        woken = asyncio.Event()
+        loop = self._loop
+
+        def wake() -> None:  # from another thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(woken.set)
+
+        try:
+            stop = await channel._call(loop, channel.wakeups, wake)
+        except Exception:  # no wake-ups: the polls below still answer, or report the channel's failure
+            stop = None
+        try:
+            await self._watch(woken)
+        finally:
+            if stop is not None:
+                stop()
+
+    async def _watch(self, woken: asyncio.Event) -> None:
+        channel = self._channel
         while self._waiting:
-            await asyncio.sleep(channel.poll_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), channel.poll_interval)
+            woken.clear()  # before the poll: a wake-up during it ends the next pause at once
             tickets = list(self._waiting)
             if not tickets:
                 return

@@ -11,7 +11,7 @@ the driver's exception, so no driver's own exception escapes proctor.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -260,6 +260,13 @@ class Database(ABC):
     @abstractmethod
     def decisions(self, id: str) -> list[DecisionRecord]:
         """The decisions on request ``id``, oldest first."""
+
+    def on_approval_change(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+        """Have ``wake`` called, from another thread, whenever a request may have left ``pending``.
+
+        Returns what stops that; None (the default) when the database cannot tell, and waiters poll.
+        """
+        return None
 
     # -- the console's summaries
 
