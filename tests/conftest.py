@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests import redis_server
+from tests import postgres_server, redis_server
 
 _folder = tempfile.mkdtemp(prefix="proctor-tests-")
 atexit.register(shutil.rmtree, _folder, ignore_errors=True)  # after the run log's own atexit flush
@@ -18,13 +18,20 @@ os.environ["PROCTOR_DB"] = os.path.join(_folder, "runs.db")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _redis_server_stopped() -> Iterator[None]:
-    """The session's redis-server (tests/redis_server.py), if a test started it, stops with the session."""
+def _servers_stopped() -> Iterator[None]:
+    """The session's redis-server and postgres (tests/*_server.py), if a test started them, stop with it."""
     yield
     redis_server.stop_shared()
+    postgres_server.stop_shared()
 
 
 @pytest.fixture(scope="session")
 def redis_server_url() -> str:
     """The URL of the session's redis-server, started now if no test started it yet."""
     return redis_server.shared().url
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The URL of a new database, with proctor's schema, on the session's PostgreSQL server."""
+    return postgres_server.shared().new_database()

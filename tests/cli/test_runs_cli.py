@@ -282,8 +282,9 @@ def test_the_run_log_may_be_given_by_url(tmp_path: Path, db: Path) -> None:
     assert f"no run log at {tmp_path}/none.db (given by --db): the file does not exist." in missing.output
     unknown = invoke("runs", "list", "--db", "mysql://db.example.com/proctor")
     assert unknown.exit_code == 2
-    assert "no database backend serves 'mysql://db.example.com/proctor'; known schemes: sqlite://" in (
-        unknown.output
+    assert (
+        "no database backend serves 'mysql://db.example.com/proctor'; known schemes: postgres://, "
+        "postgresql://, sqlite://" in unknown.output
     )
 
 

@@ -52,11 +52,12 @@ def test_without_a_location_proctor_db_decides(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_an_unknown_scheme_names_the_known_ones() -> None:
-    assert known_schemes() == ["sqlite"]
+    assert known_schemes() == ["postgres", "postgresql", "sqlite"]
     with pytest.raises(ConfigurationError) as info:
         database_from_url("mysql://db.example.com/proctor")
     assert str(info.value) == (
-        "no database backend serves 'mysql://db.example.com/proctor'; known schemes: sqlite:// "
+        "no database backend serves 'mysql://db.example.com/proctor'; known schemes: postgres://, "
+        "postgresql://, sqlite:// "
         "(or give a plain path for a SQLite file)"
     )
 

@@ -1,4 +1,5 @@
-"""proctor's database, chosen by URL: ``database_from_url("sqlite:///.proctor/runs.db")``.
+"""proctor's database, chosen by URL: ``database_from_url("sqlite:///.proctor/runs.db")``,
+``database_from_url("postgresql://user:password@host/dbname")``.
 
 The run log, the approval store and the console reach it only through ``Database``.
 Every backend module is imported here, so ``known_schemes()`` is complete; a
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 
 from proctor.db.base import ApprovalChanges, Database, RowKind, RunWriter, known_schemes, scheme_class
+from proctor.db.postgres import PostgresDatabase
 from proctor.db.sqlite import SQLiteDatabase
 from proctor.errors import ConfigurationError
 
@@ -17,6 +19,7 @@ __all__ = [
     "DEFAULT_PATH",
     "ApprovalChanges",
     "Database",
+    "PostgresDatabase",
     "RowKind",
     "RunWriter",
     "SQLiteDatabase",
