@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench clean chromium redis-server
+.PHONY: demo test lint typecheck bench clean chromium redis-server postgresql
 
 # Needs Python >= 3.11 with venv; on Debian/Ubuntu, python3-venv is installed when missing (as root).
 $(BIN)/python:
@@ -24,7 +24,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-cli
 	$(BIN)/proctor demo
 
-test: $(VENV)/.installed-dev lint typecheck chromium redis-server
+test: $(VENV)/.installed-dev lint typecheck chromium redis-server postgresql
 	$(BIN)/python -m pytest
 
 # The web console's browser test drives Debian's Chromium; it is installed when missing (apt, as root),
@@ -38,6 +38,14 @@ chromium:
 redis-server:
 	@command -v redis-server >/dev/null || ./scripts/apt-install redis-server || \
 		echo "warning: no redis-server: the Redis store's tests will be skipped"
+
+# The PostgreSQL database's tests start their own server (Debian's initdb and postgres, found under
+# /usr/lib/postgresql/*/bin; installed when missing, apt, as root), and are skipped, saying why, where
+# that cannot be done.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		./scripts/apt-install postgresql || \
+		echo "warning: no PostgreSQL server: the PostgreSQL database's tests will be skipped"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
