@@ -47,6 +47,7 @@ from proctor.runs.accounts import Account, day_of
 from proctor.runs.log import RunLog, RunRecord
 from proctor.runs.result import ActionDecision, ReplayResult, effective_action
 from proctor.runs.whatif_limits import LimitBook
+from proctor.runtime.playback import FactClock
 
 __all__ = ["what_if"]
 
@@ -287,6 +288,27 @@ class _DailySpend(dict[tuple[str, str], Account]):
         return account
 
 
+class _RecordedClock:
+    """What-if's ``FactClock``: the recorded moment the action being decided began, and what the
+    recorded traffic spent by then (the what-if ledgers, in the rules' time zone)."""
+
+    __slots__ = ("at", "daily")
+
+    def __init__(self) -> None:
+        self.at = 0.0
+        self.daily: _DailySpend | None = None
+
+    def now(self, tz: tzinfo | None) -> datetime:
+        return datetime.fromtimestamp(self.at, tz)
+
+    def cost_today(self, service: str, agent: str, zone: str | None) -> float:
+        daily = self.daily
+        return 0.0 if daily is None else daily[service, agent].spent_at(self.at)
+
+
+_: FactClock = _RecordedClock()  # what-if builds its time facts and cost_today as live calls and replays do
+
+
 class _Evaluator:
     """The rules, the facts object they read (reused for every action), and what is cached per tool."""
 
@@ -298,6 +320,7 @@ class _Evaluator:
         uses = rules.uses
         self.uses_input = "input" in uses
         self.track_run = "cost_run" in uses
+        self.clock = _RecordedClock()
         self.columns: tuple[str, ...] = _COLUMNS
         self.labels_at = self.status_at = 0  # where the labels, status and result are in an action's row
         if "labels" in uses:
@@ -329,7 +352,7 @@ class _Evaluator:
         # The clock holds each walk until it is over: a finished one and its actions are let go.
         clock = [(walk.run.started, index, walk) for index, walk in enumerate(walks)]
         rules = self.rules
-        daily = self.daily = _DailySpend(self.zone) if "cost_today" in rules.uses else None
+        daily = self.daily = self.clock.daily = _DailySpend(self.zone) if "cost_today" in rules.uses else None
         book = self.book = LimitBook(rules) if rules.budgets or rules.rate_limits else None
         _charge_others(log, [walk for _, _, walk in clock], daily, book, self.recorded_of)
         finished: dict[int, ReplayResult] = {}
@@ -364,10 +387,12 @@ class _Evaluator:
         facts.tool_calls_in_run = facts.same_call_in_run = 0
         if needs.labels:
             facts.labels = self.labels[run.labels]
+        clock = self.clock
+        clock.at = run.started
         if needs.time:
-            facts.now = datetime.fromtimestamp(run.started, self.zone)
+            facts.now = clock.now(self.zone)
         if needs.cost_today and self.daily is not None:
-            facts.cost_today = self.daily[run.service, run.agent].spent_at(run.started)
+            facts.cost_today = clock.cost_today(run.service, run.agent, None)
         verdict = self.rules.evaluate(facts)
         walk.top = verdict
         if verdict.action is _DENY or verdict.action is _TERMINATE:
@@ -459,6 +484,7 @@ class _Evaluator:
         track_run = self.track_run
         args = self.args
         status_at = self.status_at
+        clock = self.clock
         account: Account | None = None
         service = agent = None  # of ``account``
         while True:
@@ -492,14 +518,15 @@ class _Evaluator:
                         facts.same_call_in_run = seen
                 if needs.labels:
                     facts.labels = self.labels[action[self.labels_at]]
+                clock.at = started
                 if needs.time:
-                    facts.now = datetime.fromtimestamp(started, self.zone)
+                    facts.now = clock.now(self.zone)
                 if needs.cost_run:
                     facts.cost_run = walk.spent_by(started) if walk.ended else walk.spent
                     if walk.holding:
                         facts.cost_run = from_units(to_units(facts.cost_run) + walk.held_by(started))
                 if needs.cost_today and account is not None:
-                    facts.cost_today = account.spent_at(started)
+                    facts.cost_today = clock.cost_today(action[_SERVICE], action[_AGENT], None)
                 verdict = evaluate(facts)
             before = verdict.action
             text = action[_DECISIONS]
