@@ -45,9 +45,11 @@ def bin_folder() -> Path | None:
 
 
 class PostgresServer:
-    """A postgres process tuned for tests (no fsync), listening on 127.0.0.1:``port`` only."""
+    """A postgres process listening on 127.0.0.1:``port`` only: tuned for tests (no fsync), or with
+    PostgreSQL's ``durable`` defaults (fsync, synchronous commit) for benchmarks."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable
         folder = bin_folder()
         if folder is None:
             pytest.skip(
@@ -118,13 +120,12 @@ class PostgresServer:
             "port": str(self.port),
             "listen_addresses": "127.0.0.1",
             "unix_socket_directories": str(self.folder),
-            "fsync": "off",
-            "synchronous_commit": "off",
-            "full_page_writes": "off",
             "max_connections": "200",
-            "shared_buffers": "32MB",
+            "shared_buffers": "32MB" if not self.durable else "128MB",
             "log_min_messages": "warning",
         }
+        if not self.durable:
+            options.update(fsync="off", synchronous_commit="off", full_page_writes="off")
         with (self.folder / "postgres.log").open("ab") as log_file:
             self.process = subprocess.Popen(
                 [str(self.bin / "postgres"), "-D", str(self.folder / "data")]
