@@ -66,6 +66,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/approvals.py
 	$(BIN)/python bench/stores.py
 	$(BIN)/python bench/redis_store.py
+	$(BIN)/python bench/postgres_runlog.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
