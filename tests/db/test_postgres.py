@@ -4,6 +4,7 @@ LISTEN/NOTIFY wake-ups across processes, several writers at once, and what-if eq
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import textwrap
@@ -429,3 +430,47 @@ def test_what_if_over_postgresql_reports_what_it_reports_over_sqlite(
 
 def test_a_plain_path_is_still_sqlite() -> None:
     assert isinstance(database_from_url("runs.db"), SQLiteDatabase)
+
+
+# -- the command line and the console, unchanged
+
+
+def test_the_command_line_and_the_console_work_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    from click.testing import CliRunner
+    from starlette.testclient import TestClient
+
+    from proctor.approvals.approvers import Approvers
+    from proctor.cli.main import cli
+    from proctor.web.app import create_app
+
+    with RunLog(postgres_url, pii=False, writer="thread") as log:
+        record_traffic(log)
+    with ApprovalStore(postgres_url) as store:
+        record = store.create(REQUEST)
+    policy_file = tmp_path / "stricter.yaml"
+    policy_file.write_text(json.dumps(STRICTER))
+    env = {"PROCTOR_DB": postgres_url, "COLUMNS": "200"}
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["runs", "list", "--service", "shop"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.count("job") == 4
+    replayed = runner.invoke(cli, ["replay", "--policies", str(policy_file)], env=env)
+    assert replayed.exit_code == 0, replayed.output
+    pending = runner.invoke(cli, ["approvals", "list"], env=env)
+    assert pending.exit_code == 0, pending.output
+    assert record.id[:8] in pending.output
+    approved = runner.invoke(cli, ["approvals", "approve", record.id[:8], "--as", "alice"], env=env)
+    assert approved.exit_code == 0, approved.output
+    assert PASSWORD not in listed.output + replayed.output + pending.output + approved.output
+
+    approvers = Approvers(path=tmp_path / "approvers.yaml")
+    token = approvers.add("alice", ["finance"])
+    app = create_app(db=postgres_url, approvers=approvers.path, secret="s")
+    with TestClient(app, follow_redirects=False) as client:
+        page = client.get("/login")
+        form = {"token": token, "csrf_token": page.text.split('name="csrf_token" value="')[1].split('"')[0]}
+        assert client.post("/login", data={**form, "next": "/"}).status_code == 303
+        for path in ("/approvals", "/runs", f"/approvals/{record.id}"):
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.text[:300])
+        assert "shop" in client.get("/runs").text

@@ -7,12 +7,12 @@ from urllib.parse import urlsplit
 
 from proctor.db.base import Database
 from proctor.db.postgres.approvals import PostgresApprovals
-from proctor.db.postgres.connection import SharedConnection, driver_missing, shown
+from proctor.db.postgres.connection import SharedConnection, connect, driver_missing, shown
 from proctor.db.postgres.console import PostgresConsole
 from proctor.db.postgres.listener import ApprovalListener
 from proctor.db.postgres.runs import PostgresRuns
 from proctor.db.postgres.schema import migrate, schema_version
-from proctor.errors import ConfigurationError, StoreError
+from proctor.errors import ConfigurationError
 
 __all__ = ["PostgresDatabase"]
 
@@ -52,11 +52,13 @@ class PostgresDatabase(PostgresRuns, PostgresApprovals, PostgresConsole, Databas
         return PostgresDatabase(url)
 
     def missing(self) -> str | None:
-        try:
-            with self._shared.use("connect to") as connection:
+        import psycopg
+
+        try:  # a connection of its own: a caller that only asks this need not close the database
+            with connect(self.url) as connection:
                 version = schema_version(connection)
-        except StoreError as exc:
-            return str(exc)
+        except psycopg.Error as exc:
+            return f"cannot connect to {self}: {exc}"
         return "it has no proctor tables" if version is None else None
 
     def prepare(self) -> None:
