@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from enum import StrEnum
 
-__all__ = ["SUCCEEDED", "Outcome", "Status"]
+__all__ = ["SUCCEEDED", "Outcome", "Status", "status_of"]
 
 
 class Status(StrEnum):
@@ -43,3 +44,12 @@ class Outcome:
 
 SUCCEEDED = Outcome(Status.SUCCESS)
 """The outcome of work that ended without an exception and reported no cost."""
+
+
+def status_of(exc: BaseException | None) -> Status:
+    """How work that ended with ``exc`` (None: no exception) ended."""
+    if exc is None:
+        return Status.SUCCESS
+    if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit)):
+        return Status.CANCELLED
+    return Status.ERROR

@@ -57,7 +57,7 @@ from proctor.outcome import Outcome, Status
 from proctor.policy.base import Policy
 from proctor.policy.enforcer import PolicyEnforcer
 from proctor.resource import SharedResource
-from proctor.scheduling import async_scheduler
+from proctor.scheduling import _asyncio as async_scheduler
 from proctor.scheduling.async_scheduler import AsyncLOCOScheduler
 from proctor.task import Task
 

@@ -27,7 +27,7 @@ from proctor import (
     Task,
 )
 from proctor.agent import COMPLETED_KEPT
-from proctor.scheduling import async_scheduler
+from proctor.scheduling import _asyncio as async_scheduler
 
 
 def run(coro_fn: Callable[[], Awaitable[None]]) -> None:

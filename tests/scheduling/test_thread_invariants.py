@@ -63,7 +63,7 @@ from proctor.outcome import Outcome, Status
 from proctor.policy.base import Policy
 from proctor.policy.enforcer import PolicyEnforcer
 from proctor.resource import SharedResource
-from proctor.scheduling import thread_scheduler
+from proctor.scheduling import _threads as thread_scheduler
 from proctor.scheduling.thread_scheduler import LOCOScheduler
 from proctor.task import Task
 
@@ -459,8 +459,8 @@ class CrossingWakeup:
 
 
 @contextmanager
-def crossing_timeouts(meanwhile: Any) -> Iterator[None]:
-    """Every waiter created in this block times out while ``meanwhile`` runs."""
+def crossing_timeouts(scheduler: LOCOScheduler, meanwhile: Any) -> Iterator[None]:
+    """Every waiter ``scheduler`` creates in this block times out while ``meanwhile`` runs."""
     original = thread_scheduler._ThreadWaiter
 
     class Waiter(original):  # type: ignore[misc, valid-type]
@@ -468,7 +468,7 @@ def crossing_timeouts(meanwhile: Any) -> Iterator[None]:
             super().__init__(*args)
             self.wakeup = CrossingWakeup(self.wakeup, meanwhile)
 
-    with mock.patch.object(thread_scheduler, "_ThreadWaiter", Waiter):
+    with mock.patch.object(scheduler, "_make_waiter", Waiter):
         yield
 
 
@@ -480,7 +480,7 @@ def test_timeout_that_crosses_a_grant_keeps_the_slot() -> None:
     seen: list[tuple[int, int]] = []
     # The holder leaves just as b's wait times out: b has the slot and must use it, not drop it.
     with (
-        crossing_timeouts(lambda: holder.__exit__(None, None, None)),
+        crossing_timeouts(scheduler, lambda: holder.__exit__(None, None, None)),
         scheduler.acquire("b", timeout=1.0) as grant,
     ):
         seen.append((resource.holder_count, resource.waiter_count))
@@ -497,7 +497,7 @@ def test_timeout_that_crosses_a_shutdown_leaves_nothing_behind() -> None:
     holder.__enter__()
     reports: list[dict[str, int]] = []
     with (
-        crossing_timeouts(lambda: reports.append(scheduler.shutdown(timeout=0))),
+        crossing_timeouts(scheduler, lambda: reports.append(scheduler.shutdown(timeout=0))),
         pytest.raises((TimeoutError, ShutdownError)),
         scheduler.acquire("b", timeout=1.0),
     ):
@@ -511,7 +511,7 @@ def test_timeout_that_crosses_a_shutdown_leaves_nothing_behind() -> None:
 def test_timeout_that_crosses_nothing_leaves_the_queue() -> None:
     resource = SharedResource("llm_api", capacity=1)
     scheduler = LOCOScheduler(None, resource)
-    with scheduler.acquire("a"), crossing_timeouts(lambda: None):
+    with scheduler.acquire("a"), crossing_timeouts(scheduler, lambda: None):
         with pytest.raises(TimeoutError), scheduler.acquire("b", timeout=1.0):
             pass
         assert (resource.holder_count, resource.waiter_count) == (1, 0)

@@ -29,8 +29,7 @@ from proctor.pii.detector import PIIDetector
 from proctor.policy.enforcer import PolicyEnforcer
 from proctor.resource import SharedResource
 from proctor.rules.source import PolicySource, PolicySpec
-from proctor.scheduling.async_scheduler import AsyncLOCOScheduler
-from proctor.scheduling.thread_scheduler import LOCOScheduler
+from proctor.scheduling import AsyncLOCOScheduler, LOCOScheduler
 
 __all__ = ["runlog", "set_approval_channel"]
 

@@ -22,11 +22,11 @@ from proctor.errors import PolicyViolationError
 from proctor.guard._call import LIVE, PROCEED, Call, Refusal, status_of
 from proctor.guard._flow import Guard, replaying_only
 from proctor.outcome import Outcome, Status
+from proctor.outcome import status_of as outcome_status_of
 from proctor.policy.enforcer import PolicyEnforcer
 from proctor.runs.log import NO_RESULT
 from proctor.runtime.context import active
-from proctor.scheduling.async_scheduler import AsyncLOCOScheduler
-from proctor.scheduling.base import status_of as outcome_status_of
+from proctor.scheduling import AsyncLOCOScheduler
 
 __all__ = ["decide", "off_loop", "wrap_async"]
 

@@ -38,8 +38,7 @@ from proctor.runtime.run import Run, RunTerminated, WatchedRun
 from proctor.task import Task
 
 if TYPE_CHECKING:
-    from proctor.scheduling.async_scheduler import AsyncLOCOScheduler
-    from proctor.scheduling.thread_scheduler import LOCOScheduler
+    from proctor.scheduling import AsyncLOCOScheduler, LOCOScheduler
 
 __all__ = ["Guard", "replaying_only", "spends_live"]
 

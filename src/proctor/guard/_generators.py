@@ -13,10 +13,9 @@ from proctor.errors import PolicyViolationError
 from proctor.guard import _async, _sync
 from proctor.guard._call import PROCEED, Call
 from proctor.guard._flow import Guard, replaying_only
-from proctor.outcome import Outcome, Status
+from proctor.outcome import Outcome, Status, status_of
 from proctor.policy.enforcer import Admission, PolicyEnforcer
 from proctor.runtime.context import active
-from proctor.scheduling.base import status_of
 
 __all__ = ["wrap_async_generator", "wrap_generator"]
 

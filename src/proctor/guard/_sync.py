@@ -11,10 +11,10 @@ from proctor.errors import PolicyViolationError
 from proctor.guard._call import LIVE, PROCEED, Call, Refusal, status_of
 from proctor.guard._flow import Guard, replaying_only
 from proctor.outcome import Outcome, Status
+from proctor.outcome import status_of as outcome_status_of
 from proctor.runs.log import NO_RESULT
 from proctor.runtime.context import active
-from proctor.scheduling.base import status_of as outcome_status_of
-from proctor.scheduling.thread_scheduler import LOCOScheduler
+from proctor.scheduling import LOCOScheduler
 
 __all__ = ["decide", "wrap_sync"]
 

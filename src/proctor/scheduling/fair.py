@@ -64,6 +64,9 @@ E = TypeVar("E", bound=Entry)
 # The lane is never compared: seq values are unique.
 _Item = tuple[float, int, int, "_Lane[E]"]
 
+_heappush = heapq.heappush
+_heappop = heapq.heappop
+
 _SCALE = 1 << 52  # weights are counted in 2**-52ths; a float >= 1 is a whole number of them
 _UNIT = 2.0**-52
 _COMMON_UNITS = {0.0: 0, 1.0: _SCALE}  # a caller serving the queue, a default Task: no _units() per push
@@ -201,13 +204,31 @@ class FairQueue(Generic[E]):
         if not self._size:
             raise IndexError("pop from an empty FairQueue")
         groups = self._groups
-        # One group (every waiting agent has the same depth): its longest wait wins.
-        lane = self._top(next(iter(groups.values()))) if len(groups) == 1 else self._best(now)
+        if len(groups) == 1:
+            # One group (every waiting agent has the same depth): its longest wait wins. What _top()
+            # does, inline: once per grant.
+            heap = next(iter(groups.values()))
+            while True:
+                _, _, version, lane = heap[0]
+                if lane.version == version:
+                    break
+                _heappop(heap)
+                self._stale -= 1
+        else:
+            lane = self._best(now)
         entry = lane.entries.popleft()
         entry.queued = False
         self._size -= 1
         self._refile(lane, lane.units - entry.units)
         return entry
+
+    def unpop(self, entry: E) -> None:
+        """Put back the request ``pop`` just returned, at the head of its agent's requests."""
+        lane = self._lanes[entry.agent_id]
+        entry.queued = True
+        lane.entries.appendleft(entry)
+        self._size += 1
+        self._refile(lane, lane.units + entry.units)
 
     def forget(self, agent_id: str) -> None:
         """Drop the bookkeeping of an agent that has no waiting callers, its backlog with it."""
@@ -252,7 +273,7 @@ class FairQueue(Generic[E]):
             _, _, version, lane = heap[0]
             if lane.version == version:
                 return lane
-            heapq.heappop(heap)
+            _heappop(heap)
             self._stale -= 1
 
     def _refile(self, lane: _Lane[E], units: int) -> None:
@@ -272,7 +293,11 @@ class FairQueue(Generic[E]):
             lane.depth = _depth(units) if units else 0.0
             lane.group = None
             return
-        depth = lane.group = lane.depth = _depth(units)
+        try:  # what _depth() does, inline: once per change of a waiting lane
+            depth = units * _UNIT
+        except OverflowError:
+            depth = math.inf
+        lane.group = lane.depth = depth
         head = lane.entries[0]
         oldest = head.arrived  # where Dmax_i starts: the head caller, or the oldest queued task
         if lane.since < oldest:
@@ -283,7 +308,7 @@ class FairQueue(Generic[E]):
             self._members[depth] = 1
         else:
             self._members[depth] += 1
-        heapq.heappush(heap, (oldest, head.seq, lane.version, lane))
+        _heappush(heap, (oldest, head.seq, lane.version, lane))
         if self._stale > 64 and self._stale > 2 * self._size:
             self._compact()
 

@@ -22,12 +22,21 @@ class Grant:
             it instead of the estimate.
         admission: the policies that admitted the task, with their
             decisions; None when the scheduler has no policies.
+        fencing_token: the number of the slot's lease in the resource's
+            store, larger than that of every earlier grant of the resource's
+            name; a resource can refuse work that shows an older one.
     """
 
-    __slots__ = ("_cost", "_scheduler", "admission", "agent", "task", "waited")
+    __slots__ = ("_cost", "_scheduler", "admission", "agent", "fencing_token", "task", "waited")
 
     def __init__(
-        self, agent: Agent, task: Task, waited: float, admission: Admission | None, scheduler: object
+        self,
+        agent: Agent,
+        task: Task,
+        waited: float,
+        admission: Admission | None,
+        scheduler: object,
+        fencing_token: int,
     ) -> None:
         self.agent = agent
         self.task = task
@@ -35,6 +44,7 @@ class Grant:
         self._cost: float | None = None
         self.admission = admission
         self._scheduler: object | None = scheduler  # None once the slot is released
+        self.fencing_token = fencing_token
 
     @property
     def released(self) -> bool:

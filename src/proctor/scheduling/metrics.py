@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from proctor.task import Task
 
 if TYPE_CHECKING:
-    from proctor.scheduling.base import SchedulerBase
+    from proctor.scheduling._core import SchedulerCore
 
 __all__ = ["SchedulerMetrics"]
 
@@ -27,7 +27,7 @@ class SchedulerMetrics:
     latest 10,000 sessions and 1,000 token counts per agent are kept.
     """
 
-    def __init__(self, scheduler: SchedulerBase, ema_alpha: float = 0.3) -> None:
+    def __init__(self, scheduler: SchedulerCore[Any], ema_alpha: float = 0.3) -> None:
         self._scheduler = scheduler
         self._cost: dict[str, float] = {}  # the scheduler adds to it when a grant ends
         self._session_cost: dict[str, dict[str, float]] = {}

@@ -3,10 +3,11 @@
 Policies hold the algorithms and reach state only through a store; a store
 knows nothing about budgets or rates. A store is a small ``Store`` base (its
 URL scheme, driver-error translation, ``close``) plus the capabilities it
-serves, as mixins: ``LedgerSupport`` (spend ledgers with leased reservations)
-and ``TokenBucketSupport`` (rate buckets); ``SlotLeaseSupport`` (scheduler
-slots held by other processes) comes next. A policy requires the capability
-it needs and refuses a store without it, never checking the backend's type.
+serves, as mixins: ``LedgerSupport`` (spend ledgers with leased reservations),
+``TokenBucketSupport`` (rate buckets) and ``SlotLeaseSupport`` (the slots of a
+named resource, held as leases with fencing tokens). A policy or a scheduler
+requires the capability it needs and refuses a store without it, never
+checking the backend's type.
 
 Each operation that checks and changes state is atomic, so a policy on a
 shared store keeps its guarantees across threads, processes and hosts.
@@ -17,13 +18,21 @@ uses billionths of a currency unit), so that sums are exact.
 from __future__ import annotations
 
 import functools
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from proctor.errors import ConfigurationError, StoreError
 
-__all__ = ["LedgerSupport", "Store", "TokenBucketSupport", "known_schemes", "missing_capability"]
+__all__ = [
+    "LedgerSupport",
+    "SlotLeaseSupport",
+    "Store",
+    "TokenBucketSupport",
+    "known_schemes",
+    "missing_capability",
+]
 
 _SCHEMES: dict[str, type[Store]] = {}
 
@@ -43,6 +52,11 @@ _OPERATIONS = (
     "take",
     "refund",
     "peek",
+    "acquire_slot",
+    "hand_over_slot",
+    "renew_slot",
+    "release_slot",
+    "slots_held",
     "close",
 )
 
@@ -184,6 +198,60 @@ class TokenBucketSupport(ABC):
     @abstractmethod
     def peek(self, key: str, capacity: float, rate: float, now: float) -> float:
         """The level of bucket ``key`` at ``now``, without taking anything."""
+
+
+class SlotLeaseSupport(ABC):
+    """The slots of named resources: at most ``capacity`` live leases per name, across the store's users.
+
+    A slot is held as a lease: a holder (who, for people), an expiry (renewed
+    while the work runs) and a fencing token, an integer larger than that of
+    any earlier lease of the same name, which a resource can use to refuse a
+    holder whose lease has ended. A lease whose holder died is given back once
+    it expires, at the name's next operation. Giving a lease back twice
+    changes nothing. A scheduler chooses who gets a slot among its own
+    waiters; the store only counts the slots, so every operation is one
+    atomic step.
+    """
+
+    slot_lease: float = math.inf
+    """Seconds a scheduler leases a slot for, renewing it while the work runs; infinity: until released.
+
+    Infinite leases suit a store that lives and dies with its holders' process.
+    """
+
+    @abstractmethod
+    def acquire_slot(self, resource: str, capacity: int, holder: str, now: float, lease: float) -> int | None:
+        """Atomically take a slot of ``resource`` if fewer than ``capacity`` leases live at ``now``.
+
+        :param resource: the resource's name; every user of the name shares its slots.
+        :param capacity: how many leases of the name may live at once.
+        :param holder: who takes the slot, for people reading the store.
+        :param now: the caller's clock; leases that expired by then are given back first.
+        :param lease: seconds until the lease expires unless renewed (may be infinite).
+        :returns: the lease's fencing token, or None when every slot is held.
+        """
+
+    @abstractmethod
+    def hand_over_slot(self, resource: str, token: int, holder: str, now: float, lease: float) -> int | None:
+        """Atomically end lease ``token`` and give its slot to ``holder`` as a new lease with a larger token.
+
+        The slot passes straight on: no other user can take it in between.
+        :returns: the new lease's fencing token, or None, changing nothing,
+            when lease ``token`` is no longer live (released, or expired and
+            given back); the caller then asks with ``acquire_slot``.
+        """
+
+    @abstractmethod
+    def renew_slot(self, resource: str, token: int, now: float, lease: float) -> bool:
+        """Extend live lease ``token`` to expire ``lease`` seconds after ``now``; False if it is not live."""
+
+    @abstractmethod
+    def release_slot(self, resource: str, token: int) -> bool:
+        """Give back the slot of lease ``token``; idempotent: False, changing nothing, if it is not live."""
+
+    @abstractmethod
+    def slots_held(self, resource: str, now: float) -> int:
+        """How many leases of ``resource`` live at ``now``."""
 
 
 def scheme_class(scheme: str) -> type[Store] | None:

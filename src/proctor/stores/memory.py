@@ -7,10 +7,12 @@ import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-from proctor.stores.base import EXPIRED_KEPT, LedgerSupport, Store, TokenBucketSupport
+from proctor.errors import ConfigurationError
+from proctor.stores.base import EXPIRED_KEPT, LedgerSupport, SlotLeaseSupport, Store, TokenBucketSupport
 
 __all__ = ["MemoryStore"]
 
+_INFINITY = math.inf
 _EPSILON = 1e-9  # token levels are floats; a refill of exactly one token may land just under 1.0
 
 
@@ -26,8 +28,28 @@ class _Ledger:
         self.next_expiry = math.inf
 
 
-class MemoryStore(Store, LedgerSupport, TokenBucketSupport):
-    """The embedded default: dictionaries behind one lock; lost when the process ends."""
+class _Slots:
+    """One resource name's slots: a free list, the live leases and the expiries of the finite ones."""
+
+    __slots__ = ("capacity", "expires", "free", "held", "next_expiry")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        # One item per free slot: list.pop() and list.append() are atomic, so taking and giving back
+        # a slot needs no lock.
+        self.free: list[None] = [None] * capacity
+        self.held: dict[int, str] = {}  # token -> holder: the live leases
+        self.expires: dict[int, float] = {}  # token -> expiry, for finite leases; changed under the lock
+        self.next_expiry = math.inf
+
+
+class MemoryStore(Store, LedgerSupport, TokenBucketSupport, SlotLeaseSupport):
+    """The embedded default: dictionaries behind one lock; lost when the process ends.
+
+    Slots take no lock: each operation is a few atomic list and dict steps,
+    so a scheduler's grant costs little more than a counter. Their leases
+    are infinite by default (``slot_lease``): the store ends with its holders.
+    """
 
     SCHEME = "memory"
     blocking = False  # a dictionary update under a lock held only by other such updates
@@ -38,6 +60,8 @@ class MemoryStore(Store, LedgerSupport, TokenBucketSupport):
         self._ids = itertools.count(1)
         # key -> [level, updated_at]
         self._buckets: dict[str, list[float]] = {}
+        self._slots: dict[str, _Slots] = {}
+        self._tokens = itertools.count(1)  # fencing tokens, increasing across every name
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:
@@ -189,3 +213,101 @@ class MemoryStore(Store, LedgerSupport, TokenBucketSupport):
             if now > bucket[1]:
                 return min(capacity, bucket[0] + (now - bucket[1]) * rate)
             return bucket[0]
+
+    def acquire_slot(self, resource: str, capacity: int, holder: str, now: float, lease: float) -> int | None:
+        slots = self._slots.get(resource)
+        if slots is None or slots.capacity != capacity:
+            slots = self._open(resource, capacity)
+        if now >= slots.next_expiry:
+            self._expire(slots, now)
+        try:
+            slots.free.pop()
+        except IndexError:
+            return None
+        token = next(self._tokens)
+        slots.held[token] = holder
+        if lease < _INFINITY:
+            self._expire_at(slots, None, token, now + lease)
+        return token
+
+    def hand_over_slot(self, resource: str, token: int, holder: str, now: float, lease: float) -> int | None:
+        try:
+            slots = self._slots[resource]
+            if not (lease < _INFINITY or slots.expires):  # infinite leases only: what follows, in short
+                held = slots.held
+                del held[token]
+                passed = next(self._tokens)
+                held[passed] = holder
+                return passed
+        except KeyError:  # no such name, or no such lease
+            return None
+        if now >= slots.next_expiry:
+            self._expire(slots, now)
+        held = slots.held
+        if held.pop(token, None) is None:
+            return None
+        passed = next(self._tokens)
+        held[passed] = holder
+        self._expire_at(slots, token, passed, now + lease)
+        return passed
+
+    def renew_slot(self, resource: str, token: int, now: float, lease: float) -> bool:
+        slots = self._slots.get(resource)
+        if slots is None:
+            return False
+        if now >= slots.next_expiry:
+            self._expire(slots, now)
+        if token not in slots.held:
+            return False
+        self._expire_at(slots, token, token, now + lease)
+        return True
+
+    def release_slot(self, resource: str, token: int) -> bool:
+        slots = self._slots.get(resource)
+        if slots is None or slots.held.pop(token, None) is None:
+            return False
+        slots.free.append(None)  # an expiry left behind is dropped when it comes
+        return True
+
+    def slots_held(self, resource: str, now: float) -> int:
+        slots = self._slots.get(resource)
+        if slots is None:
+            return 0
+        if now >= slots.next_expiry:
+            self._expire(slots, now)
+        return len(slots.held)
+
+    def _open(self, resource: str, capacity: int) -> _Slots:
+        with self._lock:
+            slots = self._slots.get(resource)
+            if slots is None:
+                slots = self._slots[resource] = _Slots(capacity)
+            elif slots.capacity != capacity:
+                raise ConfigurationError(
+                    f"resource {resource!r} has {slots.capacity} slots in this store; "
+                    f"another user asks for {capacity}: give each capacity its own name"
+                )
+            return slots
+
+    def _expire_at(self, slots: _Slots, old: int | None, token: int, expires: float) -> None:
+        """Lease ``token`` (which replaces lease ``old``, if any) expires at ``expires``."""
+        with self._lock:
+            if old is not None:
+                slots.expires.pop(old, None)
+            if expires < _INFINITY and token in slots.held:  # not released meanwhile
+                slots.expires[token] = expires
+                if expires < slots.next_expiry:
+                    slots.next_expiry = expires
+
+    def _expire(self, slots: _Slots, now: float) -> None:
+        """Give back the slots of leases that expired by ``now``."""
+        with self._lock:
+            next_expiry = math.inf
+            for token, expires in list(slots.expires.items()):
+                if expires <= now:
+                    del slots.expires[token]
+                    if slots.held.pop(token, None) is not None:  # not released meanwhile
+                        slots.free.append(None)
+                elif expires < next_expiry:
+                    next_expiry = expires
+            slots.next_expiry = next_expiry
