@@ -7,7 +7,7 @@ a backend whose driver is a third-party package imports it only when built.
 from __future__ import annotations
 
 from proctor.stores._default import resolve_store, set_store, store_from_url
-from proctor.stores.base import LedgerSupport, Store, TokenBucketSupport, known_schemes
+from proctor.stores.base import LedgerSupport, SlotLeaseSupport, Store, TokenBucketSupport, known_schemes
 from proctor.stores.memory import MemoryStore
 from proctor.stores.redis import RedisStore
 from proctor.stores.sqlite import SQLiteStore
@@ -17,6 +17,7 @@ __all__ = [
     "MemoryStore",
     "RedisStore",
     "SQLiteStore",
+    "SlotLeaseSupport",
     "Store",
     "TokenBucketSupport",
     "known_schemes",
