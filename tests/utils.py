@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from proctor.stores import MemoryStore, RedisStore, SQLiteStore, Store, set_store
+from proctor.stores.base import scheme_class
 from tests import redis_server
 
 ALL_STORES: dict[str, Callable[[Path], Store]] = {
@@ -22,6 +23,15 @@ ALL_STORES: dict[str, Callable[[Path], Store]] = {
 
 all_stores = pytest.mark.parametrize("store", list(ALL_STORES), indirect=True)
 """Runs a test that takes the ``store`` fixture once on each store of ``ALL_STORES``."""
+
+
+def stores_with(capability: type) -> pytest.MarkDecorator:
+    """Runs a test that takes the ``store`` fixture on each store of ``ALL_STORES`` serving ``capability``.
+
+    A store's name in the table is its URL scheme.
+    """
+    names = [name for name in ALL_STORES if issubclass(scheme_class(name) or object, capability)]
+    return pytest.mark.parametrize("store", names, indirect=True)
 
 
 @pytest.fixture
