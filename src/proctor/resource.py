@@ -14,10 +14,11 @@ class SharedResource:
     """A resource that at most ``capacity`` holders may use at once.
 
     The slots are held in ``store``, as leases of the name (the store's
-    ``SlotLeaseSupport``): schedulers whose resources have one store and one
-    name share the capacity. The scheduler given the resource keeps the
+    ``SlotLeaseSupport``). The scheduler given the resource keeps the
     counters of its own holders and waiters; read them from here
-    (``holder_count``, ``waiter_count``, ...).
+    (``holder_count``, ``waiter_count``, ...). Give each running scheduler a
+    name of its own in a store: a scheduler's waiters are woken by its own
+    releases, not yet by those of another scheduler on the same name.
 
     Parameters:
         name: what the resource is, such as ``"llm_api"``.
