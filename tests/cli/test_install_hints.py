@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from proctor.cli.main import cli
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-FROM_THE_CLONE = re.compile(r"pip install (--quiet )?-e '\.\[(cli|web|redis|postgres|dev)\]'")
+_EXTRA = "(cli|web|redis|postgres|dev)"
+FROM_THE_CLONE = re.compile(rf"pip install (--quiet )?-e '\.\[{_EXTRA}(,{_EXTRA})*\]'")
 
 
 def test_every_pip_install_in_the_readme_installs_the_clone() -> None:
