@@ -188,3 +188,43 @@ def test_a_call_cancelled_while_its_limits_settle_still_counts_what_it_spent(sto
     key = "async-settle-cancel"
     assert budget.spent(key) == 1.0  # the limits settled what it cost
     assert daily_spend().spent(f"{key}/{key}") == 1.0  # and so did today's spend
+
+
+def test_an_async_generators_checks_and_settles_wait_for_a_busy_store_off_the_loop(store_file: Path) -> None:
+    @runlog(service="async-stream", cost=1.0, policies=POLICIES, record=False)
+    async def stream(release: asyncio.Event) -> Any:
+        yield "first"
+        await release.wait()
+        yield "second"
+
+    other = sqlite3.connect(store_file, isolation_level=None)
+
+    async def drain(items: Any) -> list[str]:
+        return [item async for item in items]
+
+    async def main() -> None:
+        release = asyncio.Event()
+        release.set()
+        other.execute("BEGIN IMMEDIATE")  # busy before the generator is checked and admitted
+        checking = asyncio.ensure_future(drain(stream(release)))
+        assert await beat_while_pending(checking) == TICKS
+        other.execute("COMMIT")
+        assert await checking == ["first", "second"]
+
+        release = asyncio.Event()
+        items = stream(release)
+        assert await items.__anext__() == "first"  # checked, admitted, running
+        other.execute("BEGIN IMMEDIATE")  # busy before it settles
+        release.set()
+        finishing = asyncio.ensure_future(drain(items))
+        assert await beat_while_pending(finishing) == TICKS
+        other.execute("COMMIT")
+        assert await finishing == ["second"]
+
+    try:
+        asyncio.run(main())
+    finally:
+        other.close()
+    budget = BudgetPolicy(store=SQLiteStore(store_file), namespace="proctor.budgets:spend")
+    assert budget.spent("async-stream") == 2.0  # both runs settled, at their estimate
+    assert budget.reserved("async-stream") == 0.0

@@ -2,10 +2,13 @@
 
 Generator calls are not recorded (a replay refuses them unless it runs calls
 live); the function's frame is the active call only while it produces an item.
+An async generator's store steps (its check's holds, its enforcer's admit and
+settle) run on proctor's store threads when a store can wait, as a coroutine's do.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 
@@ -15,6 +18,7 @@ from proctor.guard._call import PROCEED, Call
 from proctor.guard._flow import Guard, replaying_only
 from proctor.outcome import Outcome, Status, status_of
 from proctor.policy.enforcer import Admission, PolicyEnforcer
+from proctor.rules.ruleset import RuleSet
 from proctor.runtime.context import active
 
 __all__ = ["wrap_async_generator", "wrap_generator"]
@@ -53,8 +57,7 @@ def wrap_generator(guard: Guard) -> Callable[..., Any]:
                 except BaseException as exc:  # thrown in by the consumer: pass it on
                     thrown, sent = exc, None
         except BaseException as exc:
-            _settle(admission, exc, guard, call, None)
-            guard.abandon(call)
+            _failed(admission, exc, guard, call)
             raise
         finally:
             # An early break or close() finishes the function inside its run, not outside.
@@ -63,24 +66,40 @@ def wrap_generator(guard: Guard) -> Callable[..., Any]:
                 items.close()
             finally:
                 active.reset(token)
-        _settle(admission, None, guard, call, returned)
-        guard.finish(call, returned)
+        _finished(admission, guard, call, returned)
         return returned
 
     return wrapper
 
 
 def wrap_async_generator(guard: Guard) -> Callable[..., Any]:
-    """The wrapper of an async generator function."""
+    """The wrapper of an async generator function; its store steps run off the loop, as a coroutine's."""
     function = guard.function
+    step = _async.off_loop
 
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        call = _enter(guard, args, kwargs)
+        call, rules = _started(guard, args, kwargs)
+        off = call.off_loop = guard.waits_on_stores(rules)
+        if off:
+            await step(guard.check, call, rules)
+        else:
+            guard.check(call, rules)
         decided = await _async.decide(guard, call)
         if decided is not PROCEED:
             yield decided
             return
-        admission = _admit(guard, call)
+        admission: tuple[PolicyEnforcer, Admission] | None = None
+        enforcer = call.enforcer
+        if enforcer is not None and not replaying_only(call.run):
+            off = off or enforcer.blocking
+            if off:
+                try:
+                    admission = (enforcer, await step(_admission, guard, call, enforcer, withdraw=enforcer))
+                except asyncio.CancelledError:  # the admission was withdrawn: give back the check's holds
+                    await step(guard.abandon, call)
+                    raise
+            else:
+                admission = (enforcer, _admission(guard, call, enforcer))
         items = function(*call.args, **call.kwargs)
         sent: Any = None
         thrown: BaseException | None = None
@@ -101,8 +120,10 @@ def wrap_async_generator(guard: Guard) -> Callable[..., Any]:
                 except BaseException as exc:
                     thrown, sent = exc, None
         except BaseException as exc:
-            _settle(admission, exc, guard, call, None)
-            guard.abandon(call)
+            if off:
+                await step(_failed, admission, exc, guard, call)
+            else:
+                _failed(admission, exc, guard, call)
             raise
         finally:
             token = active.set(call.frame)
@@ -110,19 +131,28 @@ def wrap_async_generator(guard: Guard) -> Callable[..., Any]:
                 await items.aclose()
             finally:
                 active.reset(token)
-        _settle(admission, None, guard, call, None)
-        guard.finish(call, None)
+        if off:
+            await step(_finished, admission, guard, call, None)
+        else:
+            _finished(admission, guard, call, None)
 
     return wrapper
 
 
-def _enter(guard: Guard, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
-    """Start the call (never recorded) and check it; a replay refuses it unless it runs calls live."""
+def _started(guard: Guard, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Call, RuleSet | None]:
+    """Start the call (never recorded), and the rules to check it with; a replay refuses it unless it
+    runs calls live."""
     parent = active.get()
     if parent is not None and parent.run.replay is not None:
         parent.run.replay.unrecorded(guard.tool, guard.bind(args, kwargs))
     call = guard.start(args, kwargs, parent, watch=False)
-    guard.check(call, guard.source.current() if guard.source is not None else None)
+    return call, guard.source.current() if guard.source is not None else None
+
+
+def _enter(guard: Guard, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+    """Start the call and check it."""
+    call, rules = _started(guard, args, kwargs)
+    guard.check(call, rules)
     return call
 
 
@@ -131,6 +161,11 @@ def _admit(guard: Guard, call: Call) -> tuple[PolicyEnforcer, Admission] | None:
     enforcer = call.enforcer
     if enforcer is None or replaying_only(call.run):
         return None
+    return enforcer, _admission(guard, call, enforcer)
+
+
+def _admission(guard: Guard, call: Call, enforcer: PolicyEnforcer) -> Admission:
+    """``enforcer``'s admission of the call; a refusal or failure gives back what the check held."""
     try:
         admission = enforcer.admit(guard.agent, guard.task(call))
     except PolicyViolationError as exc:
@@ -143,7 +178,23 @@ def _admit(guard: Guard, call: Call) -> tuple[PolicyEnforcer, Admission] | None:
         enforcer.settle(admission, Outcome(status_of(exc), 0.0, exc))
         guard.abandon(call)
         raise
-    return enforcer, admission
+    return admission
+
+
+def _failed(
+    admission: tuple[PolicyEnforcer, Admission] | None, error: BaseException, guard: Guard, call: Call
+) -> None:
+    """Settle a generator that raised (or was closed) and give back what its check held."""
+    _settle(admission, error, guard, call, None)
+    guard.abandon(call)
+
+
+def _finished(
+    admission: tuple[PolicyEnforcer, Admission] | None, guard: Guard, call: Call, returned: Any
+) -> None:
+    """Settle a generator that ran out, and account its call."""
+    _settle(admission, None, guard, call, returned)
+    guard.finish(call, returned)
 
 
 def _settle(
