@@ -228,3 +228,46 @@ def test_an_async_generators_checks_and_settles_wait_for_a_busy_store_off_the_lo
     budget = BudgetPolicy(store=SQLiteStore(store_file), namespace="proctor.budgets:spend")
     assert budget.spent("async-stream") == 2.0  # both runs settled, at their estimate
     assert budget.reserved("async-stream") == 0.0
+
+
+def test_an_async_generator_cancelled_while_its_limits_wait_gives_back_what_they_took(
+    store_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(proctor.guard._ledgers, "reads_daily", False)
+    limits = {
+        "budgets": [{"id": "spend", "limit": 10.0}],
+        "rate_limits": [{"id": "calls", "limit": 5, "period": "hour"}],
+    }
+    ran = []
+
+    @runlog(service="async-stream-cancel", cost=1.0, policies=limits, record=False)
+    async def stream() -> Any:
+        ran.append(True)
+        yield "item"
+
+    store = SQLiteStore(store_file)
+    budget = BudgetPolicy(store=store, namespace="proctor.budgets:spend")
+    rate = RatePolicy({"async-stream-cancel": 5}, 3600.0, store=store, namespace="proctor.rate_limits:calls")
+    other = sqlite3.connect(store_file, isolation_level=None)
+
+    async def first() -> Any:
+        return await stream().__anext__()
+
+    async def main() -> None:
+        other.execute("BEGIN IMMEDIATE")  # the admit waits for the store
+        admitting = asyncio.ensure_future(first())
+        assert await beat_while_pending(admitting) == TICKS
+        admitting.cancel()
+        assert await beat_while_pending(admitting) == TICKS  # the admit goes on: the store is still busy
+        other.execute("COMMIT")
+        with pytest.raises(asyncio.CancelledError):
+            await admitting
+
+    try:
+        asyncio.run(main())
+        assert not ran
+        assert budget.reserved("async-stream-cancel") == 0.0
+        assert budget.spent("async-stream-cancel") == 0.0
+        assert rate.remaining("async-stream-cancel") == 5.0
+    finally:
+        other.close()
