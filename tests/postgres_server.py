@@ -10,13 +10,11 @@ also checks that the URL keeps it.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +22,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+
+from tests.servers import SessionServer, free_port
 
 __all__ = ["PASSWORD", "PostgresServer", "bin_folder", "shared", "stop_shared"]
 
@@ -57,7 +57,7 @@ class PostgresServer:
             )
         self.bin = folder
         self.folder = Path(tempfile.mkdtemp(prefix="proctor-postgres-"))
-        self.port = _free_port()
+        self.port = free_port()
         self._user: int | None = None
         if os.geteuid() == 0:
             try:
@@ -191,27 +191,7 @@ class PostgresServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-_shared: PostgresServer | None = None
-
-
-def shared() -> PostgresServer:
-    """The session's server, started at first use."""
-    global _shared
-    if _shared is None:
-        _shared = PostgresServer()
-    return _shared
-
-
-def stop_shared() -> None:
-    global _shared
-    server, _shared = _shared, None
-    if server is not None:
-        with contextlib.suppress(Exception):
-            server.close()
+_session: SessionServer[PostgresServer] = SessionServer(PostgresServer)
+shared = _session.get
+"""The session's server, started at first use."""
+stop_shared = _session.stop

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import SessionServer, free_port
+
 __all__ = ["RedisServer", "shared", "stop_shared", "unique_prefix"]
 
 _counter = itertools.count(1)
@@ -30,7 +32,7 @@ class RedisServer:
         if self.binary is None:
             pytest.skip("no redis-server: `make test` installs it (apt-get install redis-server)")
         self.folder = Path(tempfile.mkdtemp(prefix="proctor-redis-"))
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -95,29 +97,10 @@ class RedisServer:
             return False
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-_shared: RedisServer | None = None
-
-
-def shared() -> RedisServer:
-    """The session's server, started at first use."""
-    global _shared
-    if _shared is None:
-        _shared = RedisServer()
-    return _shared
-
-
-def stop_shared() -> None:
-    global _shared
-    server, _shared = _shared, None
-    if server is not None:
-        server.close()
+_session: SessionServer[RedisServer] = SessionServer(RedisServer)
+shared = _session.get
+"""The session's server, started at first use."""
+stop_shared = _session.stop
 
 
 def unique_prefix() -> str:

@@ -23,6 +23,7 @@ from proctor.policy.daily import DailySpend
 from proctor.stores import RedisStore, known_schemes, resolve_store, set_store, store_from_url
 from proctor.stores.redis import DEFAULT_TIMEOUT
 from tests import redis_server
+from tests.servers import free_port
 from tests.stores import _redis_workers
 
 
@@ -182,7 +183,7 @@ def test_a_paused_server_gives_a_store_error_within_about_the_timeout(
 
 
 def test_a_server_that_is_not_there_fails_fast() -> None:
-    store = RedisStore(f"redis://127.0.0.1:{redis_server._free_port()}/0")
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0")
     try:
         with pytest.raises(StoreError, match="cannot reach"):
             store.reserve("k", 1, None, 0, 0.0, 60.0)
