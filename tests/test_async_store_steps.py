@@ -79,8 +79,9 @@ def test_checks_and_settles_wait_for_a_busy_store_off_the_loop(store_file: Path,
         other.close()
 
 
+@pytest.mark.parametrize("shape", ["coroutine", "async generator"])
 def test_a_call_cancelled_while_its_limits_wait_gives_back_what_they_took(
-    store_file: Path, monkeypatch: pytest.MonkeyPatch
+    store_file: Path, monkeypatch: pytest.MonkeyPatch, shape: str
 ) -> None:
     # No rule of this process reads cost_today here, so the check holds nothing: it is the
     # limits' admit that waits for the store (earlier tests' rules may have read cost_today).
@@ -90,10 +91,19 @@ def test_a_call_cancelled_while_its_limits_wait_gives_back_what_they_took(
         "rate_limits": [{"id": "calls", "limit": 5, "period": "hour"}],
     }
     ran = []
+    guarded = runlog(service="async-cancel", cost=1.0, policies=limits, record=False)
 
-    @runlog(service="async-cancel", cost=1.0, policies=limits, record=False)
+    @guarded
     async def call() -> None:
         ran.append(True)
+
+    @guarded
+    async def stream() -> Any:
+        ran.append(True)
+        yield "item"
+
+    async def first() -> Any:  # an async generator is admitted before its first item
+        return await stream().__anext__()
 
     store = SQLiteStore(store_file)
     budget = BudgetPolicy(store=store, namespace="proctor.budgets:spend")
@@ -109,7 +119,7 @@ def test_a_call_cancelled_while_its_limits_wait_gives_back_what_they_took(
 
     async def main() -> None:
         other.execute("BEGIN IMMEDIATE")  # the limits' admit waits for the store
-        admitting = asyncio.ensure_future(call())
+        admitting = asyncio.ensure_future(call() if shape == "coroutine" else first())
         assert await beat_while_pending(admitting) == TICKS
         admitting.cancel()
         assert await beat_while_pending(admitting) == TICKS  # the admit goes on: the store is still busy
@@ -122,6 +132,7 @@ def test_a_call_cancelled_while_its_limits_wait_gives_back_what_they_took(
         assert not ran
         assert reserved_once()  # the admit did reserve, after the caller had gone
         assert budget.reserved("async-cancel") == 0.0  # the reservation went back
+        assert budget.spent("async-cancel") == 0.0
         assert rate.remaining("async-cancel") == 5.0  # and so did the token
     finally:
         other.close()
@@ -228,46 +239,3 @@ def test_an_async_generators_checks_and_settles_wait_for_a_busy_store_off_the_lo
     budget = BudgetPolicy(store=SQLiteStore(store_file), namespace="proctor.budgets:spend")
     assert budget.spent("async-stream") == 2.0  # both runs settled, at their estimate
     assert budget.reserved("async-stream") == 0.0
-
-
-def test_an_async_generator_cancelled_while_its_limits_wait_gives_back_what_they_took(
-    store_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(proctor.guard._ledgers, "reads_daily", False)
-    limits = {
-        "budgets": [{"id": "spend", "limit": 10.0}],
-        "rate_limits": [{"id": "calls", "limit": 5, "period": "hour"}],
-    }
-    ran = []
-
-    @runlog(service="async-stream-cancel", cost=1.0, policies=limits, record=False)
-    async def stream() -> Any:
-        ran.append(True)
-        yield "item"
-
-    store = SQLiteStore(store_file)
-    budget = BudgetPolicy(store=store, namespace="proctor.budgets:spend")
-    rate = RatePolicy({"async-stream-cancel": 5}, 3600.0, store=store, namespace="proctor.rate_limits:calls")
-    other = sqlite3.connect(store_file, isolation_level=None)
-
-    async def first() -> Any:
-        return await stream().__anext__()
-
-    async def main() -> None:
-        other.execute("BEGIN IMMEDIATE")  # the admit waits for the store
-        admitting = asyncio.ensure_future(first())
-        assert await beat_while_pending(admitting) == TICKS
-        admitting.cancel()
-        assert await beat_while_pending(admitting) == TICKS  # the admit goes on: the store is still busy
-        other.execute("COMMIT")
-        with pytest.raises(asyncio.CancelledError):
-            await admitting
-
-    try:
-        asyncio.run(main())
-        assert not ran
-        assert budget.reserved("async-stream-cancel") == 0.0
-        assert budget.spent("async-stream-cancel") == 0.0
-        assert rate.remaining("async-stream-cancel") == 5.0
-    finally:
-        other.close()
