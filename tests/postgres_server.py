@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.servers import SessionServer, free_port
+from tests.servers import SessionServer, end_process, free_port
 
 __all__ = ["PASSWORD", "PostgresServer", "bin_folder", "shared", "stop_shared"]
 
@@ -177,14 +177,7 @@ class PostgresServer:
     def stop(self) -> None:
         """Stop the server (fast shutdown, then SIGKILL) and wait for it to exit."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        end_process(process, 10)
 
     def close(self) -> None:
         self.stop()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import SessionServer, free_port
+from tests.servers import SessionServer, end_process, free_port
 
 __all__ = ["RedisServer", "shared", "stop_shared", "unique_prefix"]
 
@@ -70,14 +70,7 @@ class RedisServer:
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and wait for it to exit."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        end_process(process, 5)
 
     def close(self) -> None:
         self.stop()

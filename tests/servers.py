@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
@@ -21,6 +22,18 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def end_process(process: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """Stop ``process`` (SIGTERM, then SIGKILL after ``grace`` seconds) and wait for it to exit."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(grace)
 
 
 class SessionServer(Generic[S]):
