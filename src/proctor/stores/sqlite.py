@@ -262,7 +262,7 @@ class SQLiteStore(Store, LedgerSupport, TokenBucketSupport):
         """``LedgerSupport.reserve``; a reservation that fits under ``limit`` reports (0, 0) for the
         amounts before it: the common case is one statement that does not read them."""
         if limit is not None:
-            lease_id = random.getrandbits(63) or 1  # as _lease_id, inline: this is every budget check
+            lease_id = _lease_id()
             with contextlib.suppress(sqlite3.IntegrityError):  # the id is taken: the full path draws another
                 if self._changes(_RESERVE, (key, lease_id, amount, now + lease, window, now, limit)):
                     return lease_id, 0, 0
