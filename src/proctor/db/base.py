@@ -19,7 +19,15 @@ from typing import Any, ClassVar, Literal
 from proctor.db.records import ActionRecord, ApprovalRecord, DecisionCounts, DecisionRecord, RunRecord
 from proctor.errors import ConfigurationError
 
-__all__ = ["ApprovalChanges", "Database", "RowKind", "RunWriter", "known_schemes", "scheme_class"]
+__all__ = [
+    "ApprovalChanges",
+    "Database",
+    "RowKind",
+    "RunWriter",
+    "known_schemes",
+    "runs_query",
+    "scheme_class",
+]
 
 _SCHEMES: dict[str, type[Database]] = {}
 
@@ -281,3 +289,37 @@ class Database(ABC):
         A call is an action, or a run's own top-level call; a rule deciding a call before and
         after it counts once.
         """
+
+
+def runs_query(
+    select: str,
+    placeholder: str,
+    *,
+    service: str | None,
+    agent: str | None,
+    status: str | None,
+    since: float | None,
+    until: float | None,
+    limit: int | None,
+    oldest_first: bool,
+) -> tuple[str, list[Any]]:
+    """The SQL of ``Database.runs`` for the columns ``select``, with the backend's ``placeholder``
+    (``?`` or ``%s``), and its values: what every SQL backend asks of its ``runs`` table."""
+    clauses, values = [], []
+    for column, operator, value in (
+        ("service", "=", service),
+        ("agent", "=", agent),
+        ("status", "=", status),
+        ("started", ">=", since),
+        ("started", "<", until),
+    ):
+        if value is not None:
+            clauses.append(f"{column} {operator} {placeholder}")
+            values.append(value)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    order = "ASC" if oldest_first else "DESC"
+    tail = ""
+    if limit is not None:
+        tail = f" LIMIT {placeholder}"
+        values.append(limit)
+    return f"SELECT {select} FROM runs{where} ORDER BY started {order}, run_id{tail}", values

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from proctor.db.base import RowKind, RunWriter
+from proctor.db.base import RowKind, RunWriter, runs_query
 from proctor.db.postgres.connection import SharedConnection, connect, shown
 from proctor.db.records import ActionRecord, RunRecord
 from proctor.errors import StoreError
@@ -211,26 +211,18 @@ class PostgresRuns:
         limit: int | None,
         oldest_first: bool,
     ) -> list[RunRecord]:
-        clauses, values = [], []
-        for column, operator, value in (
-            ("service", "=", service),
-            ("agent", "=", agent),
-            ("status", "=", status),
-            ("started", ">=", since),
-            ("started", "<", until),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {operator} %s")
-                values.append(value)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        order = "ASC" if oldest_first else "DESC"
-        tail = ""
-        if limit is not None:
-            tail = " LIMIT %s"
-            values.append(limit)
-        rows = self._rows(
-            f"SELECT {_RUN_SELECT} FROM runs{where} ORDER BY started {order}, run_id{tail}", values
+        query, values = runs_query(
+            _RUN_SELECT,
+            "%s",
+            service=service,
+            agent=agent,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            oldest_first=oldest_first,
         )
+        rows = self._rows(query, values)
         return [_run_record(row) for row in rows]
 
     def run_rows(self, columns: Sequence[str], *, since: float, until: float) -> list[tuple[Any, ...]]:

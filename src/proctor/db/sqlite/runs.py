@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from proctor.db.base import RowKind, RunWriter
+from proctor.db.base import RowKind, RunWriter, runs_query
 from proctor.db.records import ActionRecord, RunRecord
 from proctor.db.sqlite.schema import connect
 from proctor.errors import StoreError
@@ -130,27 +130,19 @@ class SQLiteRuns:
         limit: int | None,
         oldest_first: bool,
     ) -> list[RunRecord]:
-        clauses, values = [], []
-        for column, operator, value in (
-            ("service", "=", service),
-            ("agent", "=", agent),
-            ("status", "=", status),
-            ("started", ">=", since),
-            ("started", "<", until),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {operator} ?")
-                values.append(value)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        order = "ASC" if oldest_first else "DESC"
-        tail = ""
-        if limit is not None:
-            tail = " LIMIT ?"
-            values.append(limit)
+        query, values = runs_query(
+            _RUN_SELECT,
+            "?",
+            service=service,
+            agent=agent,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            oldest_first=oldest_first,
+        )
         with _Connected(self._file) as connection:
-            rows = connection.execute(
-                f"SELECT {_RUN_SELECT} FROM runs{where} ORDER BY started {order}, run_id{tail}", values
-            ).fetchall()
+            rows = connection.execute(query, values).fetchall()
         return [_run_record(row) for row in rows]
 
     def run_rows(self, columns: Sequence[str], *, since: float, until: float) -> list[tuple[Any, ...]]:
