@@ -40,10 +40,12 @@ FACTS: Final = {
     "same_call_in_run": "how often this exact tool and arguments already ran in this run",
     "labels": "the action's data labels: labels.<key>",
     "time": "time.hour (0-23) and time.weekday (0 is Monday), local time",
+    "server": "the MCP server a gateway forwards the call to (`proctor mcp proxy --server NAME`)",
+    "annotations": "the MCP tool's annotations, as its server lists them: annotations.readOnlyHint, ...",
 }
 """Every fact a rule may name, with what it holds."""
 
-_STRUCTURED = ("args", "input", "output", "labels")
+_STRUCTURED = ("args", "input", "output", "labels", "annotations")
 _WITH_CALL = {"cost_run_with_call": "cost_run", "cost_today_with_call": "cost_today"}
 """The facts that add this call's estimate to a spend fact, and the fact each adds it to."""
 _TIME_PARTS = ("hour", "weekday")
@@ -54,6 +56,7 @@ class Facts:
 
     __slots__ = (
         "agent",
+        "annotations",
         "args",
         "cost",
         "cost_run",
@@ -63,6 +66,7 @@ class Facts:
         "now",
         "output",
         "same_call_in_run",
+        "server",
         "service",
         "tool",
         "tool_calls_in_run",
@@ -84,6 +88,8 @@ class Facts:
         same_call_in_run: Any = MISSING,
         labels: Any = MISSING,
         now: datetime | None = None,
+        server: Any = MISSING,
+        annotations: Any = MISSING,
     ) -> None:
         self.agent = agent
         self.service = service
@@ -98,6 +104,8 @@ class Facts:
         self.same_call_in_run = same_call_in_run
         self.labels = labels
         self.now = now
+        self.server = server
+        self.annotations = annotations
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Facts:
@@ -142,6 +150,8 @@ def call_facts(
     facts.same_call_in_run = same_call_in_run
     facts.labels = labels
     facts.now = None
+    facts.server = MISSING
+    facts.annotations = MISSING
     return facts
 
 
@@ -209,7 +219,7 @@ def fact_getter(name: str) -> Callable[[Facts], Any]:
         if keys[0] == "hour":
             return lambda facts: MISSING if facts.now is None else facts.now.hour
         return lambda facts: MISSING if facts.now is None else facts.now.weekday()
-    if root in ("args", "labels") and not keys:
+    if root in ("args", "labels", "annotations") and not keys:
         raise ValueError(f"fact {name!r} needs a key: {root}.<name>")
     if root not in _STRUCTURED and keys:
         raise ValueError(f"fact {root!r} has no parts; use {root!r} alone")
