@@ -108,7 +108,12 @@ def parse_policies(
         raise PolicyConfigError(_located(problems, source_map))
     assert parsed is not None
     return RuleSet(
-        rules, parsed.defaults, source=file, budgets=parsed.budgets, rate_limits=parsed.rate_limits
+        rules,
+        parsed.defaults,
+        source=file,
+        budgets=parsed.budgets,
+        rate_limits=parsed.rate_limits,
+        costs=parsed.costs,
     )
 
 

@@ -9,7 +9,7 @@ priority, then file order), each on the result of the one before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,11 +97,14 @@ class RuleSet:
         after: bool = False,
         budgets: tuple[Budget, ...] = (),
         rate_limits: tuple[RateLimit, ...] = (),
+        costs: Mapping[str, float] | None = None,
     ) -> None:
         enabled = [rule for rule in rules if rule.rule.enabled]
         self.budgets = budgets
         """The file's budgets: checked, with its rate limits, after the rules let a call run."""
         self.rate_limits = rate_limits
+        self.costs: Mapping[str, float] = dict(costs) if costs else {}
+        """The file's ``costs:``: a tool call's estimated cost by tool name or glob, for the MCP gateway."""
         self.rules = tuple(rule for rule in enabled if ("output" in rule.uses) is after)
         self.defaults = defaults
         self.source = source

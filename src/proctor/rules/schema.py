@@ -14,6 +14,7 @@ A policy file is YAML::
       - {id: daily-spend, per: agent, limit: 20.0, period: day, mode: reject}
     rate_limits:              # token buckets, as RatePolicy keeps them
       - {id: llm-calls, per: agent, limit: 60, period: minute}
+    costs: {"search_*": 0.01}  # the estimated cost of an MCP tool call, by tool glob
 
 Unknown keys are errors. ``when`` is checked by the compiler, which knows the
 facts and operators.
@@ -282,3 +283,14 @@ class PolicyFile(_Strict):
     policies: tuple[Rule, ...] = ()
     budgets: tuple[Budget, ...] = ()
     rate_limits: tuple[RateLimit, ...] = ()
+    costs: dict[str, float] = Field(default_factory=dict)
+    """The estimated cost of a tool call through the MCP gateway, by tool name or glob (the first that
+    matches, in file order); the result's ``_meta`` may report the actual cost."""
+
+    @field_validator("costs")
+    @classmethod
+    def _amounts(cls, costs: dict[str, float]) -> dict[str, float]:
+        for tool, amount in costs.items():
+            if not amount >= 0 or amount == float("inf"):
+                raise ValueError(f"the cost of {tool!r} must be a finite number >= 0, got {amount!r}")
+        return costs

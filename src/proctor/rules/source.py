@@ -131,7 +131,11 @@ def _merge(sets: list[RuleSet]) -> RuleSet:
             rules.append(CompiledRule(compiled.rule, len(rules), compiled.condition, compiled.keyed))
     if problems:
         raise PolicyConfigError(problems)
-    return RuleSet(rules, sets[0].defaults, " + ".join(ruleset.source for ruleset in sets))
+    costs: dict[str, float] = {}
+    for ruleset in sets:  # the first file that prices a tool glob decides its cost
+        for tool, amount in ruleset.costs.items():
+            costs.setdefault(tool, amount)
+    return RuleSet(rules, sets[0].defaults, " + ".join(ruleset.source for ruleset in sets), costs=costs)
 
 
 def _paths_in(spec: object) -> list[str | os.PathLike[str]]:
