@@ -99,24 +99,24 @@ def check(results: list[tuple[int, float, Any]], worst: float) -> None:
 
 
 def test_a_thousand_coroutines_wait_on_the_durable_queue_at_once(db: Path) -> None:
-    store = ApprovalStore(db)
-    deciding = ApprovalStore(db)  # people decide through a connection of their own
-    ids: dict[int, str] = {}
+    # people decide through a connection of their own
+    with ApprovalStore(db) as store, ApprovalStore(db) as deciding:
+        ids: dict[int, str] = {}
 
-    def visible() -> int:
-        pending = deciding.list(status="pending", limit=None)
-        for record in pending:
-            ids[record.args["amount"] - 101] = record.id
-        return len(pending)
+        def visible() -> int:
+            pending = deciding.list(status="pending", limit=None)
+            for record in pending:
+                ids[record.args["amount"] - 101] = record.id
+            return len(pending)
 
-    def decide(number: int) -> None:
-        deciding.decide(ids[number], "alice", True)
+        def decide(number: int) -> None:
+            deciding.decide(ids[number], "alice", True)
 
-    results, worst = asyncio.run(crowd(DurableChannel(store), visible, decide))
-    check(results, worst)
-    statuses = {record.status for record in deciding.list(limit=None)}
-    assert statuses == {"approved", "expired"}
-    assert len(deciding.list(status="expired", limit=None)) == WAITERS // 2
+        results, worst = asyncio.run(crowd(DurableChannel(store), visible, decide))
+        check(results, worst)
+        statuses = {record.status for record in deciding.list(limit=None)}
+        assert statuses == {"approved", "expired"}
+        assert len(deciding.list(status="expired", limit=None)) == WAITERS // 2
 
 
 class Desk:

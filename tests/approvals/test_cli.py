@@ -1,4 +1,4 @@
-"""`proctor approvals list|show|approve|deny` and `proctor approvers add`, on a real database file."""
+"""`proctor approvals list|show|approve|deny` and `proctor approvers add`, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -110,11 +110,13 @@ def test_decide_with_a_token_from_the_approvers_file(store: ApprovalStore, db: P
     assert store.decisions(record.id)[0].approver == "alice"
 
 
-def test_the_database_may_be_given_by_url(store: ApprovalStore, db: Path) -> None:
-    record = store.create(REQUEST)
-    approved = proctor("approvals", "approve", record.id, "--as", "alice", "--db", f"sqlite:///{db}")
+def test_the_database_may_be_given_by_url(sqlite_db: Path) -> None:
+    with ApprovalStore(sqlite_db) as store:
+        record = store.create(REQUEST)
+    approved = proctor("approvals", "approve", record.id, "--as", "alice", "--db", f"sqlite:///{sqlite_db}")
     assert approved.exit_code == 0, approved.output
-    assert store.get(record.id).status == "approved"
+    with ApprovalStore(sqlite_db) as store:
+        assert store.get(record.id).status == "approved"
 
 
 def test_an_approvers_file_elsewhere(store: ApprovalStore, db: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""ApprovalStore on a real SQLite file: requests, decisions, quorum, the audit trail."""
+"""ApprovalStore on a real SQLite file and on PostgreSQL: requests, decisions, quorum, the audit trail."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from proctor import ApprovalError, ApprovalStore, Approvers, RunLog
 from proctor.approvals import Person
 from proctor.db.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
-from tests.approvals.helpers import REQUEST, request
+from tests.approvals.helpers import REQUEST, query, request
 
 APPROVERS = Approvers(
     {"finance": None, "dba": None},
@@ -23,7 +23,7 @@ APPROVERS = Approvers(
 )
 
 
-def test_a_request_is_stored_pending_with_its_arguments_redacted(store: ApprovalStore) -> None:
+def test_a_request_is_stored_pending_with_its_arguments_redacted(store: ApprovalStore, db: Path) -> None:
     record = store.create(REQUEST)
     assert record.pending
     assert (record.run_id, record.seq, record.tool, record.rule_id) == ("run-1", 3, "refund", "big_refund")
@@ -38,8 +38,8 @@ def test_a_request_is_stored_pending_with_its_arguments_redacted(store: Approval
     assert store.list(status="approved") == []
     assert store.decisions(record.id) == []
     # The database itself never held the address.
-    raw = sqlite3.connect(store.path).execute("SELECT args FROM approvals").fetchone()[0]
-    assert "jane.doe" not in raw
+    [(raw,)] = query(db, "SELECT args FROM approvals")
+    assert "jane.doe" not in str(raw)
 
 
 def test_the_store_can_keep_arguments_as_given(db: Path) -> None:
@@ -200,7 +200,9 @@ def test_concurrent_deciders_reach_exactly_one_outcome(db: Path) -> None:
         assert len(check.decisions(record.id)) == 3
 
 
-def test_the_audit_trail_cannot_be_changed(store: ApprovalStore) -> None:
+def test_the_audit_trail_cannot_be_changed(sqlite_db: Path) -> None:
+    """SQLite's triggers; tests/db/test_postgres.py checks PostgreSQL's."""
+    store = ApprovalStore(sqlite_db)
     record = store.create(REQUEST)
     store.decide(record.id, "alice", True, "fine")
     connection = sqlite3.connect(store.path)
@@ -214,6 +216,7 @@ def test_the_audit_trail_cannot_be_changed(store: ApprovalStore) -> None:
     connection.close()
     [decision] = store.decisions(record.id)
     assert (decision.approved, decision.comment) == (True, "fine")
+    store.close()
 
 
 def test_approvals_share_the_run_log_database(db: Path) -> None:
@@ -223,14 +226,13 @@ def test_approvals_share_the_run_log_database(db: Path) -> None:
         )
     with ApprovalStore(db) as store:
         store.create(REQUEST)
-    connection = sqlite3.connect(db)
-    assert connection.execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION),)
-    assert connection.execute("SELECT run_id FROM runs").fetchall() == [("run-1",)]
-    assert connection.execute("SELECT run_id FROM approvals").fetchall() == [("run-1",)]
-    connection.close()
+    assert query(db, "SELECT value FROM meta") == [(str(SCHEMA_VERSION),)]
+    assert query(db, "SELECT run_id FROM runs") == [("run-1",)]
+    assert query(db, "SELECT run_id FROM approvals") == [("run-1",)]
 
 
-def test_a_database_of_the_first_schema_is_upgraded_in_place(db: Path) -> None:
+def test_a_database_of_the_first_schema_is_upgraded_in_place(sqlite_db: Path) -> None:
+    db = sqlite_db
     connection = sqlite3.connect(db)
     connection.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     connection.execute("INSERT INTO meta VALUES ('schema_version', '1')")
