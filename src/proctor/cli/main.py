@@ -9,6 +9,7 @@ import click
 from proctor.__version__ import __version__
 from proctor.cli.approvals import approvals, approvers
 from proctor.cli.demo import MAX_PROCESSES, run_demo
+from proctor.cli.mcp import mcp
 from proctor.cli.replay import replay
 from proctor.cli.runs import runs
 from proctor.cli.serve import serve
@@ -166,6 +167,7 @@ cli.add_command(replay)
 cli.add_command(serve)
 cli.add_command(approvals)
 cli.add_command(approvers)
+cli.add_command(mcp)
 
 
 def _count(n: int, what: str) -> str:
