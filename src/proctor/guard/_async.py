@@ -27,6 +27,8 @@ from proctor.policy.enforcer import PolicyEnforcer
 from proctor.runs.log import NO_RESULT
 from proctor.runtime.context import active
 from proctor.scheduling import AsyncLOCOScheduler
+from proctor.telemetry import _hook
+from proctor.telemetry._hook import CallTelemetry
 
 __all__ = ["decide", "off_loop", "wrap_async"]
 
@@ -45,6 +47,8 @@ def wrap_async(guard: Guard) -> Callable[..., Any]:
         recorder.opened(guard, call)
         rules = guard.rules_for(call.run)
         off = call.off_loop = guard.waits_on_stores(rules)
+        telemetry = _hook.active  # None unless telemetry is on: the only cost it has otherwise
+        opened = telemetry.opened(guard, call) if telemetry is not None else None
         began: float | None = None
         duration: float | None = None
         result: Any = NO_RESULT
@@ -53,9 +57,11 @@ def wrap_async(guard: Guard) -> Callable[..., Any]:
                 await off_loop(guard.check, call, rules)
             else:
                 guard.check(call, rules)
-            decided = await decide(guard, call)
+            decided = await decide(guard, call, telemetry)
             if decided is not PROCEED:
                 recorder.closed(guard, call, "denied", None, NO_RESULT, decided, None)
+                if telemetry is not None:
+                    telemetry.closed(guard, call, opened, "denied", NO_RESULT, None)
                 return decided
             token = active.set(call.frame)
             try:
@@ -68,21 +74,28 @@ def wrap_async(guard: Guard) -> Callable[..., Any]:
         except BaseException as exc:
             if began is not None and duration is None:  # the function (or its slot or policies) raised
                 duration = time.perf_counter() - began
-            closing = (guard, call, status_of(exc), duration, result, NO_RESULT, exc)
-            if off:  # it may settle what the call held
-                await off_loop(recorder.closed, *closing)
-            else:
-                recorder.closed(*closing)
+            status = status_of(exc)
+            closing = (guard, call, status, duration, result, NO_RESULT, exc)
+            try:
+                if off:  # it may settle what the call held
+                    await off_loop(recorder.closed, *closing)
+                else:
+                    recorder.closed(*closing)
+            finally:
+                if telemetry is not None:  # here, in the call's context, where its span was made current
+                    telemetry.closed(guard, call, opened, status, result, exc)
             raise
         after = call.after
         status = "denied" if after is not None and after.action is Action.DENY else "succeeded"
         recorder.closed(guard, call, status, duration, result, returned, None)
+        if telemetry is not None:
+            telemetry.closed(guard, call, opened, status, result, None)
         return returned
 
     return wrapper
 
 
-async def decide(guard: Guard, call: Call) -> Any:
+async def decide(guard: Guard, call: Call, telemetry: CallTelemetry | None = None) -> Any:
     """Refuse a denied call; for one that needs approval, ask and await. ``PROCEED`` when it runs."""
     action = call.verdict.action
     if action is Action.DENY:
@@ -91,8 +104,14 @@ async def decide(guard: Guard, call: Call) -> Any:
         replayed, decision = guard.replayed_approval(call)
         if not replayed:
             channel, request = guard.approval_request(call)
-            # A person may take minutes: the channel waits as a coroutine (and withdraws when cancelled).
-            decision = await channel.arequest(request)
+            if telemetry is not None:
+                telemetry.approval_asked()
+            try:
+                # A person may take minutes: the channel waits as a coroutine (and withdraws when cancelled).
+                decision = await channel.arequest(request)
+            finally:
+                if telemetry is not None:
+                    telemetry.approval_ended()
         outcome = (
             await off_loop(guard.approved, call, decision)
             if call.off_loop
@@ -113,9 +132,13 @@ async def _invoke(guard: Guard, call: Call) -> Any:
         return await guard.function(*call.args, **call.kwargs)
     if isinstance(scheduler, AsyncLOCOScheduler):
         granted = False
+        telemetry = _hook.active
+        asked = time.perf_counter() if telemetry is not None else 0.0
         try:
             async with scheduler.acquire(guard.agent, guard.task(call)) as grant:
                 granted = True
+                if telemetry is not None:
+                    telemetry.slot_waited(guard, time.perf_counter() - asked)
                 result = await _checked(guard, call)
                 grant.cost = guard.actual_cost(call, result)
         except PolicyViolationError as exc:

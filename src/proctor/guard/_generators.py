@@ -12,14 +12,18 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 
+from proctor.decision import Action
 from proctor.errors import PolicyViolationError
 from proctor.guard import _async, _sync
 from proctor.guard._call import PROCEED, Call
+from proctor.guard._call import status_of as call_status
 from proctor.guard._flow import Guard, replaying_only
 from proctor.outcome import Outcome, Status, status_of
 from proctor.policy.enforcer import Admission, PolicyEnforcer
 from proctor.rules.ruleset import RuleSet
+from proctor.runs.log import NO_RESULT
 from proctor.runtime.context import active
+from proctor.telemetry import _hook
 
 __all__ = ["wrap_async_generator", "wrap_generator"]
 
@@ -29,47 +33,67 @@ def wrap_generator(guard: Guard) -> Callable[..., Any]:
     function = guard.function
 
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        call = _enter(guard, args, kwargs)
-        decided = _sync.decide(guard, call)
+        call, rules = _started(guard, args, kwargs)
+        telemetry = _hook.active  # its span is not made current: the consumer runs between items
+        opened = telemetry.opened(guard, call, current=False) if telemetry is not None else None
+        returned: Any = None
+        try:
+            guard.check(call, rules)
+            decided = _sync.decide(guard, call, telemetry)
+            if decided is PROCEED:
+                returned = yield from _items(guard, call, function)
+        except BaseException as exc:
+            if telemetry is not None:
+                telemetry.closed(guard, call, opened, call_status(exc), NO_RESULT, exc)
+            raise
         if decided is not PROCEED:
+            if telemetry is not None:
+                telemetry.closed(guard, call, opened, "denied", NO_RESULT, None)
             yield decided  # the refusal is the one item, for an agent to read
             return None
-        admission = _admit(guard, call)
-        items = function(*call.args, **call.kwargs)
-        sent: Any = None
-        thrown: BaseException | None = None
-        try:
-            while True:
-                # The call's frame is active only while the generator runs, not between items.
-                token = active.set(call.frame)
-                try:
-                    item = items.send(sent) if thrown is None else items.throw(thrown)
-                except StopIteration as stop:
-                    returned = stop.value
-                    break
-                finally:
-                    active.reset(token)
-                thrown = None
-                try:
-                    sent = yield item
-                except GeneratorExit:
-                    raise
-                except BaseException as exc:  # thrown in by the consumer: pass it on
-                    thrown, sent = exc, None
-        except BaseException as exc:
-            _failed(admission, exc, guard, call)
-            raise
-        finally:
-            # An early break or close() finishes the function inside its run, not outside.
-            token = active.set(call.frame)
-            try:
-                items.close()
-            finally:
-                active.reset(token)
-        _finished(admission, guard, call, returned)
+        if telemetry is not None:
+            telemetry.closed(guard, call, opened, _ended(call), returned, None)
         return returned
 
     return wrapper
+
+
+def _items(guard: Guard, call: Call, function: Callable[..., Any]) -> Generator[Any, Any, Any]:
+    """The items of an admitted generator call, each made with its frame active; settled after."""
+    admission = _admit(guard, call)
+    items = function(*call.args, **call.kwargs)
+    sent: Any = None
+    thrown: BaseException | None = None
+    try:
+        while True:
+            # The call's frame is active only while the generator runs, not between items.
+            token = active.set(call.frame)
+            try:
+                item = items.send(sent) if thrown is None else items.throw(thrown)
+            except StopIteration as stop:
+                returned = stop.value
+                break
+            finally:
+                active.reset(token)
+            thrown = None
+            try:
+                sent = yield item
+            except GeneratorExit:
+                raise
+            except BaseException as exc:  # thrown in by the consumer: pass it on
+                thrown, sent = exc, None
+    except BaseException as exc:
+        _failed(admission, exc, guard, call)
+        raise
+    finally:
+        # An early break or close() finishes the function inside its run, not outside.
+        token = active.set(call.frame)
+        try:
+            items.close()
+        finally:
+            active.reset(token)
+    _finished(admission, guard, call, returned)
+    return returned
 
 
 def wrap_async_generator(guard: Guard) -> Callable[..., Any]:
@@ -79,64 +103,85 @@ def wrap_async_generator(guard: Guard) -> Callable[..., Any]:
 
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         call, rules = _started(guard, args, kwargs)
-        off = call.off_loop = guard.waits_on_stores(rules)
-        if off:
-            await step(guard.check, call, rules)
-        else:
-            guard.check(call, rules)
-        decided = await _async.decide(guard, call)
+        telemetry = _hook.active  # its span is not made current: the consumer runs between items
+        opened = telemetry.opened(guard, call, current=False) if telemetry is not None else None
+        try:
+            off = call.off_loop = guard.waits_on_stores(rules)
+            if off:
+                await step(guard.check, call, rules)
+            else:
+                guard.check(call, rules)
+            decided = await _async.decide(guard, call, telemetry)
+            if decided is PROCEED:
+                admission: tuple[PolicyEnforcer, Admission] | None = None
+                enforcer = call.enforcer
+                if enforcer is not None and not replaying_only(call.run):
+                    off = off or enforcer.blocking
+                    if off:
+                        try:
+                            admission = (
+                                enforcer,
+                                await step(_admission, guard, call, enforcer, withdraw=enforcer),
+                            )
+                        except asyncio.CancelledError:  # the admission was withdrawn: give back the holds
+                            await step(guard.abandon, call)
+                            raise
+                    else:
+                        admission = (enforcer, _admission(guard, call, enforcer))
+                items = function(*call.args, **call.kwargs)
+                sent: Any = None
+                thrown: BaseException | None = None
+                try:
+                    while True:
+                        token = active.set(call.frame)
+                        try:
+                            item = await (items.asend(sent) if thrown is None else items.athrow(thrown))
+                        except StopAsyncIteration:
+                            break
+                        finally:
+                            active.reset(token)
+                        thrown = None
+                        try:
+                            sent = yield item
+                        except GeneratorExit:
+                            raise
+                        except BaseException as exc:
+                            thrown, sent = exc, None
+                except BaseException as exc:
+                    if off:
+                        await step(_failed, admission, exc, guard, call)
+                    else:
+                        _failed(admission, exc, guard, call)
+                    raise
+                finally:
+                    token = active.set(call.frame)
+                    try:
+                        await items.aclose()
+                    finally:
+                        active.reset(token)
+                if off:
+                    await step(_finished, admission, guard, call, None)
+                else:
+                    _finished(admission, guard, call, None)
+        except BaseException as exc:
+            if telemetry is not None:
+                telemetry.closed(guard, call, opened, call_status(exc), NO_RESULT, exc)
+            raise
         if decided is not PROCEED:
+            if telemetry is not None:
+                telemetry.closed(guard, call, opened, "denied", NO_RESULT, None)
             yield decided
             return
-        admission: tuple[PolicyEnforcer, Admission] | None = None
-        enforcer = call.enforcer
-        if enforcer is not None and not replaying_only(call.run):
-            off = off or enforcer.blocking
-            if off:
-                try:
-                    admission = (enforcer, await step(_admission, guard, call, enforcer, withdraw=enforcer))
-                except asyncio.CancelledError:  # the admission was withdrawn: give back the check's holds
-                    await step(guard.abandon, call)
-                    raise
-            else:
-                admission = (enforcer, _admission(guard, call, enforcer))
-        items = function(*call.args, **call.kwargs)
-        sent: Any = None
-        thrown: BaseException | None = None
-        try:
-            while True:
-                token = active.set(call.frame)
-                try:
-                    item = await (items.asend(sent) if thrown is None else items.athrow(thrown))
-                except StopAsyncIteration:
-                    break
-                finally:
-                    active.reset(token)
-                thrown = None
-                try:
-                    sent = yield item
-                except GeneratorExit:
-                    raise
-                except BaseException as exc:
-                    thrown, sent = exc, None
-        except BaseException as exc:
-            if off:
-                await step(_failed, admission, exc, guard, call)
-            else:
-                _failed(admission, exc, guard, call)
-            raise
-        finally:
-            token = active.set(call.frame)
-            try:
-                await items.aclose()
-            finally:
-                active.reset(token)
-        if off:
-            await step(_finished, admission, guard, call, None)
-        else:
-            _finished(admission, guard, call, None)
+        if telemetry is not None:
+            telemetry.closed(guard, call, opened, _ended(call), None, None)
 
     return wrapper
+
+
+def _ended(call: Call) -> str:
+    """How a generator call that ran out ended: denied when a rule on its output denied it."""
+    after = call.after
+    return "denied" if after is not None and after.action is Action.DENY else "succeeded"
 
 
 def _started(guard: Guard, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Call, RuleSet | None]:
@@ -147,13 +192,6 @@ def _started(guard: Guard, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tup
         parent.run.replay.unrecorded(guard.tool, guard.bind(args, kwargs))
     call = guard.start(args, kwargs, parent, watch=False)
     return call, guard.source.current() if guard.source is not None else None
-
-
-def _enter(guard: Guard, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
-    """Start the call and check it."""
-    call, rules = _started(guard, args, kwargs)
-    guard.check(call, rules)
-    return call
 
 
 def _admit(guard: Guard, call: Call) -> tuple[PolicyEnforcer, Admission] | None:

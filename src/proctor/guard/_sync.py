@@ -15,6 +15,8 @@ from proctor.outcome import status_of as outcome_status_of
 from proctor.runs.log import NO_RESULT
 from proctor.runtime.context import active
 from proctor.scheduling import LOCOScheduler
+from proctor.telemetry import _hook
+from proctor.telemetry._hook import CallTelemetry
 
 __all__ = ["decide", "wrap_sync"]
 
@@ -26,14 +28,18 @@ def wrap_sync(guard: Guard) -> Callable[..., Any]:
         call = guard.start(args, kwargs, active.get())
         recorder = call.recorder
         recorder.opened(guard, call)
+        telemetry = _hook.active  # None unless telemetry is on: the only cost it has otherwise
+        opened = telemetry.opened(guard, call) if telemetry is not None else None
         began: float | None = None  # when the function was called (or answered from a replay)
         duration: float | None = None
         result: Any = NO_RESULT
         try:
             guard.check(call, guard.rules_for(call.run))
-            decided = decide(guard, call)
+            decided = decide(guard, call, telemetry)
             if decided is not PROCEED:
                 recorder.closed(guard, call, "denied", None, NO_RESULT, decided, None)
+                if telemetry is not None:
+                    telemetry.closed(guard, call, opened, "denied", NO_RESULT, None)
                 return decided
             token = active.set(call.frame)
             try:
@@ -46,17 +52,24 @@ def wrap_sync(guard: Guard) -> Callable[..., Any]:
         except BaseException as exc:
             if began is not None and duration is None:  # the function (or its slot or policies) raised
                 duration = time.perf_counter() - began
-            recorder.closed(guard, call, status_of(exc), duration, result, NO_RESULT, exc)
+            status = status_of(exc)
+            try:
+                recorder.closed(guard, call, status, duration, result, NO_RESULT, exc)
+            finally:
+                if telemetry is not None:
+                    telemetry.closed(guard, call, opened, status, result, exc)
             raise
         after = call.after
         status = "denied" if after is not None and after.action is Action.DENY else "succeeded"
         recorder.closed(guard, call, status, duration, result, returned, None)
+        if telemetry is not None:
+            telemetry.closed(guard, call, opened, status, result, None)
         return returned
 
     return wrapper
 
 
-def decide(guard: Guard, call: Call) -> Any:
+def decide(guard: Guard, call: Call, telemetry: CallTelemetry | None = None) -> Any:
     """Refuse a denied call; for one that needs approval, ask and wait. ``PROCEED`` when it runs."""
     action = call.verdict.action
     if action is Action.DENY:
@@ -65,11 +78,16 @@ def decide(guard: Guard, call: Call) -> Any:
         replayed, decision = guard.replayed_approval(call)
         if not replayed:
             channel, request = guard.approval_request(call)
+            if telemetry is not None:
+                telemetry.approval_asked()
             try:
                 decision = channel.request(request)
             except BaseException:  # Ctrl-C, SystemExit, a failure: nobody may approve a call that stopped
                 channel.withdraw(request)
                 raise
+            finally:
+                if telemetry is not None:
+                    telemetry.approval_ended()
         outcome = guard.approved(call, decision)
         if isinstance(outcome, Refusal):
             return guard.refusal(call.verdict, outcome.detail)
@@ -88,9 +106,13 @@ def _invoke(guard: Guard, call: Call) -> Any:
         return guard.function(*call.args, **call.kwargs)
     if isinstance(scheduler, LOCOScheduler):
         granted = False
+        telemetry = _hook.active
+        asked = time.perf_counter() if telemetry is not None else 0.0
         try:
             with scheduler.acquire(guard.agent, guard.task(call)) as grant:
                 granted = True
+                if telemetry is not None:
+                    telemetry.slot_waited(guard, time.perf_counter() - asked)
                 result = _checked(guard, call)
                 grant.cost = guard.actual_cost(call, result)
         except PolicyViolationError as exc:

@@ -1,0 +1,128 @@
+"""The one switch the call flow reads: ``active`` is None until telemetry is enabled.
+
+The guard's drivers read ``_hook.active`` once per call; when it is None (the
+default, and always when neither extra is installed) they do nothing more.
+When it is set, ``CallTelemetry`` turns each governed call into a span (if
+tracing is on) and into Prometheus samples (if metrics are on). This module
+imports neither OpenTelemetry nor prometheus-client: ``tracing`` and
+``metrics`` do, and are imported only by ``proctor.telemetry.enable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from proctor.decision import Action
+
+if TYPE_CHECKING:
+    from proctor.guard._call import Call
+    from proctor.guard._flow import Guard
+    from proctor.telemetry.metrics import Metrics
+    from proctor.telemetry.tracing import Tracing
+
+__all__ = ["CallTelemetry", "active", "decision_of", "usage_tokens"]
+
+_ALLOW = Action.ALLOW
+_DENY = Action.DENY
+
+
+class CallTelemetry:
+    """What the guard tells telemetry about each call: opened, slot waited, approval asked, closed."""
+
+    __slots__ = ("metrics", "tracing")
+
+    def __init__(self, tracing: Tracing | None, metrics: Metrics | None) -> None:
+        self.tracing = tracing
+        self.metrics = metrics
+
+    def opened(self, guard: Guard, call: Call, *, current: bool = True) -> Any:
+        """The call began; what ``closed`` needs back (its span, if any). ``current``: its span is the
+        current one until ``closed`` (which must then run in the same context)."""
+        tracing = self.tracing
+        return tracing.opened(guard, call, current) if tracing is not None else None
+
+    def closed(
+        self, guard: Guard, call: Call, opened: Any, status: str, result: Any, error: BaseException | None
+    ) -> None:
+        """The call ended with ``status`` (the run log's words: succeeded, denied, failed, ...)."""
+        action, rule = decision_of(call)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.called(guard, call, action, rule)
+        if opened is not None:
+            assert self.tracing is not None
+            self.tracing.closed(guard, call, opened, action, rule, status, result, error)
+
+    def slot_waited(self, guard: Guard, seconds: float) -> None:
+        """A call waited ``seconds`` for its scheduler slot (it got one)."""
+        if self.metrics is not None:
+            self.metrics.slot_wait.labels(guard.service).observe(seconds)
+
+    def approval_asked(self) -> None:
+        """A call now waits for a person."""
+        if self.metrics is not None:
+            self.metrics.approvals_pending.inc()
+
+    def approval_ended(self) -> None:
+        """A call no longer waits for a person (answered, timed out, or cancelled)."""
+        if self.metrics is not None:
+            self.metrics.approvals_pending.dec()
+
+
+active: CallTelemetry | None = None
+"""Set by ``proctor.telemetry.enable()``; the drivers skip telemetry while it is None."""
+
+
+def decision_of(call: Call) -> tuple[str, str]:
+    """The action that decided the call and the rule (or policy) that decided it ("" for none).
+
+    A budget or rate limit that refused the call decides it (``deny``); a rule on the output that
+    denied or terminated it does too; else the rules' verdict before the call, or a budget that
+    downgraded a call the rules allowed (``modify``). A denial by the file's default action is rule
+    ``default``.
+    """
+    error = call.policy_error
+    if error is not None:
+        return "deny", error.policy_name or ""
+    verdict = call.verdict
+    after = call.after
+    if after is not None and after.action is not _ALLOW:
+        verdict = after
+    action = verdict.action
+    rule = verdict.rule
+    if rule is not None:
+        return action.value, rule.id
+    if action is _ALLOW:
+        downgraded = call.downgraded
+        if downgraded:
+            last = downgraded[-1]
+            return str(last["action"]), str(last["rule"])
+        return "allow", ""
+    return action.value, "default" if action is _DENY else ""
+
+
+def usage_tokens(result: Any) -> dict[str, int]:
+    """The token counts a result reports in its ``usage`` (OpenAI's and Anthropic's names), as the
+    GenAI semantic conventions' ``gen_ai.usage.*`` attributes; empty when it reports none."""
+    if result is None or isinstance(result, str | bytes | int | float | list | tuple):
+        return {}
+    usage = result.get("usage") if isinstance(result, Mapping) else getattr(result, "usage", None)
+    if usage is None:
+        return {}
+    found: dict[str, int] = {}
+    for attribute, names in _USAGE_NAMES:
+        for name in names:
+            value = usage.get(name) if isinstance(usage, Mapping) else getattr(usage, name, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                found[attribute] = value
+                break
+    return found
+
+
+_USAGE_NAMES = (
+    ("gen_ai.usage.input_tokens", ("input_tokens", "prompt_tokens")),
+    ("gen_ai.usage.output_tokens", ("output_tokens", "completion_tokens")),
+    ("gen_ai.usage.cache_read.input_tokens", ("cache_read_input_tokens",)),
+    ("gen_ai.usage.cache_creation.input_tokens", ("cache_creation_input_tokens",)),
+)

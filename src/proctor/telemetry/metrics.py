@@ -1,0 +1,278 @@
+"""Metrics: governed calls as Prometheus samples, and the ASGI app that serves them.
+
+The metrics (labels are names from code and policy files, never a run, a user
+or a session: their number stays small):
+
+- ``proctor_decisions_total{action,rule,service}``: calls, by the action that
+  decided them and its rule (``""`` when none matched);
+- ``proctor_spend_total{service,agent}``: the actual cost of calls;
+- ``proctor_budget_remaining{policy,agent}``: what a budget still lets an agent
+  (or whatever its ``per`` counts) reserve, read from its store at scrape time,
+  for the budgets and agents this process has had calls of;
+- ``proctor_slot_wait_seconds{service}``: how long calls waited for a scheduler slot;
+- ``proctor_approvals_pending``: calls waiting for a person now (``proctor serve``
+  reports the durable queue's pending requests instead);
+- ``proctor_store_fallbacks_total{kind,mode}``: decisions made without a store
+  that did not answer (``proctor.stores.fallback``).
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (several worker processes, as gunicorn
+runs them), prometheus-client keeps the samples in files of that directory and
+``asgi_app()`` serves the sum over every process that wrote there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from proctor.errors import ProctorError
+from proctor.policy.budget import BudgetPolicy
+from proctor.policy.enforcer import PolicyEnforcer
+from proctor.rules.limits import FileLimit
+from proctor.stores.fallback import fallbacks
+
+if TYPE_CHECKING:
+    from proctor.guard._call import Call
+    from proctor.guard._flow import Guard
+
+__all__ = ["APPROVALS_PENDING", "SLOT_WAIT_BUCKETS", "Metrics", "multiprocess", "scrape_registry"]
+
+SLOT_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+"""Seconds: from a slot granted at once to one a queue held for minutes."""
+APPROVALS_PENDING = "proctor_approvals_pending"
+FALLBACK_SYNC_SECONDS = 1.0
+"""In multiprocess mode, how often a process copies its fallback counts into its samples' file."""
+
+
+def multiprocess() -> bool:
+    """Whether prometheus-client writes samples to ``PROMETHEUS_MULTIPROC_DIR`` (set before the first
+    metric is made)."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir"))  # noqa: SIM112 (both, as prometheus-client reads them)
+
+
+class Metrics:
+    """proctor's metrics, registered in ``registry``; ``unregister()`` takes them out again."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else REGISTRY
+        self.multiprocess = multiprocess()
+        self.decisions = Counter(
+            "proctor_decisions",
+            "Governed calls, by the action that decided them and its rule ('' when none matched).",
+            ("action", "rule", "service"),
+            registry=None,
+        )
+        self.spend = Counter(
+            "proctor_spend", "The actual cost of governed calls.", ("service", "agent"), registry=None
+        )
+        self.slot_wait = Histogram(
+            "proctor_slot_wait_seconds",
+            "How long governed calls waited for a scheduler slot.",
+            ("service",),
+            buckets=SLOT_WAIT_BUCKETS,
+            registry=None,
+        )
+        self.approvals_pending = Gauge(
+            APPROVALS_PENDING,
+            "Governed calls waiting for a person's decision now.",
+            registry=None,
+            multiprocess_mode="livesum",
+        )
+        self.budgets = BudgetCollector()
+        self.fallbacks = FallbackCounts(self.multiprocess)
+        self._collectors: list[Collector] = [
+            self.decisions,
+            self.spend,
+            self.slot_wait,
+            self.approvals_pending,
+            self.budgets,
+            self.fallbacks,
+        ]
+        for collector in self._collectors:
+            self.registry.register(collector)
+        self._decided: dict[tuple[str, str, str], Any] = {}  # label values -> the counter's child
+        self._spent: dict[tuple[str, str], Any] = {}
+
+    def called(self, guard: Guard, call: Call, action: str, rule: str) -> None:
+        """Count one governed call that ended, its spend, and the budgets it was checked by."""
+        key = (action, rule, guard.service)
+        decided = self._decided.get(key)
+        if decided is None:
+            decided = self._decided.setdefault(key, self.decisions.labels(*key))
+        decided.inc()
+        actual = call.actual
+        if actual > 0:
+            spent_key = (guard.service, guard.agent)
+            spent = self._spent.get(spent_key)
+            if spent is None:
+                spent = self._spent.setdefault(spent_key, self.spend.labels(*spent_key))
+            spent.inc(actual)
+        enforcer = call.enforcer
+        if enforcer is not None:
+            self.budgets.saw(enforcer, guard.agent)
+        if self.multiprocess:
+            self.fallbacks.sync()
+
+    def unregister(self) -> None:
+        """Take proctor's metrics out of their registry."""
+        for collector in self._collectors:
+            with contextlib.suppress(KeyError):  # the application took it out already
+                self.registry.unregister(collector)
+
+
+class BudgetCollector(Collector):
+    """``proctor_budget_remaining``, read from the budgets' stores when scraped."""
+
+    def __init__(self) -> None:
+        self._seen: weakref.WeakKeyDictionary[PolicyEnforcer, set[str]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def saw(self, enforcer: PolicyEnforcer, agent: str) -> None:
+        """A call of ``agent`` was checked by ``enforcer``: report its budgets from now on."""
+        agents = self._seen.get(enforcer)
+        if agents is not None and agent in agents:
+            return
+        with self._lock:
+            self._seen.setdefault(enforcer, set()).add(agent)
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "proctor_budget_remaining",
+            "What a budget still lets an agent (or what its per counts) reserve in its period.",
+            labels=("policy", "agent"),
+        )
+        with self._lock:
+            seen = [(enforcer, sorted(agents)) for enforcer, agents in self._seen.items()]
+        done: set[tuple[str, str]] = set()
+        for enforcer, agents in seen:
+            for policy in enforcer.policies:
+                for name, key, budget in _budgets(policy, agents):
+                    if (name, key) in done:
+                        continue
+                    done.add((name, key))
+                    try:
+                        remaining = budget.remaining(key)
+                    except ProctorError:  # its store does not answer: no sample rather than a wrong one
+                        continue
+                    if remaining is not None:
+                        family.add_metric((name, key), remaining)
+        yield family
+
+
+def _budgets(policy: object, agents: Iterable[str]) -> Iterator[tuple[str, str, BudgetPolicy]]:
+    """The (name, key, budget) a policy counts spend under: a file's budget under its ``per`` key, a
+    budget of code under each agent."""
+    if isinstance(policy, FileLimit):
+        if isinstance(policy.policy, BudgetPolicy):
+            yield policy.name, policy.key, policy.policy
+    elif isinstance(policy, BudgetPolicy):
+        for agent in agents:
+            yield policy.name, agent, policy
+
+
+class FallbackCounts(Collector):
+    """``proctor_store_fallbacks_total{kind,mode}``, from ``proctor.stores.fallback.fallbacks()``.
+
+    In one process, read when scraped. With several (multiprocess mode) each process copies its
+    counts into a counter kept in its samples' file, at most once a second as its calls end, and
+    when scraped.
+    """
+
+    def __init__(self, multiprocess: bool) -> None:
+        self.multiprocess = multiprocess
+        self._counter: Counter | None = None
+        self._copied: dict[tuple[str, str], int] = {}
+        self._next = 0.0
+        self._lock = threading.Lock()
+        if multiprocess:
+            self._counter = Counter(
+                "proctor_store_fallbacks",
+                "Decisions made without a store that did not answer, by kind and mode.",
+                ("kind", "mode"),
+                registry=None,
+            )
+
+    def collect(self) -> Iterator[Metric]:
+        if self._counter is not None:
+            self.sync(force=True)
+            yield from self._counter.collect()
+            return
+        family = CounterMetricFamily(
+            "proctor_store_fallbacks",
+            "Decisions made without a store that did not answer, by kind and mode.",
+            labels=("kind", "mode"),
+        )
+        for (kind, mode), count in sorted(fallbacks().items()):
+            family.add_metric((kind, mode), count)
+        yield family
+
+    def sync(self, *, force: bool = False) -> None:
+        """Copy the counts made since the last copy into the multiprocess counter."""
+        counter = self._counter
+        if counter is None:
+            return
+        now = time.monotonic()
+        if not force and now < self._next:
+            return
+        with self._lock:
+            self._next = now + FALLBACK_SYNC_SECONDS
+            for key, count in fallbacks().items():
+                added = count - self._copied.get(key, 0)
+                if added > 0:
+                    counter.labels(*key).inc(added)
+                    self._copied[key] = count
+
+
+class _Synced(Collector):
+    """Runs ``step`` before a multiprocess scrape reads the files (it yields no metric)."""
+
+    def __init__(self, step: Callable[[], None]) -> None:
+        self._step = step
+
+    def collect(self) -> Iterator[Metric]:
+        self._step()
+        return iter(())
+
+
+class _Without(Collector):
+    """The metrics of ``collector`` except those named ``names``."""
+
+    def __init__(self, collector: Collector, names: Iterable[str]) -> None:
+        self._collector = collector
+        self._names = frozenset(names)
+
+    def collect(self) -> Iterator[Metric]:
+        return (metric for metric in self._collector.collect() if metric.name not in self._names)
+
+
+def scrape_registry(metrics: Metrics | None, *, without: Iterable[str] = ()) -> CollectorRegistry:
+    """What a scrape reads in multiprocess mode: every process's samples from the directory's files,
+    then this process's budgets; ``without`` drops metrics by name."""
+    registry = CollectorRegistry(auto_describe=False)
+    if metrics is not None:
+        registry.register(_Synced(lambda: metrics.fallbacks.sync(force=True)))
+    files = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(files)  # type: ignore[no-untyped-call]
+    registry.register(_Without(files, without))
+    if metrics is not None:
+        registry.register(metrics.budgets)
+    return registry
+
+
+def asgi_app(metrics: Metrics, registry: CollectorRegistry | None = None) -> Callable[..., Any]:
+    """The ASGI app that serves ``registry`` (by default: the metrics' own registry, or in
+    multiprocess mode the sum over the processes) in Prometheus' text format."""
+    if registry is None:
+        registry = scrape_registry(metrics) if metrics.multiprocess else metrics.registry
+    app: Callable[..., Any] = make_asgi_app(registry)
+    return app
