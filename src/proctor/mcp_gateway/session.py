@@ -137,6 +137,10 @@ class GatewaySession:
     # -- from the client
 
     async def _from_client(self) -> None:
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):  # the client left
+            await self._relay_client()
+
+    async def _relay_client(self) -> None:
         async for item in self.client_read:
             if isinstance(item, Exception):
                 logger.warning("a message from the client could not be read: %s", item)
