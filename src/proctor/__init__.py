@@ -37,6 +37,7 @@ from proctor.errors import (
 )
 from proctor.guard import runlog, set_approval_channel
 from proctor.labels import SecurityLabel
+from proctor.llm import instrument
 from proctor.outcome import Outcome, Status
 from proctor.policy import (
     AccessPolicy,
@@ -131,6 +132,7 @@ __all__ = [
     "__version__",
     "current_run",
     "flush",
+    "instrument",
     "load_policies",
     "now",
     "parse_policies",
