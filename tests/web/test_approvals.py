@@ -10,7 +10,9 @@ from starlette.testclient import TestClient
 
 from proctor.approvals.store import ApprovalStore
 from proctor.runs.log import RunLog
-from tests.web.conftest import People, ask, record_run, sign_in
+from tests.web.conftest import ON_BOTH_DATABASES, People, ask, record_run, sign_in
+
+pytestmark = ON_BOTH_DATABASES
 
 LOOKUP = {"phase": "before", "rule": "audit", "action": "log", "decided": True}
 

@@ -14,8 +14,10 @@ from proctor.runs.describe import seconds
 from proctor.runs.log import RunLog
 from proctor.web.app import create_app
 from tests.approvals.helpers import in_thread, pending_one
-from tests.web.conftest import NOW, People, ask, record_run, sign_in
+from tests.web.conftest import NOW, ON_BOTH_DATABASES, People, ask, record_run, sign_in
 from tests.web.test_approvals import text
+
+pytestmark = ON_BOTH_DATABASES
 
 DENY = {"phase": "before", "rule": "no_big_refunds", "action": "deny", "decided": True}
 CLAMP = {"phase": "before", "rule": "cap_tokens", "action": "modify", "decided": True}
@@ -85,8 +87,11 @@ def test_the_list_shows_runs_newest_first_with_their_facts(client: TestClient, p
 
 
 @pytest.mark.usefixtures("runs")
-def test_the_console_serves_a_database_given_by_url(db: Path, people: People, policy_file: Path) -> None:
-    app = create_app(db=f"sqlite:///{db}", approvers=people.path, policies=[policy_file], secret="s")
+def test_the_console_serves_a_database_given_by_url(
+    db: Path | str, people: People, policy_file: Path
+) -> None:
+    url = db if isinstance(db, str) else f"sqlite:///{db}"  # a PostgreSQL database is always a URL
+    app = create_app(db=url, approvers=people.path, policies=[policy_file], secret="s")
     with TestClient(app, follow_redirects=False) as client:
         sign_in(client, people.tokens["bob"])
         assert listed(client) == ["run-new", "run-denied", "run-old"]
