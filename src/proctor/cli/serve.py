@@ -58,8 +58,20 @@ def _loopback(host: str) -> bool:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="A policy file whose rules the policies page shows, with what they decided (repeat for more).",
 )
+@click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Serve /metrics to Prometheus, without sign-in (needs proctor's 'prometheus' extra): the "
+    "pending approvals, and with PROMETHEUS_MULTIPROC_DIR set the metrics of the agents' processes.",
+)
 def serve(
-    host: str, port: int, db: Database, approvers_file: Path | None, policy_files: tuple[Path, ...]
+    host: str,
+    port: int,
+    db: Database,
+    approvers_file: Path | None,
+    policy_files: tuple[Path, ...],
+    metrics: bool,
 ) -> None:
     """Serve the web console: pending approvals to approve or deny, runs, and the policies in force.
 
@@ -88,13 +100,15 @@ def serve(
             "then run `proctor serve` again (or pass --approvers FILE, or set PROCTOR_APPROVERS)."
         )
     try:
-        app = create_app(db=db.url, approvers=approvers, policies=policy_files)
+        app = create_app(db=db.url, approvers=approvers, policies=policy_files, metrics=metrics)
     except PolicyConfigError as exc:
         raise CommandError(f"a policy file is invalid:\n{exc}") from None
     except (ConfigurationError, StoreError) as exc:
         raise CommandError(str(exc)) from None
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     click.echo(f"proctor console on {url}  (database {db}, approvers {approvers})")
+    if metrics and not any(getattr(route, "path", None) == "/metrics" for route in app.routes):
+        click.echo("note: no /metrics: prometheus-client is not installed (pip install -e '.[prometheus]')")
     if not _loopback(host):
         click.echo(
             f"warning: listening on {host}, not on loopback: other machines can reach the console; "

@@ -22,6 +22,7 @@ runs them), prometheus-client keeps the samples in files of that directory and
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import threading
@@ -184,8 +185,8 @@ class FallbackCounts(Collector):
     """``proctor_store_fallbacks_total{kind,mode}``, from ``proctor.stores.fallback.fallbacks()``.
 
     In one process, read when scraped. With several (multiprocess mode) each process copies its
-    counts into a counter kept in its samples' file, at most once a second as its calls end, and
-    when scraped.
+    counts into a counter kept in its samples' file, at most once a second as its calls end, when
+    it serves a scrape, and when it exits.
     """
 
     def __init__(self, multiprocess: bool) -> None:
@@ -201,6 +202,7 @@ class FallbackCounts(Collector):
                 ("kind", "mode"),
                 registry=None,
             )
+            atexit.register(self.sync, force=True)  # what the last calls' fallbacks added
 
     def collect(self) -> Iterator[Metric]:
         if self._counter is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -86,6 +87,7 @@ def create_app(
     approvers: str | os.PathLike[str],
     policies: Sequence[str | os.PathLike[str]] = (),
     secret: str | None = None,
+    metrics: bool = True,
 ) -> Starlette:
     """The console over the database ``db``, signing people in with the tokens of the ``approvers`` file.
 
@@ -96,6 +98,8 @@ def create_app(
         policies: the policy files whose rules the policies page shows; reloaded when they change.
         secret: the key that signs session cookies; ``$PROCTOR_SECRET``, else random (sign-ins
             then end when the process does).
+        metrics: serve ``/metrics`` (Prometheus, no sign-in: see ``proctor.web.metrics``) when
+            prometheus-client is installed.
 
     Raises ``ConfigurationError`` for an invalid approvers file or database URL,
     ``PolicyConfigError`` for an invalid policy file and ``StoreError`` when the database
@@ -126,6 +130,10 @@ def create_app(
         Route("/policies", policies_page, name="policies"),
         Mount("/static", StaticFiles(packages=[("proctor.web", "static")]), name="static"),
     ]
+    if metrics and importlib.util.find_spec("prometheus_client") is not None:
+        from proctor.web.metrics import metrics_page
+
+        routes.append(Route("/metrics", metrics_page, name="metrics"))
     middleware = [
         Middleware(SecurityHeaders),
         Middleware(

@@ -17,7 +17,7 @@ __all__ = ["SignInRequired", "login", "logout", "signed_in"]
 
 logger = logging.getLogger("proctor.web")
 
-PUBLIC = ("/login", "/static/")
+PUBLIC = ("/login", "/static/", "/metrics")
 """Paths (prefixes) served without signing in."""
 
 
