@@ -12,8 +12,9 @@ Every decision made without the store is counted by ``(kind, mode)``
 (``fallbacks()``): kinds are ``"budget"``, ``"rate"`` and ``"slot"``, modes
 ``"closed"`` (refused), ``"open"`` (allowed, spend written when the store is
 back) and ``"local_share"`` (decided on this process's share of the limit).
-The first failure of an outage logs one warning on ``proctor.stores.fallback``;
-the store's return logs one more, with what was decided meanwhile.
+The first failure of an outage logs one warning on ``proctor.stores.fallback``
+(none per call); the store's return is logged at INFO, with what was decided
+meanwhile.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ class StoreHealth:
                 for (kind, mode), count in fallbacks().items()
                 if count > before.get((kind, mode), 0)
             }
-            logger.warning(
+            logger.info(
                 "%s answers again after %.1fs; decisions made without it: %s; settles to write: %d",
                 self.name,
                 lasted,
@@ -171,6 +172,8 @@ class StoreHealth:
                         MAX_PENDING,
                     )
             self._pending.append(action)
+        if not self.down:  # it answered again while this settle failed: no later return would run it
+            self.flush()
 
     @property
     def pending(self) -> int:
@@ -187,24 +190,29 @@ class StoreHealth:
 
         One thread runs them at a time; another that asks meanwhile returns at once.
         """
-        if not self._flushing.acquire(blocking=False):
-            return False
-        try:
-            while self._pending:
-                action = self._pending[0]
-                try:
-                    action()
-                except StoreError as exc:
-                    self.failed(exc)
-                    return False
-                except Exception:
-                    logger.exception("%s: a settle put off during an outage failed; it is dropped", self.name)
-                with self._lock:
-                    if self._pending and self._pending[0] is action:
-                        self._pending.popleft()
-            return True
-        finally:
-            self._flushing.release()
+        while self._flushing.acquire(blocking=False):
+            try:
+                emptied = self._run_pending()
+            finally:
+                self._flushing.release()
+            if not emptied or self.down or not self._pending:  # else one came in as the lock was let go
+                return emptied
+        return False
+
+    def _run_pending(self) -> bool:
+        while self._pending:
+            action = self._pending[0]
+            try:
+                action()
+            except StoreError as exc:
+                self.failed(exc)
+                return False
+            except Exception:
+                logger.exception("%s: a settle put off during an outage failed; it is dropped", self.name)
+            with self._lock:
+                if self._pending and self._pending[0] is action:
+                    self._pending.popleft()
+        return True
 
 
 _healths: weakref.WeakKeyDictionary[object, StoreHealth] = weakref.WeakKeyDictionary()
