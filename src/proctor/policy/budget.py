@@ -12,11 +12,12 @@ from typing import Any, Literal
 
 from proctor._numbers import from_units, is_amount, to_units
 from proctor.decision import Action, Decision
-from proctor.errors import BudgetExceededError, ConfigurationError
+from proctor.errors import BudgetExceededError, ConfigurationError, StoreError
 from proctor.outcome import Outcome
 from proctor.policy.base import Policy
 from proctor.stores._default import resolve_store
 from proctor.stores.base import LedgerSupport, Store, missing_capability
+from proctor.stores.fallback import count_fallback, health_of
 from proctor.stores.memory import MemoryStore
 from proctor.task import Task
 
@@ -26,6 +27,9 @@ logger = logging.getLogger("proctor.budget")
 
 Mode = Literal["reject", "alert", "downgrade"]
 _MODES = ("reject", "alert", "downgrade")
+OnStoreError = Literal["closed", "open"]
+_ON_STORE_ERROR = ("closed", "open")
+_WRITE_LEASE = 60.0  # seconds held by the reservation that writes spend allowed during an outage
 _CALENDAR_PERIODS = ("hour", "day", "month")
 _ALERTS_KEPT = 100
 DEFAULT_LEASE = 300.0
@@ -69,6 +73,19 @@ class BudgetPolicy(Policy):
             late settle still records the actual cost.
         timezone: the zone of calendar periods; the local zone by default.
         clock: returns the current Unix time; for tests.
+        on_store_error: what a check does while the store does not answer
+            (a call timed out or was refused: ``StoreError``). ``"closed"``
+            (the default) raises ``StoreError``: no call runs unchecked.
+            ``"open"`` lets every call run unchecked and keeps its actual
+            cost in this process until the store answers, then writes it
+            to the ledger once. The risk is yours: during an outage the
+            limit does not hold at all (every process spends without a
+            check), and spend kept by a process that exits before the store
+            returns is never counted. Either way the decision is counted
+            (``proctor.stores.fallback.fallbacks()``) and the store is tried
+            again every half second. Settles and releases of reservations
+            made before the outage wait for the store in every mode, and
+            count once when it answers.
     """
 
     name = "budget"
@@ -84,6 +101,7 @@ class BudgetPolicy(Policy):
         timezone: tzinfo | None = None,
         clock: Callable[[], float] = time.time,
         lease: float = DEFAULT_LEASE,
+        on_store_error: OnStoreError = "closed",
     ) -> None:
         if default_limit is not None:
             default_limit = _check_amount("default_limit", default_limit)
@@ -91,16 +109,23 @@ class BudgetPolicy(Policy):
             raise ConfigurationError(
                 f"on_exceeded must be one of {', '.join(map(repr, _MODES))}, got {on_exceeded!r}"
             )
+        if on_store_error not in _ON_STORE_ERROR:
+            raise ConfigurationError(
+                f"on_store_error must be 'closed' (refuse calls while the store is down) or 'open' "
+                f"(let them run unchecked, and count their spend when it is back), got {on_store_error!r}"
+            )
         if not is_amount(lease, inclusive=False):
             raise ConfigurationError(f"lease must be a finite number of seconds > 0, got {lease!r}")
         self.default_limit = default_limit
         self.lease = float(lease)
         self.on_exceeded: Mode = on_exceeded
+        self.on_store_error: OnStoreError = on_store_error
         self._limits: dict[str, float] = {}
         resolved = resolve_store(store) or MemoryStore()
         if not isinstance(resolved, LedgerSupport):
             raise missing_capability(resolved, LedgerSupport, "BudgetPolicy")
         self._store = resolved
+        self._health = health_of(resolved)
         self.blocking = resolved.blocking
         self.namespace = self.name if namespace is None else namespace
         self._prefix = f"{self.namespace}:"
@@ -202,18 +227,26 @@ class BudgetPolicy(Policy):
         key = self._prefix + agent_id
         now = self._clock()
         window = self._window.index(now)
-        if limit is None:
-            lease_id, _, _ = self._store.reserve(key, units, None, window, now, self.lease)
+        limit_units = None if limit is None else to_units(limit)
+        cap = limit_units if self.on_exceeded == "reject" else None
+        health = self._health
+        if health.down and not health.should_try():
+            return self._without_store(key, units, None)
+        try:
+            lease_id, spent, reserved = self._store.reserve(key, units, cap, window, now, self.lease)
+        except StoreError as exc:
+            health.failed(exc)
+            return self._without_store(key, units, exc)
+        if health.down:
+            health.answered()
+        if limit is None or limit_units is None:
             return _Held(self.name, (lease_id, units))
-        limit_units = to_units(limit)
-        if self.on_exceeded == "reject":
-            lease_id, spent, reserved = self._store.reserve(key, units, limit_units, window, now, self.lease)
+        if cap is not None:
             if lease_id is None:
                 current = from_units(spent + reserved)
                 self._exceeded(agent_id, current, cost, limit)
                 raise BudgetExceededError(agent_id, current, limit, cost, self.name)
             return _Held(self.name, (lease_id, units))
-        lease_id, spent, reserved = self._store.reserve(key, units, None, window, now, self.lease)
         if spent + reserved + units <= limit_units:
             return Decision(_ALLOW, self.name, reservation=(lease_id, units))
         current = from_units(spent + reserved)
@@ -235,19 +268,69 @@ class BudgetPolicy(Policy):
             }
         )
 
+    def _without_store(self, key: str, units: int, error: StoreError | None) -> Decision:
+        """Decide while the store is down: refuse (``"closed"``) or allow unchecked (``"open"``)."""
+        if self.on_store_error == "closed":
+            count_fallback("budget", "closed")
+            if error is not None:
+                raise error
+            raise StoreError(
+                f"{self._health.name} is down, so budget {self.name!r} refuses calls "
+                "(on_store_error='closed'); it is tried again every half second"
+            )
+        count_fallback("budget", "open")
+        return Decision(
+            _ALLOW,
+            self.name,
+            "the store is down: allowed unchecked (on_store_error='open'); spend is counted on its return",
+            reservation=_Unchecked(units),
+        )
+
     def rollback(self, agent_id: str, task: Task, decision: Decision) -> None:
         held = decision.reservation
         if isinstance(held, tuple) and held[0] is not None:
-            self._store.release(self._prefix + agent_id, held[0])
+            lease_id, key = held[0], self._prefix + agent_id
+            self._when_up(lambda: self._store.release(key, lease_id))
 
     def settle(self, agent_id: str, task: Task, decision: Decision, outcome: Outcome) -> None:
-        """Replace the task's reservation by its actual cost (the estimate when none was reported); once."""
+        """Replace the task's reservation by its actual cost (the estimate when none was reported); once.
+
+        While the store is down the settle waits in this process and is made
+        when the store answers again (in the period current then); a
+        settle is idempotent on its lease, so one that timed out but ran
+        still counts once.
+        """
         held = decision.reservation
+        key = self._prefix + agent_id
+        if isinstance(held, _Unchecked):
+            actual = held.units if outcome.cost is None else to_units(outcome.cost)
+            self._when_up(_WriteSpend(self, key, actual))
+            return
         if not isinstance(held, tuple) or held[0] is None:
             return
         lease_id, units = held
         actual = units if outcome.cost is None else to_units(outcome.cost)
-        self._store.settle(self._prefix + agent_id, lease_id, actual, self._window.index(self._clock()))
+        if not self._health.down:  # the usual path, without a closure
+            try:
+                self._store.settle(key, lease_id, actual, self._current())
+                return
+            except StoreError as exc:
+                self._health.failed(exc)
+        self._when_up(lambda: self._store.settle(key, lease_id, actual, self._current()))
+
+    def _when_up(self, action: Callable[[], object]) -> None:
+        """Run ``action``, a store call safe to repeat, now, or once the store answers again."""
+        health = self._health
+        if not health.down or health.should_try():
+            try:
+                action()
+            except StoreError as exc:
+                health.failed(exc)
+            else:
+                if health.down:
+                    health.answered()
+                return
+        health.defer(action)
 
     def summary(self) -> dict[str, Any]:
         """``{agent: {"limit", "spent", "remaining"}}`` for agents with a limit of their own or with spend.
@@ -299,6 +382,44 @@ class _Held(Decision):
         self.detail = ""
         self.downgrade = False
         self.reservation = reservation
+
+
+class _Unchecked:
+    """The reservation of a call allowed while the store was down: the estimate, and nothing held."""
+
+    __slots__ = ("units",)
+
+    def __init__(self, units: int) -> None:
+        self.units = units
+
+
+class _WriteSpend:
+    """Writes spend allowed during an outage to the ledger, once, even when a try times out.
+
+    A plain ``spend`` that timed out may have run, so trying it again could
+    count it twice. This reserves the amount (a reservation that timed out but
+    ran holds nothing for long: it expires after ``_WRITE_LEASE`` seconds) and
+    then settles that one lease, which is idempotent.
+    """
+
+    __slots__ = ("actual", "key", "lease_id", "policy")
+
+    def __init__(self, policy: BudgetPolicy, key: str, actual: int) -> None:
+        self.policy = policy
+        self.key = key
+        self.actual = actual
+        self.lease_id: int | None = None
+
+    def __call__(self) -> None:
+        policy, lease_id = self.policy, self.lease_id
+        if lease_id is None:
+            now = policy._clock()
+            lease_id, _, _ = policy._store.reserve(
+                self.key, self.actual, None, policy._window_at(now), now, _WRITE_LEASE
+            )
+            self.lease_id = lease_id
+        if lease_id is not None:  # always: without a limit nothing refuses it
+            policy._store.settle(self.key, lease_id, self.actual, policy._current())
 
 
 class _Window:

@@ -60,7 +60,13 @@ class FileLimits:
         self._limits: list[tuple[Budget | RateLimit, BudgetPolicy | RatePolicy]] = []
         for rate in rules.rate_limits:
             policy: BudgetPolicy | RatePolicy = RatePolicy(
-                rate.limits, rate.seconds, rate.limit, store=store, namespace=f"proctor.rate_limits:{rate.id}"
+                rate.limits,
+                rate.seconds,
+                rate.limit,
+                store=store,
+                namespace=f"proctor.rate_limits:{rate.id}",
+                on_store_error=rate.on_store_error,
+                processes=rate.processes,
             )
             policy.name = rate.id
             self._limits.append((rate, policy))
@@ -73,6 +79,7 @@ class FileLimits:
                 namespace=f"proctor.budgets:{budget.id}",
                 timezone=timezone,
                 lease=budget.lease or rules.defaults.lease,
+                on_store_error=budget.on_store_error,
             )
             for key, limit in budget.limits.items():
                 policy.set_limit(key, limit)

@@ -204,6 +204,9 @@ class Budget(_Identified):
     mode: Literal["reject", "alert", "downgrade"] = "reject"
     lease: float | None = Field(default=None, gt=0)
     """Seconds a reservation is held; the file's ``defaults.lease`` when not given."""
+    on_store_error: Literal["closed", "open"] = "closed"
+    """While the store does not answer: refuse calls, or let them run unchecked and count their spend
+    when it is back (``BudgetPolicy``'s ``on_store_error``)."""
     # downgrade
     set: dict[str, Any] = Field(default_factory=dict)
     redact: tuple[str, ...] = ()
@@ -248,6 +251,11 @@ class RateLimit(_Identified):
     limit: float | None = Field(default=None, gt=0)
     limits: dict[str, float] = Field(default_factory=dict)
     period: str | float = "minute"
+    on_store_error: Literal["closed", "local_share"] = "closed"
+    """While the store does not answer: refuse calls, or check them against this process's share of
+    the limit, ``limit / processes`` (``RatePolicy``'s ``on_store_error``)."""
+    processes: int | None = Field(default=None, ge=1)
+    """How many processes share the limit, for ``on_store_error: local_share``."""
 
     @field_validator("limits")
     @classmethod
@@ -266,6 +274,20 @@ class RateLimit(_Identified):
     def _complete(self) -> RateLimit:
         if self.limit is None and not self.limits:
             raise ValueError("a rate limit needs limit, limits or both")
+        if self.on_store_error == "local_share":
+            if self.processes is None:
+                raise ValueError(
+                    "on_store_error: local_share needs processes: how many processes share the limit "
+                    "(each then takes limit / processes while the store is down)"
+                )
+            limits = [self.limit] if self.limit is not None else []
+            if any(limit / self.processes < 1 for limit in [*limits, *self.limits.values()]):
+                raise ValueError(
+                    f"shared by {self.processes} processes, a limit leaves each less than one call per "
+                    "period while the store is down; use a longer period or fewer processes"
+                )
+        elif self.processes is not None:
+            raise ValueError("processes goes with on_store_error: local_share")
         return self
 
     @property
