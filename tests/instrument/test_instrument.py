@@ -342,3 +342,31 @@ def test_copies_are_governed_and_ungoverned_helpers_refused(llm_server: LLMServe
     with pytest.raises(ConfigurationError, match="OpenAI, AsyncOpenAI, Anthropic or AsyncAnthropic"):
         instrument(object())
     assert llm_server.requests == [llm_server.requests[0]]
+
+
+def test_a_run_replays_its_llm_calls_from_the_log(llm_server: LLMServer) -> None:
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    sdk = client(llm_server, "chat", service=service)
+
+    @proctor.runlog(service=service)
+    def answer(question: str) -> str:
+        response = sdk.chat.completions.create(
+            model="test-model", messages=[{"role": "user", "content": question}], max_tokens=MAX
+        )
+        return str(response.choices[0].message.content)
+
+    assert answer("hello") == "Hello."
+    proctor.flush()
+    log = proctor.runs.run_log()
+    assert log is not None
+    [run] = log.runs(service=service, limit=5)
+    [action] = log.actions(run.run_id)
+    assert action.tool == "openai.chat.completions.create"
+    assert action.actual_cost == pytest.approx(priced(llm_server.usage, "chat"), abs=1e-9)
+
+    same = proctor.replay(run.run_id, function=answer)
+    assert same.identical
+    assert len(llm_server.requests) == 1  # answered from the log
+    stricter = {"policies": [{"id": "no-test-model", "when": {"args.model": "test-model"}, "action": "deny"}]}
+    changed = proctor.replay(run.run_id, policies=stricter, function=answer)
+    assert changed.status_after == "denied"
