@@ -1,4 +1,4 @@
-"""A real MCP server for the gateway's tests, written with the SDK: ``server.py stdio`` or ``server.py http PORT``.
+"""A real MCP server for the gateway's tests, written with the SDK: ``server.py stdio|http PORT``.
 
 Its tools: ``echo`` (says what it got), ``write_file`` (destructive, writes nothing), ``read_file``
 (read-only), ``big`` (a result of ``size`` characters), ``slow`` (sleeps), ``crash`` (the process

@@ -53,7 +53,9 @@ def mcp() -> None:
 @click.option("--capacity", type=click.IntRange(min=1), default=None, help="The resource's slots.")
 @click.option("--upstream", default=None, metavar="URL", help="Forward to this streamable-HTTP server.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="With --upstream: address to serve on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8471, show_default=True, help="With --upstream.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8471, show_default=True, help="With --upstream."
+)
 @click.option(
     "--db",
     default=None,
@@ -88,10 +90,10 @@ def proxy(
     session is a run in the run log (`proctor runs list`, `proctor replay`).
     Exits 1 when the upstream server goes away, 2 on a bad policy file or option.
     """
-    try:
-        import mcp as _sdk  # noqa: F401
-    except ImportError:
-        raise click.UsageError(_MISSING_SDK) from None
+    import importlib.util
+
+    if importlib.util.find_spec("mcp") is None:
+        raise click.UsageError(_MISSING_SDK)
     from proctor.errors import PolicyConfigError
 
     if (resource is None) != (capacity is None):
@@ -119,9 +121,15 @@ def proxy(
 
         asyncio.run(serve_http(gateway, upstream, host=host, port=port))
         return
+    from proctor.mcp_gateway.child import spawn
+
+    try:
+        server_process = spawn(command[0], command[1:])  # it starts while the SDK is imported here
+    except OSError as exc:
+        raise click.UsageError(str(exc)) from None
     from proctor.mcp_gateway.stdio import serve_stdio
 
-    status = asyncio.run(serve_stdio(gateway, command[0], command[1:]))
+    status = asyncio.run(serve_stdio(gateway, server_process))
     sys.stderr.flush()
     raise SystemExit(status)
 

@@ -2,15 +2,16 @@
 
 ``proctor mcp proxy`` serves MCP to a client (over stdio, or streamable HTTP)
 and forwards to one upstream server; each ``tools/call`` goes through the same
-call flow as a call of an ``@runlog`` coroutine function. Needs the ``mcp``
-extra (the official MCP SDK). This package is named so that it never shadows
-the SDK's own ``mcp`` package.
+call flow as a call of an ``@runlog`` coroutine function. The transports
+(``stdio``, ``http``) and the relay (``session``) need the ``mcp`` extra (the
+official MCP SDK); this package's own name never shadows the SDK's ``mcp``.
+Importing the package does not import the SDK (it takes seconds), so that
+``proctor mcp proxy`` starts the upstream server first and imports meanwhile.
 """
 
 from __future__ import annotations
 
 from proctor.mcp_gateway.gateway import Gateway
 from proctor.mcp_gateway.held import ApprovalPending, HeldApprovals
-from proctor.mcp_gateway.session import GatewaySession
 
-__all__ = ["ApprovalPending", "Gateway", "GatewaySession", "HeldApprovals"]
+__all__ = ["ApprovalPending", "Gateway", "HeldApprovals"]

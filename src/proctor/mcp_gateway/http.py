@@ -18,6 +18,8 @@ from anyio.abc import TaskGroup, TaskStatus
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp_types import JSONRPCMessage
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
@@ -80,7 +82,10 @@ class GatewayApp:
         await transport.handle_request(scope, receive, send)
 
     async def _relay(
-        self, transport: StreamableHTTPServerTransport, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self,
+        transport: StreamableHTTPServerTransport,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         session_id = transport.mcp_session_id
         assert session_id is not None
@@ -89,7 +94,7 @@ class GatewayApp:
                 task_status.started()
                 idle = transport.idle_scope or anyio.CancelScope()
                 with idle:
-                    await GatewaySession(self.gateway, client, upstream, related=True).run()
+                    await GatewaySession(self.gateway, client, upstream, wrap=_envelope, related=True).run()
         except Exception:
             logger.exception("MCP session %s failed", session_id)
         finally:
@@ -103,6 +108,13 @@ class GatewayApp:
         async with anyio.create_task_group() as tasks:
             self._tasks = tasks
             await anyio.sleep_forever()
+
+
+def _envelope(message: JSONRPCMessage, related: int | str | None) -> SessionMessage:
+    """The SDK's envelope; a message that belongs to a request says so, for the stream it goes on."""
+    return SessionMessage(
+        message, None if related is None else ServerMessageMetadata(related_request_id=related)
+    )
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -24,12 +24,11 @@ import contextlib
 import functools
 import itertools
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import anyio
-from mcp.shared._stream_protocols import ReadStream, WriteStream
-from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import (
     INTERNAL_ERROR,
     ErrorData,
@@ -46,12 +45,42 @@ from proctor.mcp_gateway.held import ApprovalPending
 from proctor.mcp_gateway.tools import forwarding
 from proctor.runtime.context import Frame, active
 
-__all__ = ["GatewaySession", "UpstreamError", "UpstreamGone", "error_result"]
+__all__ = ["Envelope", "GatewaySession", "Line", "Streams", "UpstreamError", "UpstreamGone", "error_result"]
 
 logger = logging.getLogger("proctor.mcp")
 
 RequestId = int | str
-Streams = tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]
+
+
+class Envelope(Protocol):
+    """What a transport's streams carry: a message (the SDK's ``SessionMessage``, or a ``Line``)."""
+
+    @property
+    def message(self) -> JSONRPCMessage: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A message of the stdio transport, which needs nothing more (and so not the SDK's client and
+    server code, which take seconds to import)."""
+
+    message: JSONRPCMessage
+
+
+class Receiving(Protocol):
+    def __aiter__(self) -> AsyncIterator[Any]: ...
+
+
+class Sending(Protocol):
+    async def send(self, item: Any, /) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+Streams = tuple[Receiving, Sending]
+"""A transport's two streams: envelopes (or exceptions, for what could not be read) in, envelopes out."""
+Wrap = Callable[[JSONRPCMessage, "RequestId | None"], Any]
+"""Puts a message for the client into its transport's envelope, with the request it belongs to."""
 
 _DRAIN = 2.0
 """Seconds the calls under way get, once the upstream is gone, to send their error results."""
@@ -91,14 +120,23 @@ def refusal_text(error: BaseException) -> str:
 class GatewaySession:
     """Relays one client session (``client``) to one upstream session (``upstream``); see the module.
 
-    ``related``: tag what goes to the client with the request it belongs to (streamable HTTP
-    sends it on that request's stream then).
+    ``wrap`` puts messages into the transports' envelopes; with ``related`` it is told the request
+    that each message to the client belongs to (streamable HTTP sends it on that request's stream).
     """
 
-    def __init__(self, gateway: Gateway, client: Streams, upstream: Streams, *, related: bool = False) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        client: Streams,
+        upstream: Streams,
+        *,
+        wrap: Wrap | None = None,
+        related: bool = False,
+    ) -> None:
         self.gateway = gateway
         self.client_read, self.client_write = client
         self.upstream_read, self.upstream_write = upstream
+        self.wrap: Wrap = wrap if wrap is not None else _line
         self.related = related
         self.agent = gateway.agent or gateway.service
         self.frame: Frame | None = None
@@ -131,7 +169,9 @@ class GatewaySession:
             if self.frame is not None:
                 failed = self.gone is not None
                 self.gateway.end_run(
-                    self.frame, "failed" if failed else "succeeded", UpstreamGone(self.gone) if failed else None
+                    self.frame,
+                    "failed" if failed else "succeeded",
+                    UpstreamGone(self.gone) if failed else None,
                 )
 
     # -- from the client
@@ -206,7 +246,8 @@ class GatewaySession:
         if arguments is None:
             arguments = {}
         if not isinstance(name, str) or not isinstance(arguments, dict):  # the server says what is wrong
-            return await self._forward(request, arguments, raw=True)
+            reply: JSONRPCMessage = await self._forward(request, arguments, raw=True)
+            return reply
         if self.frame is None:
             self.frame = self.gateway.start_run(self.agent, None)
         if not self._learned and "annotations" in self.gateway.source.current().uses:
@@ -343,7 +384,9 @@ class GatewaySession:
         gateway.learn(tools)
         if not gateway.filter_tools:
             return message
-        kept = [tool for tool in tools if not (isinstance(tool, Mapping) and gateway.hidden(self.agent, tool))]
+        kept = [
+            tool for tool in tools if not (isinstance(tool, Mapping) and gateway.hidden(self.agent, tool))
+        ]
         if len(kept) == len(tools):
             return message
         return JSONRPCResponse(jsonrpc="2.0", id=message.id, result={**message.result, "tools": kept})
@@ -359,17 +402,18 @@ class GatewaySession:
 
     async def _to_upstream(self, message: JSONRPCMessage) -> None:
         try:
-            await self.upstream_write.send(SessionMessage(message))
+            await self.upstream_write.send(self.wrap(message, None))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             if isinstance(message, JSONRPCRequest):
                 raise UpstreamGone(self.gone or "the MCP server is not connected") from None
 
     async def _to_client(self, message: JSONRPCMessage, related: RequestId | None) -> None:
-        metadata = (
-            ServerMessageMetadata(related_request_id=related) if self.related and related is not None else None
-        )
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            await self.client_write.send(SessionMessage(message, metadata))
+            await self.client_write.send(self.wrap(message, related if self.related else None))
+
+
+def _line(message: JSONRPCMessage, related: RequestId | None) -> Line:
+    return Line(message)
 
 
 def _error(request: RequestId, text: str) -> JSONRPCError:
