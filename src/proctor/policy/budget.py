@@ -290,7 +290,7 @@ class BudgetPolicy(Policy):
         held = decision.reservation
         if isinstance(held, tuple) and held[0] is not None:
             lease_id, key = held[0], self._prefix + agent_id
-            self._when_up(lambda: self._store.release(key, lease_id))
+            self._health.settle(lambda: self._store.release(key, lease_id))
 
     def settle(self, agent_id: str, task: Task, decision: Decision, outcome: Outcome) -> None:
         """Replace the task's reservation by its actual cost (the estimate when none was reported); once.
@@ -304,33 +304,21 @@ class BudgetPolicy(Policy):
         key = self._prefix + agent_id
         if isinstance(held, _Unchecked):
             actual = held.units if outcome.cost is None else to_units(outcome.cost)
-            self._when_up(_WriteSpend(self, key, actual))
+            self._health.settle(_WriteSpend(self, key, actual))
             return
         if not isinstance(held, tuple) or held[0] is None:
             return
         lease_id, units = held
         actual = units if outcome.cost is None else to_units(outcome.cost)
-        if not self._health.down:  # the usual path, without a closure
-            try:
-                self._store.settle(key, lease_id, actual, self._current())
-                return
-            except StoreError as exc:
-                self._health.failed(exc)
-        self._when_up(lambda: self._store.settle(key, lease_id, actual, self._current()))
-
-    def _when_up(self, action: Callable[[], object]) -> None:
-        """Run ``action``, a store call safe to repeat, now, or once the store answers again."""
         health = self._health
-        if not health.down or health.should_try():
-            try:
-                action()
-            except StoreError as exc:
-                health.failed(exc)
-            else:
-                if health.down:
-                    health.answered()
-                return
-        health.defer(action)
+        if health.down:
+            health.settle(lambda: self._store.settle(key, lease_id, actual, self._current()))
+            return
+        try:  # the usual path, without a closure
+            self._store.settle(key, lease_id, actual, self._current())
+        except StoreError as exc:
+            health.failed(exc)
+            health.defer(lambda: self._store.settle(key, lease_id, actual, self._current()))
 
     def summary(self) -> dict[str, Any]:
         """``{agent: {"limit", "spent", "remaining"}}`` for agents with a limit of their own or with spend.

@@ -5,6 +5,11 @@ lease, so that calls running at the same time, in any process on the store,
 see each other), then replaced by what it really cost. The ledgers live in a
 store with ``LedgerSupport``: a SQLite file shares them between the processes
 of a host and keeps them across restarts.
+
+While the store does not answer, ``cost_today`` fails closed: a call that must
+hold its estimate raises ``StoreError`` (counted as ``("budget", "closed")`` in
+``proctor.stores.fallback.fallbacks()``), and a hold settled meanwhile waits in
+the process and is settled once when the store answers again.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from proctor._numbers import from_units, to_units
-from proctor.errors import ConfigurationError
+from proctor.errors import ConfigurationError, StoreError
 from proctor.policy.budget import DEFAULT_LEASE, _Window
 from proctor.stores.base import LedgerSupport, Store, missing_capability
+from proctor.stores.fallback import count_fallback, health_of
 
 __all__ = ["DailySpend", "Hold"]
 
@@ -50,6 +56,7 @@ class DailySpend:
             raise ConfigurationError(f"lease must be > 0 seconds, got {lease!r}")
         self.store = store
         self._book: LedgerSupport = store
+        self._health = health_of(store)
         self.lease = float(lease)
         self._clock = clock
         self._lock = threading.Lock()
@@ -88,13 +95,26 @@ class DailySpend:
         """
         now = self._clock()
         ledgers = self._ledgers(key, zone, now)
-        ids = self._book.reserve_if(
-            [(ledger, window) for _, ledger, window in ledgers],
-            to_units(estimate),
-            now,
-            self.lease if lease is None else lease,
-            lambda spent, held: admit(from_units(spent + held)),
-        )
+        health = self._health
+        if health.down and not health.should_try():
+            count_fallback("budget", "closed")
+            raise StoreError(
+                f"{health.name} is down, so cost_today cannot be read; it is tried again shortly"
+            )
+        try:
+            ids = self._book.reserve_if(
+                [(ledger, window) for _, ledger, window in ledgers],
+                to_units(estimate),
+                now,
+                self.lease if lease is None else lease,
+                lambda spent, held: admit(from_units(spent + held)),
+            )
+        except StoreError as exc:
+            health.failed(exc)
+            count_fallback("budget", "closed")
+            raise
+        if health.down:
+            health.answered()
         if ids is None:
             return None
         leases = [(z, ledger, lease_id) for (z, ledger, _), lease_id in zip(ledgers, ids, strict=False)]
@@ -117,10 +137,14 @@ class DailySpend:
         if not leases:  # nothing was held (a zero estimate)
             self.record(key, actual)
             return
-        now = self._clock()
         units = to_units(actual)
-        for zone, ledger, lease_id in leases:
-            self._book.settle(ledger, lease_id, units, self._zones[zone].index(now))
+
+        def settle() -> None:  # idempotent on each lease: run again after a timeout, it counts once
+            now = self._clock()
+            for zone, ledger, lease_id in leases:
+                self._book.settle(ledger, lease_id, units, self._zones[zone].index(now))
+
+        self._health.settle(settle)
 
 
 def _always(spent: float) -> bool:

@@ -158,6 +158,20 @@ class StoreHealth:
         if self._pending:
             self.flush()
 
+    def settle(self, action: Callable[[], object]) -> None:
+        """Run ``action``, a store call safe to repeat (a settle, a release), now if the store may answer,
+        else (or when it fails) once the store answers again."""
+        if not self.down or self.should_try():
+            try:
+                action()
+            except StoreError as exc:
+                self.failed(exc)
+            else:
+                if self.down:
+                    self.answered()
+                return
+        self.defer(action)
+
     def defer(self, action: Callable[[], object]) -> None:
         """Run ``action`` (a store call, safe to run twice) once the store answers again."""
         with self._lock:
