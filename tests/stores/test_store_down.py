@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -35,6 +36,7 @@ from proctor import (
 )
 from proctor._numbers import to_units
 from proctor.errors import ConfigurationError, PolicyConfigError, StoreError
+from proctor.policy.daily import DailySpend
 from proctor.policy.enforcer import Admission
 from proctor.rules import parse_policies
 from proctor.stores import RedisStore, set_store
@@ -201,6 +203,28 @@ def test_a_settle_whose_reply_was_lost_is_retried_and_counts_once(server: redis_
     finally:
         store.close()
         relay.close()
+
+
+def test_cost_today_fails_closed_and_its_holds_settle_once_when_redis_continues(
+    server: redis_server.RedisServer,
+) -> None:
+    store = redis_store(server.url)
+    clock = [datetime.now().replace(hour=12, minute=0).timestamp()]  # noon: the day lasts the test
+    daily = DailySpend(store, clock=lambda: clock[0])
+    before = fallbacks()
+    holds = [daily.hold("svc", 1.0) for _ in range(2)]
+    with stopped(server):
+        ended, took = timed(lambda: daily.decide("svc", None, 1.0, lambda spent: True))
+        assert (ended, took < BOUND) == ("store_error", True)
+        holds[0].settle(0.75)  # waits for the store
+        assert health_of(store).pending == 1
+    assert counted(before, "budget", "closed") == 1
+    holds[1].settle(0.5)  # finds the store back: both settle, once
+    assert health_of(store).pending == 0
+    assert 1.25 <= daily.spent("svc") <= 2.25  # spent, and the hold sent as the server stopped, if it ran
+    clock[0] += PAST_LEASES
+    assert daily.spent("svc") == pytest.approx(1.25)  # 0.75 and 0.5, once each
+    store.close()
 
 
 # An open budget: allowed unchecked, written once on the store's return.
