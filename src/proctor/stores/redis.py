@@ -52,7 +52,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import math
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from types import ModuleType
@@ -61,6 +63,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from proctor.errors import ConfigurationError, StoreError
 from proctor.stores.base import EXPIRED_KEPT, LedgerSupport, Store, TokenBucketSupport
+from proctor.stores.slot_queue import Grants, SlotQueueSupport
 
 if TYPE_CHECKING:
     import redis as redis_module
@@ -71,7 +74,10 @@ DEFAULT_TIMEOUT = 0.05
 """Seconds a store call waits for Redis before it raises ``StoreError``."""
 
 _CONFLICTS = 1000  # reserve_if asks admit again at most this often while other callers change the ledger
-_OPTIONS = ("timeout", "prefix", "clock")
+_OPTIONS = ("timeout", "prefix", "clock", "slot_lease")
+DEFAULT_SLOT_LEASE = 10.0
+"""Seconds a scheduler's slot is leased for, renewed every third of it while the work runs."""
+_UNITS = 1_000_000  # a waiting caller's weight travels in millionths: Qi sums stay exact integers
 _SEPARATOR = re.compile(r"[:/]")
 
 
@@ -108,8 +114,8 @@ def _driver() -> ModuleType:
         ) from None
 
 
-class RedisStore(Store, LedgerSupport, TokenBucketSupport):
-    """Ledgers and token buckets in Redis: exact across every process and host that shares the server.
+class RedisStore(Store, LedgerSupport, TokenBucketSupport, SlotQueueSupport):
+    """Ledgers, token buckets and fair slots in Redis: exact across every process and host sharing the server.
 
     Parameters:
         url: ``redis://[user:password@]host[:port][/db]`` or ``rediss://`` (TLS),
@@ -118,6 +124,9 @@ class RedisStore(Store, LedgerSupport, TokenBucketSupport):
         prefix: the first part of every key, so that several deployments share a server.
         clock: ``"server"`` (Redis ``TIME``) or ``"caller"`` (the ``now`` policies pass)
             for lease expiry and token refill.
+        slot_lease: seconds a scheduler leases a slot for; it renews the lease every
+            third of that while the work runs, so a holder killed with SIGKILL gives
+            its slot back about this long after its last renewal.
     """
 
     SCHEME = "redis"
@@ -130,7 +139,10 @@ class RedisStore(Store, LedgerSupport, TokenBucketSupport):
         timeout: float = DEFAULT_TIMEOUT,
         prefix: str = "proctor",
         clock: Literal["server", "caller"] = "server",
+        slot_lease: float = DEFAULT_SLOT_LEASE,
     ) -> None:
+        if not (isinstance(slot_lease, (int, float)) and 0 < slot_lease < math.inf):
+            raise ConfigurationError(f"slot_lease must be a number of seconds > 0, got {slot_lease!r}")
         if not (isinstance(timeout, (int, float)) and 0 < timeout < float("inf")):
             raise ConfigurationError(f"timeout must be a number of seconds > 0, got {timeout!r}")
         if clock not in ("server", "caller"):
@@ -172,6 +184,25 @@ class RedisStore(Store, LedgerSupport, TokenBucketSupport):
         self._take = _script("_bucket", "take")
         self._refund = _script("_bucket", "refund")
         self._peek = _script("_bucket", "peek")
+        self.slot_lease = float(slot_lease)
+        self.member_lease = self.slot_lease
+        self._slot_scripts = {
+            name: _script("_slots", name)
+            for name in (
+                "slot_acquire",
+                "slot_hand_over",
+                "slot_renew",
+                "slot_release",
+                "slots_held",
+                "slot_wait",
+                "slot_withdraw",
+                "slot_poll",
+            )
+        }
+        self._latest = -math.inf  # the latest now a caller gave (clock="caller"), for release_slot
+        self._url = url
+        self._blocking: Any = None  # the client of wait_for_grants
+        self._blocking_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -191,12 +222,17 @@ class RedisStore(Store, LedgerSupport, TokenBucketSupport):
         clock = ours.get("clock", "server")
         if clock not in ("server", "caller"):
             raise ConfigurationError("clock= in a Redis store URL must be server or caller")
+        try:
+            slot_lease = float(ours.get("slot_lease", DEFAULT_SLOT_LEASE))
+        except ValueError:
+            raise ConfigurationError("slot_lease= in a Redis store URL must be a number of seconds") from None
         rest = urlunsplit(parts._replace(query=urlencode(theirs)))
         return RedisStore(
             rest,
             timeout=timeout,
             prefix=ours.get("prefix", "proctor"),
             clock="caller" if clock == "caller" else "server",
+            slot_lease=slot_lease,
         )
 
     def __repr__(self) -> str:
@@ -204,6 +240,10 @@ class RedisStore(Store, LedgerSupport, TokenBucketSupport):
 
     def close(self) -> None:
         self._client.close()
+        with self._blocking_lock:
+            blocking, self._blocking = self._blocking, None
+        if blocking is not None:
+            blocking.close()
 
     # Keys and calls.
 
@@ -220,7 +260,11 @@ class RedisStore(Store, LedgerSupport, TokenBucketSupport):
         return f"{self.prefix}:{{{_tag(key)}}}:B:{key}"
 
     def _now(self, now: float) -> str:
-        return repr(float(now)) if self.clock == "caller" else ""
+        if self.clock == "server":
+            return ""
+        if now > self._latest:
+            self._latest = now
+        return repr(float(now))
 
     def _call(self, script: _Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         """Run ``script`` by SHA, loading it when the server does not know it; errors as StoreError."""
@@ -241,6 +285,13 @@ class RedisStore(Store, LedgerSupport, TokenBucketSupport):
             raise StoreError(
                 f"cannot reach {self._where} ({exc}): start it, or fix the store URL (PROCTOR_STORE)", exc
             ) from exc
+        except errors.ResponseError as exc:
+            if str(exc).startswith("PROCTOR_CAPACITY "):
+                raise ConfigurationError(
+                    f"the resource has {str(exc).split()[1]} slots in {self._where} while in use; another "
+                    "user asks for another capacity: give each capacity its own name"
+                ) from None
+            raise StoreError(f"{self._where} refused a store call: {exc}", exc) from exc
         except errors.RedisError as exc:
             raise StoreError(f"{self._where} refused a store call: {exc}", exc) from exc
 
@@ -340,11 +391,142 @@ class RedisStore(Store, LedgerSupport, TokenBucketSupport):
         )
         return float(level)
 
+    # Slots of named resources, and the callers waiting for them (stores/lua/_slots.lua).
+
+    def _slot_keys(self, resource: str) -> tuple[list[str], str]:
+        """The seven keys of ``resource``'s slots and the base of its per-agent and per-member keys."""
+        name = resource.replace("{", "(").replace("}", ")")
+        base = f"{self.prefix}:{{{name}}}:slot:"
+        return [base + part for part in "SHNGEQD"], base
+
+    def _slot(self, name: str, resource: str, now: float, lease: float, member: str, *args: Any) -> Any:
+        keys, base = self._slot_keys(resource)
+        timing = (self._now(now), "" if lease == math.inf else repr(float(lease)), member)
+        return self._call(self._slot_scripts[name], keys, (base, *timing, *args))
+
+    def acquire_slot(self, resource: str, capacity: int, holder: str, now: float, lease: float) -> int | None:
+        token = self._slot("slot_acquire", resource, now, lease, "", capacity, holder)
+        return None if token is None else int(token)
+
+    def hand_over_slot(self, resource: str, token: int, holder: str, now: float, lease: float) -> int | None:
+        passed = self._slot("slot_hand_over", resource, now, lease, "", token, holder)
+        return None if passed is None else int(passed)
+
+    def renew_slot(self, resource: str, token: int, now: float, lease: float) -> bool:
+        (renewed,) = self._slot("slot_renew", resource, now, lease, "", token)
+        return bool(renewed)
+
+    def release_slot(self, resource: str, token: int) -> bool:
+        # release_slot is given no time: the caller's clock is where its last call left it.
+        latest = self._latest if self._latest > -math.inf else 0.0
+        released, *_ = self._slot("slot_release", resource, latest, self.slot_lease, "", token)
+        return bool(released)
+
+    def slots_held(self, resource: str, now: float) -> int:
+        return int(self._slot("slots_held", resource, now, self.slot_lease, ""))
+
+    def wait_for_slot(
+        self,
+        resource: str,
+        capacity: int,
+        member: str,
+        caller: int,
+        agent: str,
+        weight: float,
+        alpha: float,
+        now: float,
+        lease: float,
+    ) -> tuple[int | None, Grants]:
+        token, *grants = self._slot(
+            "slot_wait",
+            resource,
+            now,
+            lease,
+            member,
+            capacity,
+            repr(float(alpha)),
+            repr(self.member_lease),
+            caller,
+            agent,
+            _units(weight),
+        )
+        return (int(token) or None), _pairs(grants)
+
+    def withdraw_slot_waiter(
+        self, resource: str, member: str, caller: int, now: float, lease: float
+    ) -> Grants:
+        _, *grants = self._slot("slot_withdraw", resource, now, lease, member, caller)
+        return _pairs(grants)
+
+    def pass_slot(self, resource: str, member: str, token: int, now: float, lease: float) -> Grants:
+        _, *grants = self._slot("slot_release", resource, now, lease, member, token)
+        return _pairs(grants)
+
+    def poll_slots(
+        self,
+        resource: str,
+        member: str,
+        held: Sequence[int],
+        waiting: Sequence[tuple[int, str, float]],
+        now: float,
+        lease: float,
+    ) -> tuple[list[bool], Grants, float | None]:
+        callers = [part for caller, agent, weight in waiting for part in (caller, agent, _units(weight))]
+        renewed, grants, expiry = self._slot(
+            "slot_poll",
+            resource,
+            now,
+            lease,
+            member,
+            repr(self.member_lease) if waiting else "",
+            len(held),
+            *held,
+            *callers,
+        )
+        return [bool(flag) for flag in renewed], _pairs(grants), (float(expiry) if expiry else None)
+
+    def wait_for_grants(self, resource: str, member: str, timeout: float) -> Grants:
+        client = self._blocking
+        if client is None:
+            with self._blocking_lock:
+                client = self._blocking
+                if client is None:
+                    # A client of its own, whose connections may block in BLPOP past the store's timeout.
+                    client = self._blocking = _driver().Redis.from_url(
+                        self._url, socket_connect_timeout=self.timeout, socket_timeout=None
+                    )
+        _, base = self._slot_keys(resource)
+        key = f"{base}K:{member}"
+        errors = self._exceptions
+        try:
+            # Redis >= 6 takes a fractional timeout; 0 would block for ever.
+            popped = client.blpop([key], timeout=max(timeout, 0.001))
+            if popped is None:
+                return []
+            rest = client.lpop(key, 100) or []
+        except errors.RedisError as exc:
+            raise StoreError(f"waiting for slots in {self._where} failed: {exc}", exc) from exc
+        grants = []
+        for message in (popped[1], *rest):
+            caller, token = message.split()
+            grants.append((int(caller), int(token)))
+        return grants
+
 
 class _TLSRedisStore(RedisStore):
     """Registers ``rediss://`` (Redis over TLS); ``from_url`` builds a ``RedisStore``."""
 
     SCHEME = "rediss"
+
+
+def _units(weight: float) -> int:
+    """A waiting caller's weight in millionths."""
+    return round(weight * _UNITS)
+
+
+def _pairs(flat: Sequence[int]) -> Grants:
+    """``[id, token, id, token, ...]`` as pairs."""
+    return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
 def _tag(key: str) -> str:
