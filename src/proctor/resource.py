@@ -7,7 +7,10 @@ from proctor.stores._default import shared_store
 from proctor.stores.base import Store
 from proctor.stores.memory import MemoryStore
 
-__all__ = ["SharedResource"]
+__all__ = ["ON_STORE_ERROR", "SharedResource"]
+
+ON_STORE_ERROR = ("closed", "local_share")
+"""What a request for a slot may do when the store fails: raise, or use this process's local share."""
 
 
 class SharedResource:
@@ -16,22 +19,56 @@ class SharedResource:
     The slots are held in ``store``, as leases of the name (the store's
     ``SlotLeaseSupport``). The scheduler given the resource keeps the
     counters of its own holders and waiters; read them from here
-    (``holder_count``, ``waiter_count``, ...). Give each running scheduler a
-    name of its own in a store: a scheduler's waiters are woken by its own
-    releases, not yet by those of another scheduler on the same name.
+    (``holder_count``, ``waiter_count``, ...). With a store that keeps the
+    waiting callers too (``RedisStore``: ``SlotQueueSupport``), the capacity
+    holds across every process using the store and name, and each free slot
+    goes to the waiter with the highest L(i) among all of them. With another
+    store, give each running scheduler a name of its own: its waiters are
+    woken by its own releases only.
 
     Parameters:
         name: what the resource is, such as ``"llm_api"``.
         capacity: how many holders it allows at once, at least 1.
         store: where the slots are held: a ``Store`` or its URL; by default a
             private in-memory store (``PROCTOR_STORE`` does not apply).
+        on_store_error: what a request does when the store fails
+            (``StoreError``: down, or slower than its timeout): ``"closed"``
+            raises the error; ``"local_share"`` takes one of ``local_share``
+            slots of this process instead (fencing token 0), until the store answers.
+            Each such decision is counted in ``proctor.stores.fallback.fallbacks()``.
+        local_share: this process's slots while the store fails, at least 1;
+            ``capacity // N`` for N processes keeps the capacity.
     """
 
-    __slots__ = ("__weakref__", "_capacity", "_holders", "_name", "_store", "_waiters")
+    __slots__ = (
+        "__weakref__",
+        "_capacity",
+        "_holders",
+        "_local_share",
+        "_name",
+        "_on_store_error",
+        "_store",
+        "_waiters",
+    )
 
-    def __init__(self, name: str, capacity: int = 1, *, store: Store | str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        capacity: int = 1,
+        *,
+        store: Store | str | None = None,
+        on_store_error: str = "closed",
+        local_share: int = 1,
+    ) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"SharedResource capacity must be an int >= 1, got {capacity!r}")
+        if on_store_error not in ON_STORE_ERROR:
+            choices = ", ".join(map(repr, ON_STORE_ERROR))
+            raise ConfigurationError(f"on_store_error must be one of {choices}, got {on_store_error!r}")
+        if isinstance(local_share, bool) or not isinstance(local_share, int) or local_share < 1:
+            raise ConfigurationError(f"local_share must be an int >= 1, got {local_share!r}")
+        self._on_store_error = on_store_error
+        self._local_share = min(local_share, capacity)
         self._name = str(name)
         self._capacity = capacity
         if store is None:
@@ -58,6 +95,16 @@ class SharedResource:
     def store(self) -> Store:
         """Where the slots are held."""
         return self._store
+
+    @property
+    def on_store_error(self) -> str:
+        """``"closed"`` or ``"local_share"``: what a request does when the store fails."""
+        return self._on_store_error
+
+    @property
+    def local_share(self) -> int:
+        """How many slots this process grants without the store while it fails (``"local_share"``)."""
+        return self._local_share
 
     @property
     def holder_count(self) -> int:

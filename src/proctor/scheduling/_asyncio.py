@@ -11,12 +11,15 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from proctor.agent import Agent
-from proctor.errors import ShutdownError
+from proctor.errors import ShutdownError, StoreError
 from proctor.outcome import SUCCEEDED, Outcome, status_of
 from proctor.policy.enforcer import Admission, PolicyEnforcer
 from proctor.scheduling._core import SchedulerCore, Waiter, check_timeout
+from proctor.scheduling._shared import SharedSlots
 from proctor.scheduling._worker import CallThread
 from proctor.scheduling.grant import Grant
+from proctor.stores.fallback import count_fallback
+from proctor.stores.slot_queue import Grants
 from proctor.task import Task
 
 __all__ = ["AsyncLOCOScheduler"]
@@ -49,6 +52,11 @@ class AsyncLOCOScheduler(SchedulerCore[_AsyncWaiter]):
     outcome. An exception, a cancellation or a timeout anywhere in or around
     ``acquire()`` never leaks a slot or leaves a waiter behind. Use the
     scheduler from one event loop.
+
+    With a store that keeps the waiting callers of every process (Redis), the
+    store calls for slots run in a thread of the scheduler, in order, and the
+    store's grants reach the waiting tasks through the event loop: the loop
+    never waits on the store.
 
     Policies whose calls may wait on I/O (``Policy.blocking``: a SQLite or
     other shared store) are admitted and settled in one worker thread of the
@@ -107,7 +115,13 @@ class AsyncLOCOScheduler(SchedulerCore[_AsyncWaiter]):
         self._check_handle(handle)
         if handle._scheduler is not None:
             now = _monotonic()
-            self._wake(self._release(handle.fencing_token, now, handle), now)
+            if self._shared is not None:
+                self._ended(handle)
+                passed = self._give_back(handle.fencing_token, now)
+                if passed is not None:  # back in the store when this returns
+                    await asyncio.shield(passed)
+            else:
+                self._wake(self._release(handle.fencing_token, now, handle), now)
             enforcer = self._enforcer
             if handle.admission is not None and enforcer is not None and enforcer._blocking:
                 await asyncio.shield(self._off_loop(self._settle, handle, None))
@@ -147,6 +161,135 @@ class AsyncLOCOScheduler(SchedulerCore[_AsyncWaiter]):
         if not made.cancelled() and made.exception() is None:  # else a rejection, rolled back already
             self._off_loop(enforcer.withdraw, made.result())
 
+    # The shared queue (a store with SlotQueueSupport): store calls in the slot thread, grants on the loop.
+
+    def _slot_call(self, call: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """``call(*args)`` in the scheduler's slot thread (store calls for slots, in the order given)."""
+        thread = self._slot_thread
+        if thread is None:
+            thread = self._slot_thread = CallThread("proctor-slots")
+            self._loop = asyncio.get_running_loop()
+        return thread.submit(call, *args)
+
+    def _grants_made(self, made: asyncio.Future[Grants]) -> None:
+        """A store call for slots has ended: hand over the grants it made (a failure was logged by it)."""
+        if not made.cancelled() and made.exception() is None:
+            self._deliver(made.result())
+
+    def _pass_on(self, token: int) -> asyncio.Future[Grants]:
+        """Give back lease ``token`` in the store, in the slot thread; the grants that makes are delivered."""
+        shared = self._shared
+        assert shared is not None
+        passed = self._slot_call(shared.pass_on, token)
+        passed.add_done_callback(self._grants_made)
+        return passed
+
+    def _give_back(self, token: int, now: float) -> asyncio.Future[Grants] | None:
+        """This process no longer holds the slot of lease ``token``: pass it on.
+
+        Returns the store call's future (None without one), which the caller may await shielded.
+        """
+        if self._shared is None:
+            self._wake(self._release(token, now), now)
+        elif token:
+            self._shared_unhold(token)
+            self._wake(None, now)
+            return self._pass_on(token)
+        else:  # a slot of the local share, taken while the store failed
+            self._resource._holders -= 1
+            assert self._local_share is not None
+            self._local_share.release()
+            self._wake(None, now)
+        return None
+
+    def _delivered(self, grants: Grants) -> None:
+        """Grants collected by the keeper thread: to the event loop."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._deliver, grants)
+        except RuntimeError:  # the loop has closed: no one waits any more
+            shared = self._shared
+            assert shared is not None
+            for _, token in grants:
+                shared.pass_on(token)
+
+    def _deliver(self, grants: Grants) -> None:
+        """Hand slots granted by the store to this process's waiting tasks; pass on those of tasks gone."""
+        now = _monotonic()
+        for caller, token in grants:
+            waiter = self._shared_grant(caller, token, now)
+            if waiter is None:
+                self._pass_on(token)
+            elif not waiter.future.done():
+                waiter.future.set_result(None)
+            # else cancelled, and its task has not run yet: it finds the token and gives it back
+
+    def _abandon_shared(self, waiter: _AsyncWaiter) -> None:
+        """``waiter`` gives up: it leaves the store's queue, or gives back the slot that came meanwhile."""
+        shared = self._shared
+        assert shared is not None
+        if self._shared_leave(waiter):
+            self._slot_call(shared.withdraw, waiter.caller).add_done_callback(self._grants_made)
+        else:
+            token = waiter.token
+            assert token is not None
+            waiter.token = None
+            self._give_back(token, _monotonic())
+
+    def _requested(self, made: asyncio.Future[tuple[int | None, Grants]]) -> None:
+        """A request whose caller left before its answer: hand over the grants it made to others."""
+        if not made.cancelled() and made.exception() is None:
+            self._deliver(made.result()[1])
+
+    async def _wait_shared(self, shared: SharedSlots, agent: Agent, waiter: _AsyncWaiter) -> int:
+        """Ask the store for a slot off the loop, and wait until it grants one: its token (0: local share)."""
+        made = self._slot_call(shared.request, waiter)
+        try:
+            token, grants = await asyncio.shield(made)
+        except StoreError as exc:
+            self._shared_leave(waiter)
+            return await self._local(agent, waiter, exc)
+        except BaseException:  # the call runs on; the withdrawal, queued after it, undoes it
+            made.add_done_callback(self._requested)
+            self._abandon_shared(waiter)
+            raise
+        if grants:
+            self._deliver(grants)
+        if token is not None:
+            if self._shared_grant(waiter.caller, token, _monotonic()) is None:  # shutdown() turned it away
+                self._pass_on(token)
+                raise ShutdownError("the scheduler is shutting down")
+            return token
+        shared.started_waiting(waiter.caller)
+        try:
+            await waiter.future
+        except BaseException:
+            self._abandon_shared(waiter)
+            raise
+        token = waiter.token
+        assert token is not None
+        return token
+
+    async def _local(self, agent: Agent, waiter: _AsyncWaiter, error: StoreError) -> int:
+        """The store failed: raise (``on_store_error="closed"``), or take a slot of the local share."""
+        mode = self._resource.on_store_error
+        count_fallback("slot", mode)
+        if mode == "closed":
+            raise error
+        share = self._local_share
+        if share is None:
+            share = self._local_share = asyncio.Semaphore(self._resource.local_share)
+        await share.acquire()
+        self._resource._holders += 1
+        waiter.token = 0
+        return 0
+
+    _slot_thread: CallThread | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _local_share: asyncio.Semaphore | None = None
+
     def _wake(self, waiter: _AsyncWaiter | None, now: float) -> None:
         """Wake the waiter the core passed a slot to, passing it on past waiters already gone.
 
@@ -169,7 +312,10 @@ class AsyncLOCOScheduler(SchedulerCore[_AsyncWaiter]):
         ``timeout`` seconds ran out. Queued tasks stay on their agents.
         """
         turned_away = 0
+        shared = self._shared
         for waiter in self._close(_monotonic()):
+            if shared is not None:
+                self._slot_call(shared.withdraw, waiter.caller).add_done_callback(self._grants_made)
             if not waiter.future.done():
                 waiter.future.set_exception(ShutdownError("the scheduler is shutting down"))
                 turned_away += 1
@@ -181,6 +327,11 @@ class AsyncLOCOScheduler(SchedulerCore[_AsyncWaiter]):
                 await asyncio.wait_for(asyncio.shield(self._idle), timeout)
         if self._worker is not None and not self._resource._holders:
             self._worker.close()  # the calls already given still run; a later settle starts a new thread
+        if shared is not None and not self._resource._holders:
+            shared.close()
+            if self._slot_thread is not None:
+                self._slot_thread.close()
+                self._slot_thread = None
         return {"cancelled_waiters": turned_away, "active_holders": self._resource._holders}
 
     _idle: asyncio.Future[None] | None = None
@@ -209,13 +360,23 @@ class _Acquire:
         try:
             scheduler = self._scheduler
             agent_id = self._agent_id
-            agent, task, token, waiter = scheduler._request(agent_id, self._task, _monotonic())
+            shared = scheduler._shared
+            if shared is None:
+                agent, task, token, waiter = scheduler._request(agent_id, self._task, _monotonic())
+            else:
+                agent, task, waiter = scheduler._shared_request(agent_id, self._task, _monotonic())
             if waiter is None:
                 waited = 0.0
             else:
                 # Waiting is inline rather than in a helper coroutine: one coroutine less per wait.
                 try:
-                    if self._timeout is None:
+                    if shared is not None:
+                        if self._timeout is None:
+                            token = await scheduler._wait_shared(shared, agent, waiter)
+                        else:
+                            async with asyncio.timeout(self._timeout):
+                                token = await scheduler._wait_shared(shared, agent, waiter)
+                    elif self._timeout is None:
                         await waiter.future
                     else:
                         async with asyncio.timeout(self._timeout):
@@ -223,7 +384,10 @@ class _Acquire:
                 except BaseException as exc:
                     if task is None:
                         agent._claims -= 1
-                    self._abandon(scheduler, agent, waiter, exc)
+                    if shared is None:
+                        self._abandon(scheduler, agent, waiter, exc)
+                    else:
+                        self._count(agent, exc)
                     raise
                 if task is None:
                     agent._claims -= 1
@@ -250,8 +414,7 @@ class _Acquire:
                             scheduler._unclaim(agent, claimed)
                     else:
                         agent.stats.rejected += 1
-                    now = _monotonic()
-                    scheduler._wake(scheduler._release(token, now), now)
+                    scheduler._give_back(token, _monotonic())
                     raise
             if claimed is not None:
                 agent._serving.append(claimed)
@@ -268,9 +431,14 @@ class _Acquire:
         """The wait ended without a slot for us: leave the queue, or pass on a slot that came too late."""
         now = _monotonic()
         scheduler._wake(scheduler._withdraw(waiter, now), now)
+        _Acquire._count(agent, exc)
+
+    @staticmethod
+    def _count(agent: Agent, exc: BaseException) -> None:
+        """Count a wait that ended without a slot in its agent's stats."""
         if isinstance(exc, TimeoutError):
             agent.stats.timed_out += 1
-        elif not isinstance(exc, ShutdownError):
+        elif not isinstance(exc, (ShutdownError, StoreError)):
             agent.stats.cancelled += 1
 
     async def __aexit__(
@@ -288,11 +456,17 @@ class _Acquire:
             return
         scheduler = self._scheduler
         now = _monotonic()
-        waiter = scheduler._release(grant.fencing_token, now, grant)
-        if waiter is not None and not waiter.future.done():
-            waiter.future.set_result(None)  # what _wake() does first, inline: once per grant
+        if scheduler._shared is not None:
+            scheduler._ended(grant)
+            passed = scheduler._give_back(grant.fencing_token, now)
+            if passed is not None:  # back in the store when the block has ended
+                await asyncio.shield(passed)
         else:
-            scheduler._wake(waiter, now)
+            waiter = scheduler._release(grant.fencing_token, now, grant)
+            if waiter is not None and not waiter.future.done():
+                waiter.future.set_result(None)  # what _wake() does first, inline: once per grant
+            else:
+                scheduler._wake(waiter, now)
         reported = grant._cost
         # What _settle() does, inline.
         admission = grant.admission

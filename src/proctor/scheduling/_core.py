@@ -2,7 +2,10 @@
 
 The core keeps the agents, their task queues, the waiting requests (a
 ``FairQueue``) and the count of held slots; the slots themselves are leases
-in the resource's store (``SlotLeaseSupport``). Every method returns at once:
+in the resource's store (``SlotLeaseSupport``). With a store that also keeps
+the waiting requests (``SlotQueueSupport``: Redis), the store chooses among
+the waiters of every process and the core keeps only this process's side
+(``_shared``, a ``SharedSlots``): the ``_shared_*`` methods. Every method returns at once:
 it never blocks, awaits, sleeps or reads the clock for a slot decision (the
 caller passes ``now``). The drivers, ``_threads.LOCOScheduler`` and
 ``_asyncio.AsyncLOCOScheduler``, call it (the threaded one under its lock),
@@ -25,10 +28,12 @@ from proctor.outcome import SUCCEEDED, Outcome, status_of
 from proctor.policy.base import Policy
 from proctor.policy.enforcer import PolicyEnforcer
 from proctor.resource import SharedResource
+from proctor.scheduling._shared import SharedSlots
 from proctor.scheduling.fair import Entry, FairQueue
 from proctor.scheduling.grant import Grant
 from proctor.scheduling.metrics import SchedulerMetrics
 from proctor.stores.base import SlotLeaseSupport, missing_capability
+from proctor.stores.slot_queue import Grants, SlotQueueSupport
 from proctor.task import Task
 
 __all__ = ["DEFAULT_MAX_WAITERS", "OPTIMIZE_FOR_ALPHA", "SchedulerCore", "Waiter", "check_timeout"]
@@ -74,10 +79,15 @@ class Waiter(Entry):
     """A waiting request; the driver's subclass adds the means to wake it.
 
     ``token`` is the fencing token of the slot's lease once the core grants
-    it one (None while it waits); ``error`` is what to raise instead.
+    it one (None while it waits); ``error`` is what to raise instead. In a
+    shared queue, ``caller`` is its id there and ``shared_weight`` what it
+    weighs in its agent's Qi (the task it will serve).
     """
 
-    __slots__ = ("error", "token")
+    __slots__ = ("caller", "error", "shared_weight", "token")
+
+    caller: int
+    shared_weight: float
 
     def __init__(self, agent_id: str, weight: float, arrived: float) -> None:
         super().__init__(agent_id, weight, arrived)
@@ -140,6 +150,9 @@ class SchedulerCore(Generic[W]):
         self._agents: dict[str, Agent] = {}
         self._queue: FairQueue[W] = FairQueue(self._alpha)
         self._closed = False
+        self._shared: SharedSlots | None = None
+        if isinstance(store, SlotQueueSupport):
+            self._shared = SharedSlots(store, resource.name, resource.capacity, self._alpha, self._delivered)
         self._metrics = SchedulerMetrics(self)
         self._costs = self._metrics._cost  # what each agent's ended grants cost, kept by _release()
         for agent in agents or ():
@@ -249,6 +262,27 @@ class SchedulerCore(Generic[W]):
         none left serves a new default ``Task``. Raises ``ShutdownError``
         once closed and ``BackpressureError`` when ``max_waiters`` wait already.
         """
+        agent, task = self._resolve(agent_id, task)
+        resource = self._resource
+        queue = self._queue
+        if resource._holders < self._capacity and not queue._size:
+            token = self._slots.acquire_slot(self._name, self._capacity, agent_id, now, self._lease)
+            if token is not None:
+                resource._holders += 1
+                return agent, task, token, None
+        if resource._waiters >= self._max_waiters:
+            raise self._backpressure()
+        # A caller serving the queue weighs nothing here: its task counts in the backlog.
+        make_waiter = self._make_waiter  # not self._make_waiter(): an attribute loads faster than a method
+        waiter = make_waiter(agent_id, 0.0 if task is None else task.weight, now)
+        queue.push(waiter)
+        resource._waiters += 1
+        if task is None:
+            agent._claims += 1
+        return agent, task, 0, waiter
+
+    def _resolve(self, agent_id: str, task: Task | None) -> tuple[Agent, Task | None]:
+        """The agent of a request and the task it serves (None: a queued one, claimed once granted)."""
         if self._closed:
             raise ShutdownError("the scheduler is shutting down")
         try:
@@ -261,26 +295,14 @@ class SchedulerCore(Generic[W]):
                 task = Task()
         elif not isinstance(task, Task):
             raise TypeError(f"task must be a proctor Task, got {type(task).__name__}")
+        return agent, task
+
+    def _backpressure(self) -> BackpressureError:
         resource = self._resource
-        queue = self._queue
-        if resource._holders < self._capacity and not queue._size:
-            token = self._slots.acquire_slot(self._name, self._capacity, agent_id, now, self._lease)
-            if token is not None:
-                resource._holders += 1
-                return agent, task, token, None
-        if resource._waiters >= self._max_waiters:
-            raise BackpressureError(
-                f"{resource._waiters} callers already wait for {resource.name!r} "
-                f"(max_waiters={self._max_waiters}); retry later or raise max_waiters"
-            )
-        # A caller serving the queue weighs nothing here: its task counts in the backlog.
-        make_waiter = self._make_waiter  # not self._make_waiter(): an attribute loads faster than a method
-        waiter = make_waiter(agent_id, 0.0 if task is None else task.weight, now)
-        queue.push(waiter)
-        resource._waiters += 1
-        if task is None:
-            agent._claims += 1
-        return agent, task, 0, waiter
+        return BackpressureError(
+            f"{resource._waiters} callers already wait for {resource.name!r} "
+            f"(max_waiters={self._max_waiters}); retry later or raise max_waiters"
+        )
 
     def _release(self, token: int, now: float, grant: Grant | None = None) -> W | None:
         """The slot of lease ``token`` is free: the waiter it passes to (its ``token`` set), or None.
@@ -293,24 +315,7 @@ class SchedulerCore(Generic[W]):
         this again with the waiter's token.
         """
         if grant is not None:  # one call for the end of a grant and its release: once per grant
-            grant._scheduler = None
-            agent = grant.agent
-            agent.stats.granted += 1
-            task = grant.task
-            cost = grant._cost
-            if cost is None:
-                cost = task.cost
-                if cost is None:
-                    cost = task.weight
-            agent_id = agent.agent_id
-            try:
-                self._costs[agent_id] += cost
-            except KeyError:
-                self._costs[agent_id] = cost
-            if task.session_id is not None:
-                self._metrics._count_session(agent_id, task.session_id, cost)
-            if agent._serving:
-                agent._finish(task)
+            self._ended(grant)
         queue = self._queue
         resource = self._resource
         if queue._size:
@@ -336,6 +341,95 @@ class SchedulerCore(Generic[W]):
         resource._holders -= 1
         self._slots.release_slot(self._name, token)
         return None
+
+    def _ended(self, grant: Grant) -> None:
+        """The work under ``grant`` has ended: its cost counts in the metrics, its task completes."""
+        grant._scheduler = None
+        agent = grant.agent
+        agent.stats.granted += 1
+        task = grant.task
+        cost = grant._cost
+        if cost is None:
+            cost = task.cost
+            if cost is None:
+                cost = task.weight
+        agent_id = agent.agent_id
+        try:
+            self._costs[agent_id] += cost
+        except KeyError:
+            self._costs[agent_id] = cost
+        if task.session_id is not None:
+            self._metrics._count_session(agent_id, task.session_id, cost)
+        if agent._serving:
+            agent._finish(task)
+
+    # The shared queue (``_shared``): the store chooses who is next among every process's waiters.
+    # A request always queues a waiter here first (the store may grant at once); the driver makes
+    # the store calls outside its lock (off the event loop), and hands grants to _shared_grant().
+
+    def _shared_request(self, agent_id: str, task: Task | None, now: float) -> tuple[Agent, Task | None, W]:
+        """A request in the shared queue: this process's waiter for it, registered before the store call."""
+        shared = self._shared
+        assert shared is not None
+        agent, task = self._resolve(agent_id, task)
+        resource = self._resource
+        if resource._waiters >= self._max_waiters:
+            raise self._backpressure()
+        if task is None:
+            weight = agent._queued[agent._claims].weight  # the queued task this caller will serve
+            agent._claims += 1
+        else:
+            weight = task.weight
+        waiter = self._make_waiter(agent_id, 0.0 if task is None else task.weight, now)
+        waiter.shared_weight = weight
+        waiter.caller = shared.add(waiter)
+        resource._waiters += 1
+        return agent, task, waiter
+
+    def _shared_grant(self, caller: int, token: int, now: float) -> W | None:
+        """The store granted lease ``token`` to caller ``caller``: its waiter, now holding it.
+
+        None when the caller has left: the driver passes the slot on.
+        """
+        shared = self._shared
+        assert shared is not None
+        waiter: W | None = shared.take(caller)
+        if waiter is None:
+            return None
+        waiter.token = token
+        resource = self._resource
+        resource._waiters -= 1
+        resource._holders += 1
+        shared.hold(token)
+        waited = now - waiter.arrived
+        agent = self._agents.get(waiter.agent_id)
+        if agent is not None:
+            stats = agent.stats
+            stats.wait_total += waited
+            if waited > stats.wait_max:
+                stats.wait_max = waited
+        return waiter
+
+    def _shared_leave(self, waiter: W) -> bool:
+        """``waiter`` gives up before its grant reached it: False when the grant came (it holds a slot)."""
+        shared = self._shared
+        assert shared is not None
+        if waiter.token is not None:
+            return False
+        if shared.take(waiter.caller) is not None:
+            self._resource._waiters -= 1
+        return True
+
+    def _shared_unhold(self, token: int) -> None:
+        """This process no longer holds lease ``token`` (the driver passes its slot on in the store)."""
+        shared = self._shared
+        assert shared is not None
+        self._resource._holders -= 1
+        shared.unhold(token)
+
+    def _delivered(self, grants: Grants) -> None:
+        """Grants the store's keeper thread collected: each driver hands them to its waiters."""
+        raise NotImplementedError
 
     def _unserve(self, waiter: W, now: float) -> int:
         """Take back the slot ``_release()`` gave a waiter that turned out gone: its token, to pass on."""
@@ -366,6 +460,13 @@ class SchedulerCore(Generic[W]):
         while queue:
             turned_away.append(queue.pop(now))
             self._resource._waiters -= 1
+        shared = self._shared
+        if shared is not None:
+            for caller in list(shared.waiting):
+                waiter = shared.take(caller)
+                if waiter is not None:
+                    turned_away.append(waiter)
+                    self._resource._waiters -= 1
         return turned_away
 
     def _agent(self, agent_id: str) -> Agent:

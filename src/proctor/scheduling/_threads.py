@@ -8,9 +8,12 @@ from types import TracebackType
 from typing import Any
 
 from proctor.agent import Agent
-from proctor.errors import ShutdownError
+from proctor.errors import ShutdownError, StoreError
 from proctor.scheduling._core import SchedulerCore, Waiter, check_timeout
+from proctor.scheduling._shared import SharedSlots
 from proctor.scheduling.grant import Grant
+from proctor.stores.fallback import count_fallback
+from proctor.stores.slot_queue import Grants
 from proctor.task import Task
 
 __all__ = ["LOCOScheduler"]
@@ -41,6 +44,8 @@ class LOCOScheduler(SchedulerCore[_ThreadWaiter]):
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         super().__init__(*args, **kwargs)
+        # This process's slots while a shared queue's store fails (on_store_error="local_share").
+        self._local_share = threading.BoundedSemaphore(self._resource.local_share)
 
     def acquire(self, agent_id: str, task: Task | None = None, *, timeout: float | None = None) -> _Acquire:
         """Block until ``agent_id``'s ``task`` gets a slot.
@@ -109,8 +114,50 @@ class LOCOScheduler(SchedulerCore[_ThreadWaiter]):
         with self._lock:
             if grant._scheduler is None:  # given back already
                 return
-            self._wake(self._release(grant.fencing_token, _monotonic(), grant))
+            if self._shared is None:
+                self._wake(self._release(grant.fencing_token, _monotonic(), grant))
+            else:
+                self._ended(grant)
+        if self._shared is not None:
+            self._give_back(grant.fencing_token)
         self._settle(grant, exc)
+
+    def _give_back(self, token: int) -> None:
+        """Pass on the slot of lease ``token`` held in this process. Call without ``_lock``."""
+        shared = self._shared
+        if shared is None:
+            with self._lock:
+                self._wake(self._release(token, _monotonic()))
+            return
+        with self._lock:
+            if token:
+                self._shared_unhold(token)
+            else:  # a slot of the local share, taken while the store failed
+                self._resource._holders -= 1
+            self._wake(None)
+        if token:
+            self._deliver(shared.pass_on(token))
+        else:
+            self._local_share.release()
+
+    def _delivered(self, grants: Grants) -> None:
+        self._deliver(grants)
+
+    def _deliver(self, grants: Grants) -> None:
+        """Wake the callers of this process that the store granted slots to; pass on those that left."""
+        shared = self._shared
+        assert shared is not None
+        while grants:
+            orphans = []
+            with self._lock:
+                now = _monotonic()
+                for caller, token in grants:
+                    waiter = self._shared_grant(caller, token, now)
+                    if waiter is None:
+                        orphans.append(token)
+                    else:
+                        waiter.wakeup.release()
+            grants = [grant for token in orphans for grant in shared.pass_on(token)]
 
     def _wake(self, waiter: _ThreadWaiter | None) -> None:
         """Wake the waiter the core passed a slot to; with none, tell ``shutdown()`` once no slot is held.
@@ -134,8 +181,16 @@ class LOCOScheduler(SchedulerCore[_ThreadWaiter]):
             for waiter in turned_away:
                 waiter.error = ShutdownError("the scheduler is shutting down")
                 waiter.wakeup.release()
+        shared = self._shared
+        if shared is not None:
+            for waiter in turned_away:
+                self._deliver(shared.withdraw(waiter.caller))
+        with self._lock:
             self._idle.wait_for(lambda: not self._resource._holders, timeout)
-            return {"cancelled_waiters": len(turned_away), "active_holders": self._resource._holders}
+            held = self._resource._holders
+        if shared is not None and not held:
+            shared.close()
+        return {"cancelled_waiters": len(turned_away), "active_holders": held}
 
 
 class _Acquire:
@@ -161,14 +216,21 @@ class _Acquire:
             scheduler = self._scheduler
             agent_id = self._agent_id
             claimed = None
+            shared = scheduler._shared
             with scheduler._lock:
                 now = _monotonic()
-                agent, task, token, waiter = scheduler._request(agent_id, self._task, now)
-                if waiter is None and task is None:
-                    claimed = scheduler._claim(agent, now)
+                if shared is None:
+                    agent, task, token, waiter = scheduler._request(agent_id, self._task, now)
+                    if waiter is None and task is None:
+                        claimed = scheduler._claim(agent, now)
+                else:
+                    agent, task, waiter = scheduler._shared_request(agent_id, self._task, now)
             if waiter is not None:
                 try:
-                    token = self._wait(scheduler, agent, waiter)
+                    if shared is None:
+                        token = self._wait(scheduler, agent, waiter)
+                    else:
+                        token = self._wait_shared(scheduler, shared, agent, waiter)
                 finally:
                     if task is None:
                         with scheduler._lock:
@@ -188,7 +250,7 @@ class _Acquire:
                 except BaseException:
                     with scheduler._lock:
                         agent.stats.rejected += 1
-                        scheduler._wake(scheduler._release(token, _monotonic()))
+                    scheduler._give_back(token)
                     raise
             if claimed is not None:
                 with scheduler._lock:
@@ -220,6 +282,84 @@ class _Acquire:
             raise waiter.error
         assert waiter.token is not None
         return waiter.token
+
+    def _wait_shared(
+        self, scheduler: LOCOScheduler, shared: SharedSlots, agent: Agent, waiter: _ThreadWaiter
+    ) -> int:
+        """Ask the store for a slot and block until it grants one: its fencing token (0: the local share)."""
+        timeout = self._timeout
+        deadline = None if timeout is None else waiter.arrived + timeout
+        try:
+            token, grants = shared.request(waiter)
+        except StoreError as exc:
+            with scheduler._lock:
+                scheduler._shared_leave(waiter)
+            return self._local(scheduler, agent, waiter, exc, deadline)
+        except BaseException:  # interrupted in the call: the store may have queued it, or granted
+            with scheduler._lock:
+                scheduler._shared_leave(waiter)
+                agent.stats.cancelled += 1
+            scheduler._deliver(shared.withdraw(waiter.caller))
+            raise
+        if grants:
+            scheduler._deliver(grants)
+        if token is not None:
+            with scheduler._lock:
+                taken = scheduler._shared_grant(waiter.caller, token, _monotonic())
+            if taken is None:  # shutdown() turned it away meanwhile
+                scheduler._deliver(shared.pass_on(token))
+                raise ShutdownError("the scheduler is shutting down")
+            return token
+        shared.started_waiting(waiter.caller)
+        try:
+            wait = -1.0 if deadline is None else max(deadline - _monotonic(), 0.0)
+            woken = waiter.wakeup.acquire(timeout=wait)
+        except BaseException:  # KeyboardInterrupt and the like, while blocked
+            self._leave_shared(scheduler, shared, waiter)
+            with scheduler._lock:
+                agent.stats.cancelled += 1
+            raise
+        if not woken and self._leave_shared(scheduler, shared, waiter):
+            with scheduler._lock:
+                agent.stats.timed_out += 1
+            raise TimeoutError(f"agent {agent.agent_id!r} got no slot within {timeout}s")
+        if waiter.error is not None:
+            raise waiter.error
+        token = waiter.token
+        assert token is not None
+        return token
+
+    @staticmethod
+    def _leave_shared(scheduler: LOCOScheduler, shared: SharedSlots, waiter: _ThreadWaiter) -> bool:
+        """A waiter gives up: True once it left the queue; False when its slot came first (it keeps it)."""
+        with scheduler._lock:
+            left = scheduler._shared_leave(waiter)
+        if left:
+            scheduler._deliver(shared.withdraw(waiter.caller))
+        return left
+
+    @staticmethod
+    def _local(
+        scheduler: LOCOScheduler,
+        agent: Agent,
+        waiter: _ThreadWaiter,
+        error: StoreError,
+        deadline: float | None,
+    ) -> int:
+        """The store failed: raise (``on_store_error="closed"``), or take a slot of the local share."""
+        mode = scheduler._resource.on_store_error
+        count_fallback("slot", mode)
+        if mode == "closed":
+            raise error
+        wait = None if deadline is None else max(deadline - _monotonic(), 0.0)
+        if not scheduler._local_share.acquire(timeout=wait):
+            with scheduler._lock:
+                agent.stats.timed_out += 1
+            raise TimeoutError(f"agent {agent.agent_id!r} got no slot of the local share within the timeout")
+        with scheduler._lock:
+            scheduler._resource._holders += 1
+            waiter.token = 0
+        return 0
 
     def __exit__(
         self,
