@@ -276,7 +276,7 @@ class BudgetPolicy(Policy):
                 raise error
             raise StoreError(
                 f"{self._health.name} is down, so budget {self.name!r} refuses calls "
-                "(on_store_error='closed'); it is tried again every half second"
+                f"(on_store_error='closed'); it is tried again every {self._health.probe_interval:g}s"
             )
         count_fallback("budget", "open")
         return Decision(

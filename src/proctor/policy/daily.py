@@ -99,7 +99,8 @@ class DailySpend:
         if health.down and not health.should_try():
             count_fallback("budget", "closed")
             raise StoreError(
-                f"{health.name} is down, so cost_today cannot be read; it is tried again shortly"
+                f"{health.name} is down, so cost_today cannot be read; it is tried again every "
+                f"{health.probe_interval:g}s"
             )
         try:
             ids = self._book.reserve_if(

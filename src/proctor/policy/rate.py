@@ -176,7 +176,8 @@ class RatePolicy(Policy):
                 raise error
             raise StoreError(
                 f"{self._health.name} is down, so rate limit {self.name!r} refuses calls "
-                "(on_store_error='closed'); it is tried again every half second. To go on within a share "
+                f"(on_store_error='closed'); it is tried again every {self._health.probe_interval:g}s. "
+                "To go on within a share "
                 "of the limit meanwhile, set on_store_error='local_share' and processes=N"
             )
         count_fallback("rate", "local_share")
