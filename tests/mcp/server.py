@@ -1,9 +1,9 @@
 """A real MCP server for the gateway's tests, written with the SDK: ``server.py stdio|http PORT``.
 
-Its tools: ``echo`` (says what it got), ``write_file`` (destructive, writes nothing), ``read_file``
-(read-only), ``big`` (a result of ``size`` characters), ``slow`` (sleeps), ``crash`` (the process
-dies mid-call), ``priced`` (reports its cost in ``_meta``), ``seen`` (the arguments of every call
-so far), ``ask`` (asks the client to sample, through the gateway).
+Its tools: ``echo`` (says what it got), ``write_file`` (destructive, writes nothing),
+``read_file`` (read-only), ``big`` (a result of ``size`` characters), ``slow`` (sleeps; ``peak``:
+the most that ran at once), ``crash`` (the process dies mid-call), ``priced`` (reports its cost
+in ``_meta``), ``seen`` (the arguments of every call so far), ``ask`` (asks the client to sample).
 """
 
 from __future__ import annotations
@@ -44,11 +44,24 @@ def big(size: int) -> str:
     return "x" * size
 
 
+running = [0, 0]  # slow calls running now, and the most that ever ran at once
+
+
 @server.tool()
 async def slow(seconds: float) -> str:
-    await asyncio.sleep(seconds)
+    running[0] += 1
+    running[1] = max(running)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        running[0] -= 1
     calls.append({"tool": "slow", "seconds": seconds})
     return "done"
+
+
+@server.tool()
+def peak() -> int:
+    return running[1]
 
 
 @server.tool()

@@ -1,0 +1,63 @@
+"""The gateway over streamable HTTP, in front of a real MCP server over streamable HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.mcp.helpers import actions, http_gateway, http_session, runs, text
+
+POLICIES = """\
+policies:
+  - {id: no-etc, when: {tool: read_file, args.path: {starts_with: /etc}}, action: deny, message: "No /etc"}
+  - {id: no-writes, when: {annotations.destructiveHint: true}, action: deny}
+  - {id: twice, when: {tool: echo, args.text: loud}, action: modify, set: {args.times: 2}}
+"""
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mcp-http")
+
+
+@pytest.fixture(scope="module")
+def gateway(folder: Path) -> Iterator[str]:
+    policies = folder / "policies.yaml"
+    policies.write_text(POLICIES)
+    with http_gateway(policies, folder / "runs.db", "--resource", "tools", "--capacity", "4") as url:
+        yield url
+
+
+def test_calls_are_governed_over_http_and_each_session_is_a_run(gateway: str, folder: Path) -> None:
+    async def sessions() -> None:
+        async with http_session(gateway) as client:
+            listed = {tool.name for tool in (await client.list_tools()).tools}
+            assert "write_file" not in listed
+            assert "read_file" in listed
+            assert text(await client.call_tool("echo", {"text": "loud"})) == "loud loud"
+            denied = await client.call_tool("read_file", {"path": "/etc/passwd"})
+            assert denied.is_error
+            assert text(denied) == "Denied by policy no-etc: No /etc"
+        async with http_session(gateway) as client:
+            assert text(await client.call_tool("read_file", {"path": "/srv/a"})) == "contents of /srv/a"
+
+    asyncio.run(sessions())
+    recorded = runs(folder / "runs.db")
+    assert len(recorded) == 2
+    assert {run.status for run in recorded} == {"succeeded"}
+    assert sorted(len(actions(folder / "runs.db", run.run_id)) for run in recorded) == [1, 2]
+
+
+def test_fifty_concurrent_calls_in_one_session_share_four_slots(gateway: str) -> None:
+    async def session() -> None:
+        async with http_session(gateway) as client:
+            echoes = await asyncio.gather(*(client.call_tool("echo", {"text": str(n)}) for n in range(50)))
+            assert [text(result) for result in echoes] == [str(n) for n in range(50)]
+            slow = await asyncio.gather(*(client.call_tool("slow", {"seconds": 0.05}) for _ in range(12)))
+            assert all(text(result) == "done" for result in slow)
+            assert 1 <= int(text(await client.call_tool("peak", {}))) <= 4  # --capacity 4
+
+    asyncio.run(session())
