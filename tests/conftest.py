@@ -7,10 +7,12 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests import postgres_server, redis_server
+from tests.databases import ALL_DATABASES
 
 _folder = tempfile.mkdtemp(prefix="proctor-tests-")
 atexit.register(shutil.rmtree, _folder, ignore_errors=True)  # after the run log's own atexit flush
@@ -29,6 +31,12 @@ def _servers_stopped() -> Iterator[None]:
 def redis_server_url() -> str:
     """The URL of the session's redis-server, started now if no test started it yet."""
     return redis_server.shared().url
+
+
+@pytest.fixture
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a test's proctor database is: a SQLite file, or what ``on_all_databases`` names."""
+    return ALL_DATABASES[getattr(request, "param", "sqlite")](tmp_path)
 
 
 @pytest.fixture

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from proctor import ApprovalStore
-from tests import postgres_server
 from tests.approvals.helpers import WebhookReceiver
+from tests.databases import ALL_DATABASES
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    """Where the queue is kept: a SQLite file, or a new database on the session's PostgreSQL server."""
-    if request.param == "postgresql":
-        return postgres_server.shared().new_database()
-    return tmp_path / "proctor.db"
+@pytest.fixture(params=list(ALL_DATABASES))
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where the queue is kept: every test here runs on each database of ``ALL_DATABASES``."""
+    return ALL_DATABASES[request.param](tmp_path)
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from proctor.approvals.base import ApprovalRequest
 from proctor.approvals.store import ApprovalRecord, ApprovalStore
 from proctor.runs.log import NO_RESULT, RunLog
 from proctor.web.app import create_app
-from tests import postgres_server
 
 NOW = time.time()
 
@@ -62,19 +61,6 @@ def people(tmp_path: Path) -> People:
         "carol": approvers.add("carol", ["dba", "oncall"]),
     }
     return People(tmp_path / "approvers.yaml", tokens)
-
-
-ON_BOTH_DATABASES = pytest.mark.parametrize("db", ["sqlite", "postgresql"], indirect=True)
-"""For a module whose tests read or write the database: each runs on SQLite and on PostgreSQL."""
-
-
-@pytest.fixture
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    """The console's database: a SQLite file, or a new database on the session's PostgreSQL server
-    where the test is marked ``ON_BOTH_DATABASES``."""
-    if getattr(request, "param", "sqlite") == "postgresql":
-        return postgres_server.shared().new_database()
-    return tmp_path / "proctor.db"
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ from starlette.testclient import TestClient
 
 from proctor.approvals.store import ApprovalStore
 from proctor.runs.log import RunLog
-from tests.web.conftest import ON_BOTH_DATABASES, People, ask, record_run, sign_in
+from tests.databases import on_all_databases
+from tests.web.conftest import People, ask, record_run, sign_in
 
-pytestmark = ON_BOTH_DATABASES
+pytestmark = on_all_databases
 
 LOOKUP = {"phase": "before", "rule": "audit", "action": "log", "decided": True}
 

@@ -14,10 +14,11 @@ from proctor.runs.describe import seconds
 from proctor.runs.log import RunLog
 from proctor.web.app import create_app
 from tests.approvals.helpers import in_thread, pending_one
-from tests.web.conftest import NOW, ON_BOTH_DATABASES, People, ask, record_run, sign_in
+from tests.databases import on_all_databases
+from tests.web.conftest import NOW, People, ask, record_run, sign_in
 from tests.web.test_approvals import text
 
-pytestmark = ON_BOTH_DATABASES
+pytestmark = on_all_databases
 
 DENY = {"phase": "before", "rule": "no_big_refunds", "action": "deny", "decided": True}
 CLAMP = {"phase": "before", "rule": "cap_tokens", "action": "modify", "decided": True}
