@@ -310,6 +310,37 @@ def test_a_rate_limit_falls_back_to_its_local_share_while_redis_is_down_and_char
     store.close()
 
 
+def test_a_token_of_the_local_share_goes_back_when_a_later_policy_fails_closed(
+    server: redis_server.RedisServer,
+) -> None:
+    clock = [0.0]
+    relay = Relay(server.port)
+    store = redis_store(relay.url)
+    rate = RatePolicy(
+        default_limit=4.0,
+        period=4.0,
+        store=store,
+        clock=lambda: clock[0],
+        on_store_error="local_share",
+        processes=2,
+    )
+    enforcer = PolicyEnforcer([rate, BudgetPolicy(default_limit=10.0, store=store)])
+    try:
+        relay.cut()
+        with pytest.raises(PolicyViolationError):  # the share starts empty
+            rate.admit("a", Task())
+        clock[0] += 4.0  # a share of 2 per 4 s: full
+        for _ in range(3):
+            with pytest.raises(StoreError):  # the budget fails closed; the token goes back
+                enforcer.admit("a", Task(cost=1.0))
+        assert [rate.admit("a", Task()).reservation for _ in range(2)] == ["local", "local"]
+        with pytest.raises(PolicyViolationError):
+            rate.admit("a", Task())
+    finally:
+        store.close()
+        relay.close()
+
+
 def test_a_rate_limit_refuses_when_the_share_leaves_less_than_one_call() -> None:
     with pytest.raises(ConfigurationError, match="needs processes=N"):
         RatePolicy(default_limit=4.0, on_store_error="local_share")
