@@ -537,5 +537,5 @@ class OpenBudgetThroughOutages(RuleBasedStateMachine):
 
 TestOpenBudgetThroughOutages = OpenBudgetThroughOutages.TestCase
 TestOpenBudgetThroughOutages.settings = settings(
-    max_examples=12, stateful_step_count=15, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=25, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
