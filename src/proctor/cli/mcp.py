@@ -171,3 +171,69 @@ def _log_to_stderr() -> None:
     root.addHandler(handler)
     if root.level == logging.NOTSET:
         root.setLevel(logging.WARNING)
+
+
+@mcp.command(name="wrap")
+@click.argument("config", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--policies",
+    default="policies.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The policy file every server's tool calls go through (written to the config as an absolute path).",
+)
+@click.option(
+    "--db",
+    default=None,
+    metavar="PATH|URL",
+    help="The run log the sessions go to  [default: $PROCTOR_DB, else ./.proctor/runs.db, absolute]",
+)
+@click.option("--service", default=None, help="The service fact of the calls  [default: mcp]")
+@click.option("--dry-run", is_flag=True, help="Print the diff; change nothing.")
+@click.option("--undo", is_flag=True, help="Start every wrapped server directly again.")
+def wrap(
+    config: Path, policies: Path, db: str | None, service: str | None, dry_run: bool, undo: bool
+) -> None:
+    """Put every server of an MCP client's configuration behind the gateway.
+
+    CONFIG is a JSON file with an "mcpServers" object, as Claude Desktop's
+    claude_desktop_config.json (macOS: ~/Library/Application Support/Claude/,
+    Windows: %APPDATA%\\Claude\\). Each server started by a command then starts
+    as `proctor mcp proxy --policies FILE --server NAME -- COMMAND ARGS...`.
+    Prints the diff and keeps the file as it was in CONFIG.bak. Restart the
+    client afterwards. Wrapping twice changes nothing; --undo reverts.
+    """
+    from proctor.errors import ConfigurationError, PolicyConfigError
+    from proctor.mcp_gateway.wrap import unwrap_config, wrap_config, write_config
+
+    try:
+        if undo:
+            result = unwrap_config(config)
+        else:
+            from proctor.rules import load_policies
+
+            load_policies(policies)  # a client would only see the gateway fail to start
+            if db is None:
+                db = os.environ.get("PROCTOR_DB") or str(Path(".proctor/runs.db").resolve())
+            elif "://" not in db:
+                db = str(Path(db).resolve())
+            result = wrap_config(config, policies, db=db, service=service)
+    except PolicyConfigError as exc:
+        for location, message in exc.problems:
+            click.echo(f"{location}: {message}", err=True)
+        raise click.ClickException(f"{policies} has problems; the configuration was not changed") from None
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, why in result.skipped.items():
+        click.echo(f"{name}: left as it is ({why})", err=True)
+    if not result.changed:
+        click.echo(f"{config}: nothing to change", err=True)
+        return
+    click.echo(result.diff, nl=False)
+    if dry_run:
+        click.echo("(dry run: nothing written)", err=True)
+        return
+    backup = write_config(config, result.config)
+    verb = "start directly again" if undo else "go through the gateway"
+    click.echo(f"{', '.join(result.changed)} now {verb}; the previous file is in {backup}", err=True)
+    click.echo("Restart the MCP client for the change to take effect.", err=True)
