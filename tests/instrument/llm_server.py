@@ -79,6 +79,7 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     owner: LLMServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -132,17 +133,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
-        cut = self.owner.mode == "cut"
-        for index, (name, payload) in enumerate(events):
-            data = payload if isinstance(payload, str) else json.dumps(payload)
-            text = (f"event: {name}\n" if named else "") + f"data: {data}\n\n"
-            chunk = text.encode()
+        texts = [
+            (f"event: {name}\n" if named else "")
+            + f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
+            for name, payload in events
+        ]
+        if self.owner.mode == "cut":  # the first events, then no usage and no end of the body
+            chunk = "".join(texts[:2]).encode()
             self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-            self.wfile.flush()
-            if cut and index == 1:  # after the first content event: no usage, no end of the body
-                self.close_connection = True
-                return
-        self.wfile.write(b"0\r\n\r\n")
+            self.close_connection = True
+            return
+        chunk = "".join(texts).encode()  # one write: a client reads the events as they parse
+        self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n0\r\n\r\n")
 
 
 def _chat_usage(usage: Usage) -> dict[str, Any]:

@@ -1,0 +1,199 @@
+"""What ``proctor.instrument()`` adds to an OpenAI SDK call, against the bare SDK call, in one run.
+
+Run it by hand::
+
+    .venv/bin/python bench/instrument.py            # the full run, about a minute
+    .venv/bin/python bench/instrument.py --quick    # a smoke run, seconds
+
+The server is the tests' stand-in of the OpenAI API (``tests/instrument/
+llm_server.py``: a threaded ``http.server`` on loopback answering the
+documented JSON and SSE shapes), run in a process of its own so that its work
+does not share the measured interpreter. One ``openai.OpenAI`` client per row
+(``max_retries=0``), each warmed up first; a call is
+``client.chat.completions.create(model=..., messages=[one message],
+max_tokens=64)``, a stream the same with ``stream=True`` read to its end. Each
+call is timed on its own (``perf_counter_ns``); the rows take turns in every
+round, the table shows the median over ``--repeat`` rounds of each row's p50
+and p99, and the ratio of its p50 to the bare call's p50 in the same run.
+
+Rows: the bare SDK call; ``instrument(client, prices=...)`` (a governed call:
+the estimate, the settle from usage; recording off); with a ``BudgetPolicy``
+(a reservation and its settle per call); with a ``BudgetPolicy`` and 10 rules
+from a policy mapping (facts, ``contains_pii`` on the messages); with the
+budget and recording on (``RunLog()`` in a temporary folder: each call a
+recorded run). And a stream, bare and governed (with the budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import openai
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.instrument.llm_server
+
+from _report import fmt, machine_lines, percentile_us, positive, ratio
+from proctor import BudgetPolicy, RunLog, instrument, set_run_log
+
+MODEL = "bench-model"
+PRICES = {MODEL: {"input": 1.0, "output": 2.0, "cache_read": 0.5}}
+MESSAGES = [{"role": "user", "content": "Summarise the quarterly report in three sentences."}]
+RULES = {
+    "policies": [
+        {"id": "no-big-model", "when": {"args.model": "gpt-4.5-preview"}, "action": "deny"},
+        {"id": "cap-tokens", "when": {"args.max_tokens": {"gt": 100_000}}, "action": "deny"},
+        {"id": "dear", "when": {"cost": {"gt": 5.0}}, "action": "deny"},
+        {"id": "no-pii", "when": {"args.messages": {"contains_pii": True}}, "action": "deny"},
+        {"id": "night", "when": {"time.hour": {"in": [2, 3]}, "agent": "batch"}, "action": "deny"},
+        {"id": "hot", "when": {"args.temperature": {"gt": 1.5}}, "action": "log"},
+        {"id": "tools", "when": {"args.tools": {"exists": True}, "agent": "intern"}, "action": "deny"},
+        {"id": "other-tool", "when": {"tool": "db.*"}, "action": "deny"},
+        {"id": "loop", "when": {"tool_calls_in_run": {"gt": 500}}, "action": "terminate"},
+        {"id": "sys", "when": {"args.messages.0.role": "system", "agent": "guest"}, "action": "deny"},
+    ]
+}
+
+
+def _serve(pipe: Connection) -> None:
+    from tests.instrument.llm_server import LLMServer
+
+    server = LLMServer()
+    pipe.send(server.openai_url)
+    pipe.recv()  # until told to stop
+    server.close()
+
+
+def _client(url: str) -> openai.OpenAI:
+    return openai.OpenAI(api_key="bench", base_url=url, max_retries=0)
+
+
+def _plain(client: openai.OpenAI) -> Callable[[], Any]:
+    def one() -> Any:
+        return client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=64)  # type: ignore[arg-type]
+
+    return one
+
+
+def _streamed(client: openai.OpenAI) -> Callable[[], Any]:
+    def one() -> Any:
+        stream = client.chat.completions.create(
+            model=MODEL,
+            messages=MESSAGES,  # type: ignore[arg-type]
+            max_tokens=64,
+            stream=True,
+        )
+        for _ in stream:
+            pass
+
+    return one
+
+
+def _time(call: Callable[[], Any], count: int) -> list[int]:
+    clock = time.perf_counter_ns
+    samples = [0] * count
+    for i in range(count):
+        start = clock()
+        call()
+        samples[i] = clock() - start
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=positive, default=600, help="timed calls per row and round")
+    parser.add_argument("--repeat", type=positive, default=3, help="rounds")
+    parser.add_argument("--quick", action="store_true", help="100 calls, 1 round")
+    args = parser.parse_args()
+    calls, repeat = (100, 1) if args.quick else (args.calls, args.repeat)
+    console = Console()
+    for line in machine_lines({"openai": openai.__version__}):
+        console.print(line)
+
+    here, there = multiprocessing.Pipe()
+    server = multiprocessing.Process(target=_serve, args=(there,), daemon=True)
+    server.start()
+    url = here.recv()
+    folder = tempfile.mkdtemp(prefix="proctor-bench-instrument-")
+    set_run_log(None)
+    recorded = RunLog(str(Path(folder) / "runs.db"))
+
+    def budget() -> BudgetPolicy:
+        return BudgetPolicy(default_limit=1e9)
+
+    def governed(**options: Any) -> openai.OpenAI:
+        return instrument(_client(url), prices=PRICES, **options)
+
+    rows: list[tuple[str, Callable[[], Any], RunLog | None]] = [
+        ("bare SDK call", _plain(_client(url)), None),
+        ("instrument(prices=...)", _plain(instrument(_client(url), prices=PRICES)), None),
+        ("+ budget", _plain(instrument(_client(url), prices=PRICES, budget=budget())), None),
+        (
+            "+ budget + 10 rules",
+            _plain(instrument(_client(url), prices=PRICES, budget=budget(), policies=RULES)),
+            None,
+        ),
+        (
+            "+ budget, recorded (RunLog)",
+            _plain(instrument(_client(url), prices=PRICES, budget=budget())),
+            recorded,
+        ),
+        ("bare SDK stream", _streamed(_client(url)), None),
+        (
+            "stream, instrument + budget",
+            _streamed(instrument(_client(url), prices=PRICES, budget=budget())),
+            None,
+        ),
+    ]
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in rows}
+    for _, call, log in rows:  # warm-up: connections, imports, first-call caches
+        set_run_log(log)
+        _time(call, 50)
+    for _ in range(repeat):
+        for name, call, log in rows:
+            set_run_log(log)
+            samples = _time(call, calls)
+            if log is not None:
+                log.flush()
+            results[name].append((percentile_us(samples, 0.5), percentile_us(samples, 0.99)))
+    set_run_log(None)
+    recorded.close()
+    here.send("stop")
+    server.join(5)
+
+    table = Table(
+        title=f"OpenAI chat completion on loopback, {calls} calls x {repeat} rounds", title_justify="left"
+    )
+    table.add_column("")
+    table.add_column("p50 us", justify="right")
+    table.add_column("p99 us", justify="right")
+    table.add_column("p50 vs bare", justify="right")
+    table.add_column("added p50 us", justify="right")
+    baseline: dict[str, float] = {}
+    for name, _, _ in rows:
+        p50 = statistics.median(p for p, _ in results[name])
+        p99 = statistics.median(p for _, p in results[name])
+        bare = "bare SDK stream" if "stream" in name else "bare SDK call"
+        if name.startswith("bare"):
+            baseline[name] = p50
+        base = baseline[bare]
+        table.add_row(name, fmt(p50), fmt(p99), fmt(ratio(p50, base), ".3f", "x"), fmt(p50 - base, "+.1f"))
+    console.print(table)
+    spread = {name: [round(p, 1) for p, _ in results[name]] for name, _, _ in rows}
+    console.print(f"p50 per round (us): {spread}")
+
+
+if __name__ == "__main__":
+    main()
