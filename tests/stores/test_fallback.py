@@ -60,6 +60,22 @@ def test_a_down_store_is_tried_by_one_caller_per_interval(caplog: pytest.LogCapt
     assert health.outages == 2
 
 
+def test_one_failure_alone_costs_one_call_the_next_tries_the_store_at_once() -> None:
+    clock = Clock()
+    health = StoreHealth("the store", probe_interval=0.5, clock=clock)
+    health.failed(StoreError("one slow answer"))
+    assert health.down
+    assert [callers for callers in range(3) if health.should_try()] == [0]  # the next call, alone
+    health.answered()
+    assert not health.down
+    health.failed(StoreError("down"))
+    assert health.should_try()
+    health.failed(StoreError("still down"))  # twice in a row: skipped until the probe
+    assert not health.should_try()
+    clock.now += 0.5
+    assert health.should_try()
+
+
 def test_settles_wait_for_the_store_and_run_once_in_order_when_it_answers() -> None:
     clock = Clock()
     health = StoreHealth("the store", clock=clock)

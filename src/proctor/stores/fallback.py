@@ -1,7 +1,8 @@
 """What policies do while their shared store does not answer: the counter, the probe and the local share.
 
 A store call that fails (a timeout, a refused connection: ``StoreError``)
-marks the store down in its ``StoreHealth``. While it is down, callers skip it
+marks the store down in its ``StoreHealth``. The next call tries the store at
+once (a lone slow answer costs one call); while it still fails, callers skip it
 and follow their policy's ``on_store_error`` at once, and one caller every
 ``PROBE_INTERVAL`` seconds makes its call on the store anyway: the probe.
 The first call that the store answers marks it up again, and then runs the
@@ -119,9 +120,10 @@ class StoreHealth:
         """A call failed: the store is down until a call succeeds; an outage's first failure is logged."""
         now = self._clock()
         with self._lock:
-            self._next_try = now + self.probe_interval
             if self.down:
+                self._next_try = now + self.probe_interval
                 return
+            self._next_try = now  # the next call tries at once: one slow answer is not an outage yet
             self.down = True
             self.outages += 1
             self._since = now
