@@ -1,18 +1,14 @@
-"""What the durable approval tests share: requests, a deciding thread, a local webhook receiver, raw reads."""
+"""What the durable approval tests share: requests, a deciding thread, a local webhook receiver."""
 
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-import psycopg
 
 from proctor import ApprovalRecord, ApprovalRequest, ApprovalStore
 
@@ -113,15 +109,3 @@ class WebhookReceiver:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join()
-
-
-def query(db: str | os.PathLike[str], sql: str) -> list[tuple[Any, ...]]:
-    """The rows ``sql`` reads from ``db`` (a SQLite path or a PostgreSQL URL), bypassing proctor."""
-    if str(db).startswith("postgresql://"):
-        with psycopg.connect(str(db)) as connection:
-            return connection.execute(sql).fetchall()  # type: ignore[arg-type]
-    connection = sqlite3.connect(db)
-    try:
-        return connection.execute(sql).fetchall()
-    finally:
-        connection.close()

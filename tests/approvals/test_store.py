@@ -11,7 +11,8 @@ import pytest
 from proctor import ApprovalError, ApprovalStore, Approvers, RunLog
 from proctor.approvals import Person
 from proctor.db.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
-from tests.approvals.helpers import REQUEST, query, request
+from tests.approvals.helpers import REQUEST, request
+from tests.databases import execute
 
 APPROVERS = Approvers(
     {"finance": None, "dba": None},
@@ -38,7 +39,7 @@ def test_a_request_is_stored_pending_with_its_arguments_redacted(store: Approval
     assert store.list(status="approved") == []
     assert store.decisions(record.id) == []
     # The database itself never held the address.
-    [(raw,)] = query(db, "SELECT args FROM approvals")
+    [(raw,)] = execute(db, "SELECT args FROM approvals")
     assert "jane.doe" not in str(raw)
 
 
@@ -226,9 +227,9 @@ def test_approvals_share_the_run_log_database(db: Path) -> None:
         )
     with ApprovalStore(db) as store:
         store.create(REQUEST)
-    assert query(db, "SELECT value FROM meta") == [(str(SCHEMA_VERSION),)]
-    assert query(db, "SELECT run_id FROM runs") == [("run-1",)]
-    assert query(db, "SELECT run_id FROM approvals") == [("run-1",)]
+    assert execute(db, "SELECT value FROM meta") == [(str(SCHEMA_VERSION),)]
+    assert execute(db, "SELECT run_id FROM runs") == [("run-1",)]
+    assert execute(db, "SELECT run_id FROM approvals") == [("run-1",)]
 
 
 def test_a_database_of_the_first_schema_is_upgraded_in_place(sqlite_db: Path) -> None:

@@ -22,11 +22,12 @@ from proctor import ConfigurationError, StoreError
 from proctor.pii import PIIDetector
 from proctor.runs import REPR_MARKER, RunLog, encode
 from proctor.runs.log import NO_RESULT, decode
+from tests.databases import ALL_DATABASES
 
 
-@pytest.fixture
-def log(tmp_path: Path) -> Iterator[RunLog]:
-    run_log = RunLog(tmp_path / "runs.db", pii=False)
+@pytest.fixture(params=list(ALL_DATABASES))
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunLog]:
+    run_log = RunLog(ALL_DATABASES[request.param](tmp_path), pii=False)
     yield run_log
     run_log.close()
 

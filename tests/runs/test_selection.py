@@ -13,6 +13,7 @@ import pytest
 from proctor.errors import ConfigurationError
 from proctor.runs.log import RunLog, RunRecord
 from proctor.runs.selection import parse_age, parse_date_range, parse_filters, select_runs
+from tests.databases import ALL_DATABASES
 
 JAN_1 = 1_704_067_200.0  # 2024-01-01T00:00:00Z
 DAY = 86_400.0
@@ -128,10 +129,10 @@ def test_bad_filters(items: list[str], problem: str) -> None:
         parse_filters(items)
 
 
-@pytest.fixture
-def log(tmp_path: Path) -> Iterator[RunLog]:
+@pytest.fixture(params=list(ALL_DATABASES))
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunLog]:
     """Six runs, one a day from 2024-01-01 12:00 UTC, and one more at 12:00 on 2024-01-02."""
-    run_log = RunLog(tmp_path / "runs.db", pii=False)
+    run_log = RunLog(ALL_DATABASES[request.param](tmp_path), pii=False)
     specs = [
         ("d1", 0, "billing", "alice", "handle", "succeeded"),
         ("d2", 1, "billing", "bob", "refund", "failed"),
@@ -199,7 +200,7 @@ def test_one_run_by_id(log: RunLog) -> None:
     assert select_runs(log, run_id="d3", until=JAN_1) == []
     with pytest.raises(ConfigurationError) as info:
         select_runs(log, run_id="nope")
-    assert str(info.value) == f"no run 'nope' in {log.path}; `proctor runs list` shows recorded runs"
+    assert str(info.value) == f"no run 'nope' in {log.database}; `proctor runs list` shows recorded runs"
 
 
 def test_unknown_filter_keys_name_the_valid_ones(log: RunLog) -> None:
