@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from proctor.errors import ConfigurationError
+from proctor.guard._ledgers import note_rules
 from proctor.llm._governed import Api, Governor, Settings
 from proctor.llm.prices import PriceTable
 from proctor.policy.base import Policy
@@ -82,6 +83,7 @@ def instrument(
     if policies is not None and not isinstance(policies, PolicyEnforcer):
         source = PolicySource(policies)
         current = source.current()
+        note_rules(current)  # before any call, as @runlog does, so that the first calls' spend counts too
         if budget is not None and (current.budgets or current.rate_limits):
             raise ConfigurationError(
                 "the policy file has budgets or rate limits of its own: declare the budget there, "
