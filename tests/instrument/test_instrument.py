@@ -370,3 +370,17 @@ def test_a_run_replays_its_llm_calls_from_the_log(llm_server: LLMServer) -> None
     stricter = {"policies": [{"id": "no-test-model", "when": {"args.model": "test-model"}, "action": "deny"}]}
     changed = proctor.replay(run.run_id, policies=stricter, function=answer)
     assert changed.status_after == "denied"
+
+
+def test_raw_responses_settle_their_usage_and_raw_streams_are_refused(llm_server: LLMServer) -> None:
+    budget, who = BudgetPolicy(default_limit=1.0), agent()
+    sdk = client(llm_server, "chat", agent=who, budget=budget)
+    raw = sdk.chat.completions.with_raw_response.create(model="test-model", messages=MESSAGES, max_tokens=MAX)
+    assert raw.headers["content-type"] == "application/json"
+    assert raw.parse().usage.prompt_tokens == llm_server.usage.prompt
+    assert budget.spent(who) == pytest.approx(priced(llm_server.usage, "chat"), abs=1e-9)
+    with pytest.raises(ConfigurationError, match="with_raw_response"):
+        sdk.chat.completions.with_raw_response.create(
+            model="test-model", messages=MESSAGES, max_tokens=MAX, stream=True
+        )
+    assert len(llm_server.requests) == 1

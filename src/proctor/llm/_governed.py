@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proctor.approvals.base import ApprovalChannel
+from proctor.errors import ConfigurationError
 from proctor.guard._async import wrap_async
 from proctor.guard._call import Call
 from proctor.guard._flow import Guard
@@ -123,6 +124,30 @@ def _report(cost: float) -> None:
     current_run().add_cost(cost)
 
 
+_RAW = "x-stainless-raw-response"
+
+
+def _parsed(response: Any) -> Any:
+    """The response model of a call made through ``with_raw_response`` (its ``parse()`` is cached),
+    else the response itself."""
+    if getattr(response, "usage", None) is None and hasattr(response, "http_response"):
+        parse = getattr(response, "parse", None)
+        if callable(parse):
+            return parse()
+    return response
+
+
+def _not_raw(request: dict[str, Any]) -> None:
+    """Refuse, before it is sent, a stream asked for through ``with_raw_response`` or
+    ``with_streaming_response``: its events never pass through the meter."""
+    headers = request.get("extra_headers")
+    if isinstance(headers, dict) and any(str(name).lower() == _RAW for name in headers):
+        raise ConfigurationError(
+            "a stream through with_raw_response or with_streaming_response is not governed by "
+            "proctor.instrument(), so it is refused; iterate create(stream=True) instead"
+        )
+
+
 class Governor:
     """The governed replacement of one SDK method (``create``) of one client."""
 
@@ -199,7 +224,7 @@ class Governor:
         except self.api.lost:
             _report(self.estimate(**request))  # it may have run: the reservation, never zero
             raise
-        _report(self._priced(request, self.api.tokens(response)))
+        _report(self._priced(request, self.api.tokens(_parsed(response))))
         return response
 
     async def _acall(self, **request: Any) -> Any:
@@ -209,13 +234,14 @@ class Governor:
         except self.api.lost:
             _report(self.estimate(**request))
             raise
-        _report(self._priced(request, self.api.tokens(response)))
+        _report(self._priced(request, self.api.tokens(_parsed(response))))
         return response
 
     # Streams: the meter (a decorated generator) and the relay the caller iterates.
 
     def _meter(self, **request: Any) -> Generator[Any, Any, None]:
         self.prices.rates(request.get("model"))
+        _not_raw(request)
         sent, asked = self.api.stream_request(request)
         seen: Any = None
         with contextlib.ExitStack() as slot:
@@ -253,6 +279,7 @@ class Governor:
 
         async def meter(**request: Any) -> AsyncGenerator[Any, Any]:
             governor.prices.rates(request.get("model"))
+            _not_raw(request)
             sent, asked = governor.api.stream_request(request)
             seen: Any = None
             async with contextlib.AsyncExitStack() as slot:
