@@ -165,3 +165,27 @@ def test_asgi_app_turns_the_metrics_on_in_the_default_registry() -> None:
     finally:
         telemetry.disable()
     assert not telemetry.enabled()
+
+
+def test_calls_of_many_threads_count_once_each_after_their_threads_end(client: TestClient) -> None:
+    name = service()
+
+    @runlog(service=name, agent="pool", name="work", cost=0.125, record=False)
+    def work(n: int) -> int:
+        return n
+
+    key = ("proctor_decisions_total", (("action", "allow"), ("rule", ""), ("service", name)))
+    spend = ("proctor_spend_total", (("agent", "pool"), ("service", name)))
+    threads = [threading.Thread(target=lambda: [work(n) for n in range(50)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    first = scrape(client)  # while some may still run: never more than were made
+    for thread in threads:
+        thread.join()
+    assert first.get(key, 0) <= 200
+    for _ in range(2):  # the ended threads' counts are folded once, then stay
+        samples = scrape(client)
+        assert samples[key] == 200
+        assert samples[spend] == 25.0
+    work(0)
+    assert scrape(client)[key] == 201

@@ -10,7 +10,7 @@ imports neither OpenTelemetry nor prometheus-client: ``tracing`` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from proctor.decision import Action
@@ -30,29 +30,29 @@ _DENY = Action.DENY
 class CallTelemetry:
     """What the guard tells telemetry about each call: opened, slot waited, approval asked, closed."""
 
-    __slots__ = ("metrics", "tracing")
+    __slots__ = ("_called", "_traced", "metrics", "opened", "tracing")
 
     def __init__(self, tracing: Tracing | None, metrics: Metrics | None) -> None:
         self.tracing = tracing
         self.metrics = metrics
-
-    def opened(self, guard: Guard, call: Call, *, current: bool = True) -> Any:
-        """The call began; what ``closed`` needs back (its span, if any). ``current``: its span is the
-        current one until ``closed`` (which must then run in the same context)."""
-        tracing = self.tracing
-        return tracing.opened(guard, call, current) if tracing is not None else None
+        self.opened: Callable[..., Any] = tracing.opened if tracing is not None else _nothing
+        """``opened(guard, call, current=True)``: the call began; what ``closed`` needs back (its span,
+        if any). ``current``: the span is the current one until ``closed``, which must then run in
+        the same context."""
+        self._called = metrics.called if metrics is not None else None
+        self._traced = tracing.closed if tracing is not None else None
 
     def closed(
         self, guard: Guard, call: Call, opened: Any, status: str, result: Any, error: BaseException | None
     ) -> None:
         """The call ended with ``status`` (the run log's words: succeeded, denied, failed, ...)."""
         action, rule = decision_of(call)
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.called(guard, call, action, rule)
-        if opened is not None:
-            assert self.tracing is not None
-            self.tracing.closed(guard, call, opened, action, rule, status, result, error)
+        called = self._called
+        if called is not None:
+            called(guard, call, action, rule)
+        traced = self._traced
+        if traced is not None and opened is not None:
+            traced(guard, call, opened, action, rule, status, result, error)
 
     def slot_waited(self, guard: Guard, seconds: float) -> None:
         """A call waited ``seconds`` for its scheduler slot (it got one)."""
@@ -68,6 +68,10 @@ class CallTelemetry:
         """A call no longer waits for a person (answered, timed out, or cancelled)."""
         if self.metrics is not None:
             self.metrics.approvals_pending.dec()
+
+
+def _nothing(guard: Guard, call: Call, current: bool = True) -> None:
+    return None
 
 
 active: CallTelemetry | None = None

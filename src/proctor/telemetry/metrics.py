@@ -67,15 +67,11 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else REGISTRY
         self.multiprocess = multiprocess()
-        self.decisions = Counter(
-            "proctor_decisions",
-            "Governed calls, by the action that decided them and its rule ('' when none matched).",
-            ("action", "rule", "service"),
-            registry=None,
-        )
-        self.spend = Counter(
-            "proctor_spend", "The actual cost of governed calls.", ("service", "agent"), registry=None
-        )
+        # In one process, each thread adds to dicts of its own, summed when scraped (a prometheus-client
+        # counter takes a lock per sample); in multiprocess mode, counters write to the directory's files.
+        self.totals: CallTotals | None = None if self.multiprocess else CallTotals()
+        self.decisions = Counter(_DECISIONS, _DECISIONS_HELP, ("action", "rule", "service"), registry=None)
+        self.spend = Counter(_SPEND, _SPEND_HELP, ("service", "agent"), registry=None)
         self.slot_wait = Histogram(
             "proctor_slot_wait_seconds",
             "How long governed calls waited for a scheduler slot.",
@@ -92,8 +88,7 @@ class Metrics:
         self.budgets = BudgetCollector()
         self.fallbacks = FallbackCounts(self.multiprocess)
         self._collectors: list[Collector] = [
-            self.decisions,
-            self.spend,
+            *((self.decisions, self.spend) if self.totals is None else (self.totals,)),
             self.slot_wait,
             self.approvals_pending,
             self.budgets,
@@ -107,17 +102,27 @@ class Metrics:
     def called(self, guard: Guard, call: Call, action: str, rule: str) -> None:
         """Count one governed call that ended, its spend, and the budgets it was checked by."""
         key = (action, rule, guard.service)
-        decided = self._decided.get(key)
-        if decided is None:
-            decided = self._decided.setdefault(key, self.decisions.labels(*key))
-        decided.inc()
         actual = call.actual
-        if actual > 0:
-            spent_key = (guard.service, guard.agent)
-            spent = self._spent.get(spent_key)
-            if spent is None:
-                spent = self._spent.setdefault(spent_key, self.spend.labels(*spent_key))
-            spent.inc(actual)
+        totals = self.totals
+        if totals is not None:
+            tally = getattr(totals.local, "tally", None) or totals.mine()
+            decided = tally.decided
+            decided[key] = decided.get(key, 0) + 1
+            if actual > 0:
+                spent = tally.spent
+                by = (guard.service, guard.agent)
+                spent[by] = spent.get(by, 0.0) + actual
+        else:
+            counter = self._decided.get(key)
+            if counter is None:
+                counter = self._decided.setdefault(key, self.decisions.labels(*key))
+            counter.inc()
+            if actual > 0:
+                by = (guard.service, guard.agent)
+                child = self._spent.get(by)
+                if child is None:
+                    child = self._spent.setdefault(by, self.spend.labels(*by))
+                child.inc(actual)
         enforcer = call.enforcer
         if enforcer is not None:
             self.budgets.saw(enforcer, guard.agent)
@@ -129,6 +134,77 @@ class Metrics:
         for collector in self._collectors:
             with contextlib.suppress(KeyError):  # the application took it out already
                 self.registry.unregister(collector)
+
+
+_DECISIONS = "proctor_decisions"
+_DECISIONS_HELP = "Governed calls, by the action that decided them and its rule ('' when none matched)."
+_SPEND = "proctor_spend"
+_SPEND_HELP = "The actual cost of governed calls."
+
+
+class Tally:
+    """One thread's counts: only that thread adds to them, so adding takes no lock."""
+
+    __slots__ = ("decided", "spent")
+
+    def __init__(self) -> None:
+        self.decided: dict[tuple[str, str, str], int] = {}
+        self.spent: dict[tuple[str, str], float] = {}
+
+
+class CallTotals(Collector):
+    """``proctor_decisions_total`` and ``proctor_spend_total`` of one process, summed when scraped.
+
+    Each thread adds to a ``Tally`` of its own (``mine()``), without a lock; a scrape sums the
+    tallies (copying a dict is one step under the GIL), and folds those of threads that ended.
+    """
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self._lock = threading.Lock()
+        self._tallies: list[tuple[weakref.ref[threading.Thread], Tally]] = []
+        self._ended = Tally()  # what threads that ended counted
+
+    def mine(self) -> Tally:
+        """The calling thread's tally."""
+        try:
+            tally: Tally = self.local.tally
+        except AttributeError:
+            tally = self.local.tally = Tally()
+            with self._lock:
+                self._tallies.append((weakref.ref(threading.current_thread()), tally))
+        return tally
+
+    def collect(self) -> Iterator[Metric]:
+        total = Tally()
+        with self._lock:
+            live = []
+            for thread, tally in self._tallies:
+                running = thread()
+                if running is None or not running.is_alive():
+                    _add(self._ended, tally)  # it counts no more: fold it
+                else:
+                    live.append((thread, tally))
+            self._tallies = live
+            _add(total, self._ended)
+            for _, tally in live:
+                _add(total, tally)
+        decisions = CounterMetricFamily(_DECISIONS, _DECISIONS_HELP, labels=("action", "rule", "service"))
+        for labels, count in sorted(total.decided.items()):
+            decisions.add_metric(labels, count)
+        yield decisions
+        spend = CounterMetricFamily(_SPEND, _SPEND_HELP, labels=("service", "agent"))
+        for by, spent in sorted(total.spent.items()):
+            spend.add_metric(by, spent)
+        yield spend
+
+
+def _add(into: Tally, tally: Tally) -> None:
+    """Add ``tally``'s counts (copied in one step: its thread may be adding) to ``into``."""
+    for key, count in dict(tally.decided).items():
+        into.decided[key] = into.decided.get(key, 0) + count
+    for by, spent in dict(tally.spent).items():
+        into.spent[by] = into.spent.get(by, 0.0) + spent
 
 
 class BudgetCollector(Collector):

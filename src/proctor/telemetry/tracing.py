@@ -11,8 +11,8 @@ an error status.
 
 The span is the current span from the call's checks to its end, so that spans
 the function makes (an LLM SDK's, a nested governed call's) are its children.
-A span that records nothing and carries no valid context (a no-op tracer's) is
-neither made current nor given attributes.
+The invalid span of a no-op tracer is not made current; a span that does not
+record (a no-op tracer's, or one the sampler dropped) is given no attributes.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["Tracing", "policy_version"]
 
 _INTERNAL = SpanKind.INTERNAL
+_INVALID = trace.INVALID_SPAN
 _ERROR_STATUS = frozenset(("denied", "terminated", "failed"))
 _versions: weakref.WeakKeyDictionary[RuleSet, str] = weakref.WeakKeyDictionary()
 
@@ -55,7 +56,7 @@ class Tracing:
             name = self._names[tool] = f"execute_tool {tool}"
         span = self.tracer.start_span(name, kind=_INTERNAL)
         token = None
-        if current and (span.is_recording() or span.get_span_context().is_valid):
+        if current and span is not _INVALID:  # a no-op tracer's, or the current span again
             token = otel_context.attach(trace.set_span_in_context(span))
         return span, token
 
