@@ -12,9 +12,13 @@ does not share the measured interpreter. One ``openai.OpenAI`` client per row
 (``max_retries=0``), each warmed up first; a call is
 ``client.chat.completions.create(model=..., messages=[one message],
 max_tokens=64)``, a stream the same with ``stream=True`` read to its end. Each
-call is timed on its own (``perf_counter_ns``); the rows take turns in every
-round, the table shows the median over ``--repeat`` rounds of each row's p50
-and p99, and the ratio of its p50 to the bare call's p50 in the same run.
+call is timed on its own (``perf_counter_ns``); the rows take turns call by
+call (so that the machine's load falls on all of them alike); the table shows
+the median over ``--repeat`` rounds of each row's p50 and p99, and the ratio
+of its p50 to the bare call's p50 in the same run; and the CPU time the
+calling thread spent per call (``thread_time_ns``, p50: the SDK's work and
+proctor's, not the wait for the server), which a loaded machine disturbs
+less than wall time.
 
 Rows: the bare SDK call; ``instrument(client, prices=...)`` (a governed call:
 the estimate, the settle from usage; recording off); with a ``BudgetPolicy``
@@ -99,26 +103,16 @@ def _streamed(client: openai.OpenAI) -> Callable[[], Any]:
     return one
 
 
-def _time(call: Callable[[], Any], count: int) -> list[int]:
-    clock = time.perf_counter_ns
-    samples = [0] * count
-    for i in range(count):
-        start = clock()
-        call()
-        samples[i] = clock() - start
-    return samples
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--calls", type=positive, default=600, help="timed calls per row and round")
+    parser.add_argument("--calls", type=positive, default=500, help="timed calls per row and round")
     parser.add_argument("--repeat", type=positive, default=3, help="rounds")
     parser.add_argument("--quick", action="store_true", help="100 calls, 1 round")
     args = parser.parse_args()
     calls, repeat = (100, 1) if args.quick else (args.calls, args.repeat)
-    console = Console()
+    console = Console(width=150)
     for line in machine_lines({"openai": openai.__version__}):
         console.print(line)
 
@@ -158,16 +152,26 @@ def main() -> None:
         ),
     ]
     results: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in rows}
+    cpu_results: dict[str, list[float]] = {name: [] for name, _, _ in rows}
     for _, call, log in rows:  # warm-up: connections, imports, first-call caches
         set_run_log(log)
-        _time(call, 50)
+        for _ in range(50):
+            call()
+    clock, cpu = time.perf_counter_ns, time.thread_time_ns
     for _ in range(repeat):
-        for name, call, log in rows:
-            set_run_log(log)
-            samples = _time(call, calls)
-            if log is not None:
-                log.flush()
-            results[name].append((percentile_us(samples, 0.5), percentile_us(samples, 0.99)))
+        samples: list[list[int]] = [[0] * calls for _ in rows]
+        spent: list[list[int]] = [[0] * calls for _ in rows]
+        for i in range(calls):  # the rows take turns call by call: the machine's load falls on all alike
+            for row, (_, call, log) in enumerate(rows):
+                set_run_log(log)
+                start, start_cpu = clock(), cpu()
+                call()
+                samples[row][i] = clock() - start
+                spent[row][i] = cpu() - start_cpu
+        recorded.flush()
+        for row, (name, _, _) in enumerate(rows):
+            results[name].append((percentile_us(samples[row], 0.5), percentile_us(samples[row], 0.99)))
+            cpu_results[name].append(percentile_us(spent[row], 0.5))
     set_run_log(None)
     recorded.close()
     here.send("stop")
@@ -181,15 +185,26 @@ def main() -> None:
     table.add_column("p99 us", justify="right")
     table.add_column("p50 vs bare", justify="right")
     table.add_column("added p50 us", justify="right")
-    baseline: dict[str, float] = {}
+    table.add_column("caller CPU p50 us", justify="right")
+    table.add_column("CPU vs bare", justify="right")
+    baseline: dict[str, tuple[float, float]] = {}
     for name, _, _ in rows:
         p50 = statistics.median(p for p, _ in results[name])
         p99 = statistics.median(p for _, p in results[name])
+        used = statistics.median(cpu_results[name])
         bare = "bare SDK stream" if "stream" in name else "bare SDK call"
         if name.startswith("bare"):
-            baseline[name] = p50
-        base = baseline[bare]
-        table.add_row(name, fmt(p50), fmt(p99), fmt(ratio(p50, base), ".3f", "x"), fmt(p50 - base, "+.1f"))
+            baseline[name] = (p50, used)
+        base, base_cpu = baseline[bare]
+        table.add_row(
+            name,
+            fmt(p50),
+            fmt(p99),
+            fmt(ratio(p50, base), ".3f", "x"),
+            fmt(p50 - base, "+.1f"),
+            fmt(used),
+            fmt(ratio(used, base_cpu), ".3f", "x"),
+        )
     console.print(table)
     spread = {name: [round(p, 1) for p, _ in results[name]] for name, _, _ in rows}
     console.print(f"p50 per round (us): {spread}")
