@@ -71,6 +71,7 @@ import functools
 import gc
 import importlib
 import importlib.metadata
+import importlib.util
 import random
 import re
 import statistics
@@ -124,6 +125,7 @@ TARGET_OVERHEAD_P50_US = 5.0
 TARGET_P99_US = 20.0
 TARGET_P99_RULES = 100
 TARGET_SPEEDUP = 2.0
+TARGET_TELEMETRY_RATIO = 1.2  # issue 14: telemetry on (a no-op tracer provider, a registry) against off
 SPEEDUP_RULES = (10, 100)
 BARE_DECORATOR_REFERENCE_US = 0.15
 BIND_REFERENCE_US = "2-3"
@@ -560,8 +562,12 @@ TOP = "@runlog, mapping: top-level call (a run each)"
 NESTED = "@runlog, mapping: tool call inside a run"
 TOP_FILE = "@runlog, file + cost=: top-level call"
 NESTED_FILE = "@runlog, file + cost=: tool call inside a run"
-DECORATOR_CONFIGS = (BARE, PASSTHROUGH, TOP, NESTED, TOP_FILE, NESTED_FILE)
-OUTER_OF = {NESTED: TOP, NESTED_FILE: TOP_FILE}  # a tool call's configuration -> its top-level one
+TOP_TELEMETRY = "@runlog, file + cost=, telemetry on: top-level call"
+NESTED_TELEMETRY = "@runlog, file + cost=, telemetry on: tool call inside a run"
+TELEMETRY_OF = {TOP_TELEMETRY: TOP_FILE, NESTED_TELEMETRY: NESTED_FILE}  # -> the same without telemetry
+DECORATOR_CONFIGS = (BARE, PASSTHROUGH, TOP, NESTED, TOP_FILE, NESTED_FILE, TOP_TELEMETRY, NESTED_TELEMETRY)
+# a tool call's configuration -> its top-level one
+OUTER_OF = {NESTED: TOP, NESTED_FILE: TOP_FILE, NESTED_TELEMETRY: TOP_FILE}
 ESTIMATE = 0.5  # the cost= of the default path
 
 
@@ -602,7 +608,42 @@ def setup_decorator(mapping: dict[str, Any], folder: Path) -> DecoratorSetup:
             denied.append(
                 f"[red]{config}: f({10 * TOOLS[0].limit}) was NOT denied: the rules are not in force[/red]"
             )
-    return DecoratorSetup({BARE: noop, PASSTHROUGH: passthrough(noop), **tools}, outers, "; ".join(denied))
+    functions = {BARE: noop, PASSTHROUGH: passthrough(noop), **tools, TOP_TELEMETRY: tools[TOP_FILE]}
+    return DecoratorSetup(functions, outers, "; ".join(denied))
+
+
+def telemetry_on() -> Callable[[], None] | None:
+    """Turn proctor's telemetry on as issue 14's row has it: spans on a no-op tracer provider, metrics
+    in a registry of their own (never scraped); returns what turns it off, or None without the extras."""
+    try:
+        from opentelemetry.trace import NoOpTracerProvider
+        from prometheus_client import CollectorRegistry
+    except ImportError:
+        return None
+    from proctor import telemetry
+
+    telemetry.enable(
+        tracing=True, metrics=True, tracer_provider=NoOpTracerProvider(), registry=CollectorRegistry()
+    )
+    return telemetry.disable
+
+
+def telemetry_installed() -> bool:
+    """Whether the otel and prometheus extras are installed (the telemetry rows need both)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("opentelemetry", "prometheus_client"))
+
+
+def telemetry_off_check_ns() -> float:
+    """What the drivers pay per call while telemetry is off: reading ``_hook.active`` and testing it
+    (twice: when the call opens and when it closes), in ns, less an empty loop's iteration."""
+    import timeit
+
+    from proctor.telemetry import _hook
+
+    number = 1_000_000
+    check = min(timeit.repeat("a = h.active\nif a is not None: pass", globals={"h": _hook}, number=number))
+    empty = min(timeit.repeat("pass", number=number))
+    return 2 * (check - empty) / number * 1e9
 
 
 def measure_decorator(
@@ -611,22 +652,33 @@ def measure_decorator(
     results = {config: Timing() for config in DECORATOR_CONFIGS}
 
     def each(config: str, count: int) -> list[int]:
-        if config in OUTER_OF:
-            samples: list[int] = setup.outers[OUTER_OF[config]]("each", count)
-            return samples
-        return time_calls(setup.functions[config], count)
+        off = telemetry_on() if config in TELEMETRY_OF else None
+        try:
+            if config in OUTER_OF:
+                samples: list[int] = setup.outers[OUTER_OF[config]]("each", count)
+                return samples
+            return time_calls(setup.functions[config], count)
+        finally:
+            if off is not None:
+                off()
 
     def batch(config: str, count: int) -> float:
-        if config in OUTER_OF:
-            mean: float = setup.outers[OUTER_OF[config]]("batch", count)
-            return mean
-        return time_batch(setup.functions[config], count)
+        off = telemetry_on() if config in TELEMETRY_OF else None
+        try:
+            if config in OUTER_OF:
+                mean: float = setup.outers[OUTER_OF[config]]("batch", count)
+                return mean
+            return time_batch(setup.functions[config], count)
+        finally:
+            if off is not None:
+                off()
 
-    for config in DECORATOR_CONFIGS:
+    configs = [config for config in DECORATOR_CONFIGS if config not in TELEMETRY_OF or telemetry_installed()]
+    for config in configs:
         progress(f"{config}: warm-up")
         each(config, min(calls, WARMUP))
     for round_ in range(repeat):
-        for config in DECORATOR_CONFIGS:
+        for config in configs:
             progress(f"{config}: run {round_ + 1} of {repeat}")
             gc.collect()
             results[config].add(each(config, calls))
@@ -740,7 +792,9 @@ def decorator_table(results: dict[str, Timing], calls: int, repeat: int, denied:
     table.caption = (
         f"p50/p99: each call timed on its own; batch mean: {calls:,} calls timed as a whole. "
         f"Figures are medians of {repeat} runs; overhead = decorated - bare (p50 - p50, p99 - p99). "
-        f"Rules in force: {denied}."
+        f"Rules in force: {denied}. Telemetry on: proctor.telemetry.enable() with a no-op tracer provider "
+        f"and a CollectorRegistry of its own; off, a call tests proctor.telemetry._hook.active twice, "
+        f"{telemetry_off_check_ns():.0f} ns."
     )
     return table
 
@@ -780,6 +834,20 @@ def targets(
                 f"(issue: about {BARE_DECORATOR_REFERENCE_US:g})",
                 None if overhead is None else overhead <= TARGET_OVERHEAD_P50_US,
                 "not measured",
+            )
+        )
+    for config, without in TELEMETRY_OF.items():
+        times = ratio(decorator[config].p50, decorator[without].p50)
+        means = ratio(decorator[config].mean, decorator[without].mean)
+        out.append(
+            Target(
+                f"telemetry on (no-op tracer provider, a metric registry): {config.split(': ')[1]}, p50",
+                f"<= {TARGET_TELEMETRY_RATIO:g}x the same call with telemetry off",
+                fmt(times, ".2f", "x"),
+                f"{fmt(decorator[config].p50, '.2f', ' us')} against "
+                f"{fmt(decorator[without].p50, '.2f', ' us')}; batch means: {fmt(means, '.2f', 'x')}",
+                None if times is None else times <= TARGET_TELEMETRY_RATIO,
+                "not measured" if telemetry_installed() else "SKIP: the otel and prometheus extras",
             )
         )
     by_count = {setup.count: setup for setup in setups}

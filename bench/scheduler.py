@@ -36,6 +36,15 @@ Configurations:
   every loco agent submits one labelled task before the timing starts, and
   every cycle serves (and, with policies, checks) that task.
 
+- proctor through the decorator (asyncio): the cycles are calls of functions
+  decorated with ``@runlog(service=..., agent=<the agent>, scheduler=...,
+  record=False)``, one per agent, whose body is ``await asyncio.sleep(0)``;
+  then the same with proctor's telemetry on (``proctor.telemetry.enable()``
+  with OpenTelemetry's ``NoOpTracerProvider`` and a prometheus-client
+  ``CollectorRegistry`` of its own, never scraped): issue 14's row, whose
+  target is at most 1.2x the decorated row. It needs the otel and prometheus
+  extras, and is skipped without them.
+
 A second asyncio table puts the rate and budget ledgers of the 3 policies in a
 ``SQLiteStore`` (a fresh file per run, in a temporary folder): three
 transactions per cycle, each a call that can block. The scheduler makes such
@@ -56,6 +65,7 @@ import asyncio
 import gc
 import importlib
 import importlib.metadata
+import importlib.util
 import itertools
 import statistics
 import sys
@@ -85,6 +95,7 @@ from proctor import (
     SQLiteStore,
     Store,
     Task,
+    runlog,
 )
 
 CAPACITY = 3
@@ -115,6 +126,9 @@ POLICIES = "policies"
 LOCO_PLAIN = "loco"
 LOCO_POLICIES = "loco+policies"
 SQLITE_OFF_LOOP = "sqlite"
+DECORATED = "runlog"
+DECORATED_TELEMETRY = "runlog+telemetry"
+TARGET_TELEMETRY_RATIO = 1.2  # issue 14: telemetry on against off, the same decorated calls
 SQLITE_INLINE = "sqlite-inline"
 SQLITE_SHARE = 5  # the SQLite table runs cycles // SQLITE_SHARE cycles
 
@@ -235,6 +249,8 @@ async def _async_setup(config: str, agents: int, cycles: int, loco: Any) -> tupl
 
 
 async def _async_run(config: str, agents: int, cycles: int, loco: Any, timeout: float) -> float:
+    if config in (DECORATED, DECORATED_TELEMETRY):
+        return await _decorated_run(config == DECORATED_TELEMETRY, agents, cycles, timeout)
     acquire, check = await _async_setup(config, agents, cycles, loco)
     elapsed = await _drive(acquire, agents, cycles, timeout)
     check()
@@ -262,6 +278,68 @@ async def _drive(acquire: AsyncAcquire, agents: int, cycles: int, timeout: float
     except TimeoutError:
         raise RuntimeError(f"did not finish within {timeout:g}s") from None
     return elapsed
+
+
+async def _decorated_run(telemetry: bool, agents: int, cycles: int, timeout: float) -> float:
+    """The cycles as calls of functions decorated with ``@runlog(scheduler=...)``, one per agent (the
+    decorator's agent), with proctor's telemetry on or off."""
+    ids = agent_ids(agents)
+    sched = AsyncLOCOScheduler(
+        [Agent(agent_id) for agent_id in ids],
+        SharedResource("llm_api", capacity=CAPACITY),
+        max_waiters=agents,
+    )
+
+    async def cycle() -> None:
+        await asyncio.sleep(0)
+
+    calls = [
+        runlog(service="bench", agent=agent_id, name="cycle", scheduler=sched, record=False)(cycle)
+        for agent_id in ids
+    ]
+    start = asyncio.Event()
+
+    async def agent(i: int, n: int) -> None:
+        await start.wait()
+        call = calls[i]
+        for _ in range(n):
+            await call()
+
+    off = telemetry_on() if telemetry else None
+    try:
+        work = asyncio.gather(*(agent(i, n) for i, n in enumerate(split(cycles, agents))))
+        await asyncio.sleep(0)
+        async with asyncio.timeout(timeout):
+            began = time.perf_counter()
+            start.set()
+            await work
+            elapsed = time.perf_counter() - began
+    except TimeoutError:
+        raise RuntimeError(f"did not finish within {timeout:g}s") from None
+    finally:
+        if off is not None:
+            off()
+    _proctor_check(sched, cycles)()
+    return elapsed
+
+
+def telemetry_installed() -> bool:
+    """Whether the otel and prometheus extras are installed (the telemetry row needs both)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("opentelemetry", "prometheus_client"))
+
+
+def telemetry_on() -> Callable[[], None]:
+    """Turn proctor's telemetry on as issue 14's row has it: spans on a no-op tracer provider, metrics
+    in a registry of their own (never scraped); returns what turns it off."""
+    from opentelemetry.trace import NoOpTracerProvider
+    from prometheus_client import CollectorRegistry
+
+    from proctor import telemetry
+
+    telemetry.enable(
+        tracing=True, metrics=True, tracer_provider=NoOpTracerProvider(), registry=CollectorRegistry()
+    )
+    return telemetry.disable
 
 
 def run_async(config: str, agents: int, cycles: int, loco: Any, timeout: float) -> float:
@@ -413,6 +491,8 @@ LABELS = {
         POLICIES: "proctor + 3 policies",
         LOCO_PLAIN: f"loco-agent {LOCO_VERSION}",
         LOCO_POLICIES: f"loco-agent {LOCO_VERSION} + 3 policies",
+        DECORATED: "proctor via @runlog(scheduler=)",
+        DECORATED_TELEMETRY: "proctor via @runlog(scheduler=), telemetry on",
     },
     "threads": {
         BARE: "threading.Semaphore(3)",
@@ -549,6 +629,24 @@ def targets(
             if not loco_ok:
                 out[-1].note = "SKIP: loco-agent not installed"
 
+    for agents in sorted(agent_counts, key=lambda n: n != TARGET_AGENTS):
+        official = agents == TARGET_AGENTS
+        on, off = _us(async_results, DECORATED_TELEMETRY, agents), _us(async_results, DECORATED, agents)
+        times = ratio(on, off)
+        out.append(
+            Target(
+                f"async {LABELS['async'][DECORATED_TELEMETRY]}, {agents} agents",
+                f"<= {TARGET_TELEMETRY_RATIO:g}x telemetry off" if official else "(not a target)",
+                fmt(times, ".2f", "x"),
+                f"{fmt(on, '.2f', ' us')} against {fmt(off, '.2f', ' us')} a cycle (no-op tracer provider, "
+                "a metric registry)",
+                times <= TARGET_TELEMETRY_RATIO if official and times is not None else None,
+                ("not measured" if official else "info")
+                if telemetry_installed()
+                else "SKIP: the otel and prometheus extras",
+            )
+        )
+
     low, high = min(agent_counts), max(agent_counts)
     scaled = [("async", async_results)]
     if thread_results is not None:
@@ -666,7 +764,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print()
 
     # asyncio
-    async_configs = [BARE, PLAIN, POLICIES]
+    async_configs = [BARE, PLAIN, POLICIES, DECORATED]
+    if telemetry_installed():
+        async_configs.append(DECORATED_TELEMETRY)
     if loco is not None:
         async_configs += [LOCO_PLAIN, LOCO_POLICIES]
     repeats = dict.fromkeys(async_configs, repeat)
