@@ -57,7 +57,7 @@ class CallTelemetry:
     def slot_waited(self, guard: Guard, seconds: float) -> None:
         """A call waited ``seconds`` for its scheduler slot (it got one)."""
         if self.metrics is not None:
-            self.metrics.slot_wait.labels(guard.service).observe(seconds)
+            self.metrics.slot_waited(guard.service, seconds)
 
     def approval_asked(self) -> None:
         """A call now waits for a person."""

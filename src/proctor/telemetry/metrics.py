@@ -98,6 +98,7 @@ class Metrics:
             self.registry.register(collector)
         self._decided: dict[tuple[str, str, str], Any] = {}  # label values -> the counter's child
         self._spent: dict[tuple[str, str], Any] = {}
+        self._waits: dict[str, Any] = {}
 
     def called(self, guard: Guard, call: Call, action: str, rule: str) -> None:
         """Count one governed call that ended, its spend, and the budgets it was checked by."""
@@ -128,6 +129,13 @@ class Metrics:
             self.budgets.saw(enforcer, guard.agent)
         if self.multiprocess:
             self.fallbacks.sync()
+
+    def slot_waited(self, service: str, seconds: float) -> None:
+        """A call of ``service`` waited ``seconds`` for its scheduler slot."""
+        child = self._waits.get(service)
+        if child is None:
+            child = self._waits.setdefault(service, self.slot_wait.labels(service))
+        child.observe(seconds)
 
     def unregister(self) -> None:
         """Take proctor's metrics out of their registry."""
