@@ -1,0 +1,67 @@
+"""The worker processes of test_redis_slots.py: schedulers on one Redis resource name, in other processes."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+from proctor import SharedResource, Task
+from proctor.scheduling import LOCOScheduler
+from proctor.stores import RedisStore
+
+
+def wait_heavy(url: str, name: str, folder: str) -> None:
+    """Write ``started``; once ``go`` exists, queue one heavy task (weight 5) for agent "heavy", and
+    write ``ready`` once queued, ``granted`` once granted (files in ``folder``)."""
+    scheduler = LOCOScheduler(None, SharedResource(name, 1, store=RedisStore.from_url(url)), alpha=0.5)
+    scheduler.release_handle(scheduler.acquire_start("warm-up"))  # the store's scripts and connections
+    Path(folder, "started").touch()
+    ready_path, granted_path = str(Path(folder, "ready")), str(Path(folder, "granted"))
+    while not Path(folder, "go").exists():
+        time.sleep(0.002)
+    waiting = threading.Thread(target=lambda: _take_heavy(scheduler, granted_path))
+    waiting.start()
+    while scheduler.resource.waiter_count < 1:
+        time.sleep(0.005)
+    Path(ready_path).write_text("queued")
+    waiting.join()
+
+
+def _take_heavy(scheduler: LOCOScheduler, granted_path: str) -> None:
+    with scheduler.acquire("heavy", Task(weight=5.0), timeout=60):
+        Path(granted_path).write_text("granted")
+        time.sleep(0.2)  # hold it a moment: the other process's waiter must still wait meanwhile
+
+
+def hold_and_hang(url: str, name: str, ready_path: str) -> None:
+    """Take the only slot, say so, and hang holding it (renewed) until killed with SIGKILL."""
+    scheduler = LOCOScheduler(None, SharedResource(name, 1, store=RedisStore.from_url(url)))
+    scheduler.acquire_start("holder")
+    Path(ready_path).write_text("holding")
+    time.sleep(600)
+
+
+def churn(url: str, name: str, capacity: int, seconds: float, out_path: str) -> None:
+    """Three threads take and give back slots for ``seconds``; write every fencing token granted here."""
+    scheduler = LOCOScheduler(None, SharedResource(name, capacity, store=RedisStore.from_url(url)))
+    tokens: list[int] = []
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+
+    def work(agent: str) -> None:
+        rng = random.Random(agent)
+        while time.monotonic() < end:
+            with scheduler.acquire(agent, Task(weight=rng.choice([1.0, 2.0])), timeout=30) as grant:
+                with lock:
+                    tokens.append(grant.fencing_token)
+                time.sleep(rng.uniform(0.001, 0.01))
+
+    threads = [threading.Thread(target=work, args=(f"{out_path[-6:]}-{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    scheduler.shutdown(10)
+    Path(out_path).write_text("\n".join(map(str, sorted(tokens))) + "\n")
