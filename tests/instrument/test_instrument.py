@@ -384,3 +384,20 @@ def test_raw_responses_settle_their_usage_and_raw_streams_are_refused(llm_server
             model="test-model", messages=MESSAGES, max_tokens=MAX, stream=True
         )
     assert len(llm_server.requests) == 1
+
+
+def test_an_async_stream_left_open_when_its_loop_ends_settles_the_reservation(llm_server: LLMServer) -> None:
+    budget, who = BudgetPolicy(default_limit=1.0), agent()
+    kept: list[Any] = []
+
+    async def main() -> None:
+        sdk = client(llm_server, "messages", asynchronous=True, agent=who, budget=budget)
+        stream = await call(sdk, "messages", stream=True)
+        await stream.__anext__()
+        kept.append((sdk, stream))  # neither read to its end nor closed
+
+    asyncio.run(main())
+    assert budget.spent(who) == pytest.approx(estimate("messages"), abs=1e-9)
+    assert budget.reserved(who) == 0
+    kept.clear()
+    gc.collect()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import sys
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
@@ -351,7 +352,17 @@ class Governor:
         if kwargs.get("stream") is not True:
             return await self._plain(**kwargs)
         meter = self._streamed(**kwargs)
-        first = await meter.__anext__()
+        # The event loop closes the async generators it saw start when it shuts down; closed that way,
+        # the flow would settle the meter before the meter could report its reservation. So the loop
+        # does not see the meter start (the hook runs inside __anext__(), before it awaits anything):
+        # the relay, which it does see, ends the meter as a closed stream instead.
+        hooks = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(firstiter=None, finalizer=hooks.finalizer)
+        try:
+            starting = meter.__anext__()
+        finally:
+            sys.set_asyncgen_hooks(*hooks)
+        first = await starting
         if not isinstance(first, tuple):
             await meter.aclose()
             return first
