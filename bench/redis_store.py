@@ -1,4 +1,4 @@
-"""Redis store: reserve, settle and token take against a plain redis-py GET, and 8 processes x 1,000 calls.
+"""Redis store: reserve, settle, token take and slots against a plain redis-py GET; 8 processes x 1,000 calls.
 
 Run it with ``.venv/bin/python bench/redis_store.py`` (``--quick``: fewer samples;
 ``make bench`` runs it too). It starts its own redis-server (Debian's
@@ -10,8 +10,13 @@ store's way (one script that reserves if the ledger still holds the amounts
 ``admit`` decided on; one more when another host changed them) and the
 alternative it did not take (WATCH, read, MULTI/EXEC). The 8-process run
 shares one budget, each call admitted, then settled at its estimate, and times
-each call in its worker. The exit status is 0 whatever the figures: this is a
-report, not a test.
+each call in its worker. Slots: a scheduler's acquire plus release of a free
+slot (``with LOCOScheduler.acquire()`` on a ``RedisStore``: two scripts), and the
+store's two scripts alone; then the wake latency: two processes pass one slot
+back and forth, each asking again as soon as it has released, and each grant
+is timed from the other process's call to release (``time.monotonic_ns``, one
+clock for every process of the host) to the woken caller running. The exit
+status is 0 whatever the figures: this is a report, not a test.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.red
 from tests.redis_server import RedisServer
 
 from _report import Target, fmt, machine_lines, percentile_us, ratio, targets_table
-from proctor import BudgetPolicy, Outcome, PolicyEnforcer, PolicyViolationError, Status, Task
+from proctor import BudgetPolicy, Outcome, PolicyEnforcer, PolicyViolationError, SharedResource, Status, Task
 from proctor.policy.daily import DailySpend
+from proctor.scheduling import LOCOScheduler
 from proctor.stores import RedisStore
 
 COST = 0.01
@@ -123,6 +129,47 @@ def processes(url: str, folder: Path, count: int, calls: int) -> tuple[bool, str
     return exact, found, wall, call_ns
 
 
+def pass_slot(url: str, rounds: int, out_path: str) -> None:
+    """Take the one slot of "wake" and give it back ``rounds`` times; write each release's start and grant."""
+    scheduler = LOCOScheduler(None, SharedResource("wake", 1, store=RedisStore(url, timeout=5.0)))
+    clock = time.monotonic_ns
+    lines = []
+    for _ in range(rounds):
+        grant = scheduler.acquire_start("pinger", timeout=30)
+        lines.append(f"got {clock()}")
+        time.sleep(0.0002)  # long enough for the other process's request to be queued
+        lines.append(f"rel {clock()}")
+        scheduler.release_handle(grant)
+    scheduler.shutdown(5)
+    Path(out_path).write_text("\n".join(lines) + "\n")
+
+
+def wake_latencies(url: str, folder: Path, rounds: int) -> list[int]:
+    """Two processes pass one slot back and forth: ns from a release's start to the other's grant."""
+    context = multiprocessing.get_context("spawn")
+    outputs = [folder / f"p{n}.txt" for n in range(2)]
+    workers = [context.Process(target=pass_slot, args=(url, rounds, str(out))) for out in outputs]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join()
+    events: list[tuple[int, int, str]] = []
+    for n, output in enumerate(outputs):
+        for line in output.read_text().split("\n"):
+            if line:
+                kind, at = line.split()
+                events.append((int(at), n, kind))
+    events.sort()
+    latencies = []
+    released: dict[int, int] = {}
+    for at_ns, n, kind in events:
+        if kind == "rel":
+            released[n] = at_ns
+        elif 1 - n in released:  # a grant after the other process's release: a wake-up across processes
+            latencies.append(at_ns - released.pop(1 - n))
+    return latencies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples: a smoke run")
@@ -161,6 +208,19 @@ def main() -> None:
             "watch": lambda: watch_multi_reserve_if(plain, store, "cost:b", 5),
             "decide": lambda: daily.decide("svc", None, 0.01, lambda spent: True),
         }
+        scheduler = LOCOScheduler(None, SharedResource("api", 3, store=store))
+
+        def slot() -> None:
+            with scheduler.acquire("a"):
+                pass
+
+        def slot_scripts() -> None:
+            token, _ = store.wait_for_slot("raw", 3, "bench", 1, "a", 1.0, 0.25, 0.0, 10.0)
+            assert token is not None
+            store.pass_slot("raw", "bench", token, 0.0, 10.0)
+
+        operations["slot"] = slot
+        operations["slot_scripts"] = slot_scripts
         untimed: dict[str, Callable[[], object]] = {"reserve_if_other": lambda: other.spend("cost:c", 1, 0)}
         clock = time.perf_counter_ns
         for round_ in range(rounds + 1):  # round 0 warms up and is dropped
@@ -174,14 +234,16 @@ def main() -> None:
                     elapsed = clock() - start
                     if round_:
                         samples.setdefault(name, []).append(elapsed)
+        scheduler.shutdown(5)
         store.close()
         other.close()
         plain.close()
         with tempfile.TemporaryDirectory() as folder:
             exact, found, wall, call_ns = processes(server.url, Path(folder), 8, calls)
+            wakes = wake_latencies(server.url, Path(folder), 200 if args.quick else 2000)
     finally:
         server.close()
-    report(console, samples, rounds * per_round, exact, found, wall, call_ns, calls)
+    report(console, samples, rounds * per_round, exact, found, wall, call_ns, calls, wakes)
 
 
 def report(
@@ -193,6 +255,7 @@ def report(
     wall: float,
     call_ns: list[int],
     calls: int,
+    wakes: list[int],
 ) -> None:
     labels = {
         "GET": "plain redis-py GET",
@@ -203,6 +266,8 @@ def report(
         "reserve_if_other": "RedisStore.reserve_if, another host wrote the ledger since (2 scripts)",
         "watch": "reserve_if by WATCH, HMGET, MULTI/EVALSHA/EXEC (not used)",
         "decide": "cost_today hold: DailySpend.decide (reserve_if)",
+        "slot": "slot acquire + release: with LOCOScheduler.acquire() (2 scripts)",
+        "slot_scripts": "slot acquire + release: RedisStore.wait_for_slot + pass_slot",
     }
     table = Table(title=f"Redis store, one process, {count} samples each (us)", title_justify="left")
     for column in ("what", "p50", "p99", "p50 / GET"):
@@ -228,6 +293,27 @@ def report(
                 None if measured is None else measured <= most,
             )
         )
+    measured = ratio(p50["slot"], p50["GET"])
+    rows.append(
+        Target(
+            "slot acquire + release (scheduler) p50 / GET p50",
+            "<= 5x",
+            fmt(measured, ".2f", "x"),
+            f"GET {fmt(p50['GET'])} us, slot {fmt(p50['slot'])} us; "
+            f"the 2 scripts alone {fmt(ratio(p50['slot_scripts'], p50['GET']), '.2f', 'x')}",
+            None if measured is None else measured <= 5.0,
+        )
+    )
+    wake50 = percentile_us(wakes, 0.5) if wakes else None
+    rows.append(
+        Target(
+            "wake latency across processes: release to the woken waiter running, p50",
+            "<= 2000 us",
+            fmt(wake50, ".0f", " us"),
+            f"{len(wakes)} wake-ups; p99 {fmt(percentile_us(wakes, 0.99) if wakes else None, '.0f')} us",
+            None if wake50 is None else wake50 <= 2000,
+        )
+    )
     for name in ("reserve_if", "reserve_if_other", "watch"):
         rows.append(
             Target(

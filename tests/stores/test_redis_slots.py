@@ -199,7 +199,6 @@ class QueueMachine(RuleBasedStateMachine):
             NAME, self.capacity, member, caller, agent, weight, ALPHA, self.now, LEASE
         )
         self._prologue()
-        self.deadlines[member] = self.now + self.store.member_lease
         expected = self._grant_free()
         waiter = _Waiter(member, caller, agent, round(weight * 1_000_000), self.now, 0)
         if len(self.leases) < self.capacity:
@@ -207,6 +206,7 @@ class QueueMachine(RuleBasedStateMachine):
             self.holding[member].add(token)
         else:
             assert token is None
+            self.deadlines[member] = self.now + self.store.member_lease
             self._enqueue(waiter)
             self.waiting[member][caller] = waiter
         self._delivered(expected, returned, member)

@@ -199,6 +199,7 @@ class RedisStore(Store, LedgerSupport, TokenBucketSupport, SlotQueueSupport):
                 "slot_poll",
             )
         }
+        self._slot_key_cache: dict[str, tuple[list[str], str]] = {}
         self._latest = -math.inf  # the latest now a caller gave (clock="caller"), for release_slot
         self._url = url
         self._blocking: Any = None  # the client of wait_for_grants
@@ -395,9 +396,14 @@ class RedisStore(Store, LedgerSupport, TokenBucketSupport, SlotQueueSupport):
 
     def _slot_keys(self, resource: str) -> tuple[list[str], str]:
         """The seven keys of ``resource``'s slots and the base of its per-agent and per-member keys."""
-        name = resource.replace("{", "(").replace("}", ")")
-        base = f"{self.prefix}:{{{name}}}:slot:"
-        return [base + part for part in "SHNGEQD"], base
+        found = self._slot_key_cache.get(resource)
+        if found is None:
+            if len(self._slot_key_cache) > 10_000:
+                self._slot_key_cache.clear()
+            name = resource.replace("{", "(").replace("}", ")")
+            base = f"{self.prefix}:{{{name}}}:slot:"
+            found = self._slot_key_cache[resource] = ([base + part for part in "SHNGEQD"], base)
+        return found
 
     def _slot(self, name: str, resource: str, now: float, lease: float, member: str, *args: Any) -> Any:
         keys, base = self._slot_keys(resource)
