@@ -1,0 +1,302 @@
+"""ProctorMiddleware with the real ``create_agent`` of LangChain v1, its fake chat model, and LangGraph."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+from langchain.agents import create_agent
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+import proctor
+import proctor.runs
+from proctor import BudgetPolicy
+from proctor.adapters.langchain import ProctorMiddleware
+from proctor.approvals.durable import DurableChannel
+from proctor.approvals.store import ApprovalStore
+
+PRICES = {"big-model": {"input": 10.0, "output": 30.0}, "small-model": {"input": 1.0, "output": 3.0}}
+USAGE = {"input_tokens": 1000, "output_tokens": 100, "total_tokens": 1100}
+BIG = 1000 * 10.0 / 1e6 + 100 * 30.0 / 1e6  # what USAGE costs on big-model
+SMALL = 1000 * 1.0 / 1e6 + 100 * 3.0 / 1e6
+
+sent: list[dict[str, Any]] = []  # what the tools were called with
+
+
+@tool
+def search(query: str) -> str:
+    """Search the knowledge base."""
+    sent.append({"tool": "search", "query": query})
+    return f"results for {query}"
+
+
+@tool
+def delete_rows(table: str) -> str:
+    """Delete every row of a table."""
+    sent.append({"tool": "delete_rows", "table": table})
+    return f"{table} emptied"
+
+
+class FakeModel(GenericFakeChatModel):
+    """LangChain's fake chat model, named, and accepting tools (create_agent binds them)."""
+
+    model_name: str = "big-model"
+    max_tokens: int = 100  # the estimate's output tokens
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> FakeModel:
+        return self
+
+
+def model(*replies: AIMessage, name: str = "big-model") -> FakeModel:
+    return FakeModel(messages=iter(replies), model_name=name)
+
+
+def calls(*tool_calls: tuple[str, dict[str, Any]]) -> AIMessage:
+    return AIMessage(
+        content="",
+        tool_calls=[
+            {"name": name, "args": args, "id": f"call-{uuid.uuid4().hex[:8]}", "type": "tool_call"}
+            for name, args in tool_calls
+        ],
+        usage_metadata=USAGE,
+    )
+
+
+def answer(text: str = "done") -> AIMessage:
+    return AIMessage(content=text, usage_metadata=USAGE)
+
+
+def tool_messages(result: dict[str, Any]) -> list[ToolMessage]:
+    return [message for message in result["messages"] if isinstance(message, ToolMessage)]
+
+
+@pytest.fixture(autouse=True)
+def _forget_tool_calls() -> Iterator[None]:
+    sent.clear()
+    yield
+    sent.clear()
+
+
+RULES = {
+    "policies": [
+        {
+            "id": "no-drop",
+            "when": {"tool": "delete_rows", "args.table": "users"},
+            "action": "deny",
+            "message": "users are never deleted",
+        },
+        {
+            "id": "safe-search",
+            "when": {"tool": "search"},
+            "action": "modify",
+            "set": {"args.query": "redacted"},
+        },
+    ]
+}
+
+
+def test_deny_is_an_error_tool_message_and_modify_patches_the_arguments() -> None:
+    service = f"lc-{uuid.uuid4().hex[:8]}"
+    agent = create_agent(
+        model(calls(("delete_rows", {"table": "users"}), ("search", {"query": "secret"})), answer()),
+        tools=[search, delete_rows],
+        middleware=[ProctorMiddleware(policies=RULES, service=service, prices=PRICES)],
+    )
+    result = agent.invoke({"messages": [{"role": "user", "content": "clean up"}]})
+    denied, searched = tool_messages(result)
+    assert denied.status == "error"
+    assert "users are never deleted" in denied.text
+    assert searched.status == "success"
+    assert searched.text == "results for redacted"
+    assert sent == [{"tool": "search", "query": "redacted"}]  # delete_rows never ran
+    assert result["messages"][-1].text == "done"
+
+    proctor.flush()
+    log = proctor.runs.run_log()
+    assert log is not None
+    [run] = log.runs(service=service, limit=5)
+    assert run.tool == "langchain.agent"
+    assert run.status == "succeeded"
+    actions = log.actions(run.run_id)
+    assert [action.tool for action in actions] == [
+        "langchain.model",
+        "delete_rows",
+        "search",
+        "langchain.model",
+    ]
+    statuses = {action.tool: action.status for action in actions}
+    assert statuses["delete_rows"] == "denied"
+    assert statuses["search"] == "succeeded"
+    assert run.cost == pytest.approx(2 * BIG, abs=1e-9)  # two model calls, priced from usage_metadata
+
+    # what-if over the recorded framework traffic: a stricter rule would deny the searches too
+    stricter = {"policies": [{"id": "no-search", "when": {"tool": "search"}, "action": "deny"}]}
+    batch = proctor.replay_batch(filters={"service": service}, policies=stricter, mode="what-if")
+    [rule] = [impact for impact in batch.impact.rules if impact.rule == "no-search"]
+    assert rule.denied == 1
+
+
+def test_terminate_refuses_the_call_and_every_later_one_and_ends_the_agent() -> None:
+    service = f"lc-{uuid.uuid4().hex[:8]}"
+    rules = {
+        "policies": [
+            {
+                "id": "loop",
+                "when": {"tool_calls_in_run": {"gte": 2}, "tool": "search"},
+                "action": "terminate",
+                "message": "looping",
+            }
+        ]
+    }
+    agent = create_agent(
+        model(
+            calls(("search", {"query": "a"})),
+            calls(("search", {"query": "b"}), ("search", {"query": "c"})),
+            answer("never reached"),
+        ),
+        tools=[search],
+        middleware=[ProctorMiddleware(policies=rules, service=service, prices=PRICES)],
+    )
+    result = agent.invoke({"messages": [{"role": "user", "content": "go"}]})
+    first, stopped, later = tool_messages(result)
+    assert first.status == "success"
+    assert stopped.status == later.status == "error"
+    assert "looping" in stopped.text
+    assert "looping" in later.text
+    assert [entry["query"] for entry in sent] == ["a"]
+    assert "never reached" not in result["messages"][-1].text
+    assert "loop" in result["messages"][-1].text
+
+    proctor.flush()
+    log = proctor.runs.run_log()
+    assert log is not None
+    [run] = log.runs(service=service, limit=5)
+    assert run.status == "terminated"
+
+
+def test_a_downgrade_budget_switches_the_model_and_usage_settles_the_budget() -> None:
+    who = f"agent-{uuid.uuid4().hex[:8]}"
+    budget = BudgetPolicy(default_limit=BIG * 1.1, on_exceeded="downgrade")
+    cheap = model(answer("cheap answer"), name="small-model")
+    agent = create_agent(
+        model(answer("expensive answer"), answer("not used")),
+        tools=[search],
+        middleware=[ProctorMiddleware(agent=who, budget=budget, prices=PRICES, downgrade_to=cheap)],
+    )
+    first = agent.invoke({"messages": [{"role": "user", "content": "hi"}]})
+    assert first["messages"][-1].text == "expensive answer"
+    assert budget.spent(who) == pytest.approx(BIG, abs=1e-9)  # settled from usage_metadata, not the estimate
+    second = agent.invoke({"messages": [{"role": "user", "content": "again"}]})
+    assert second["messages"][-1].text == "cheap answer"  # over the limit: downgraded, not refused
+    assert budget.spent(who) == pytest.approx(BIG + SMALL, abs=1e-9)
+
+
+def test_an_unknown_model_is_refused_before_it_is_called_and_the_run_fails() -> None:
+    service = f"lc-{uuid.uuid4().hex[:8]}"
+    agent = create_agent(
+        model(answer(), name="mystery-model"),
+        tools=[search],
+        middleware=[ProctorMiddleware(service=service, prices=PRICES)],
+    )
+    with pytest.raises(proctor.ConfigurationError, match="mystery-model"):
+        agent.invoke({"messages": [{"role": "user", "content": "hi"}]})
+    proctor.flush()
+    log = proctor.runs.run_log()
+    assert log is not None
+    [run] = log.runs(service=service, limit=5)
+    assert run.status == "failed"
+
+
+def test_require_approval_interrupts_and_the_resumed_graph_finds_the_decision(tmp_path: Any) -> None:
+    service = f"lc-{uuid.uuid4().hex[:8]}"
+    store = ApprovalStore(tmp_path / "approvals.db")
+    rules = {
+        "policies": [
+            {"id": "dba", "when": {"tool": "delete_rows"}, "action": "require_approval", "timeout": 600}
+        ]
+    }
+    agent = create_agent(
+        model(
+            calls(("delete_rows", {"table": "logs"})),
+            answer("emptied"),
+            calls(("delete_rows", {"table": "audit"})),
+            answer("refused"),
+        ),
+        tools=[delete_rows],
+        middleware=[
+            ProctorMiddleware(policies=rules, service=service, prices=PRICES, approvals=DurableChannel(store))
+        ],
+        checkpointer=InMemorySaver(),
+    )
+    config = {"configurable": {"thread_id": f"t-{uuid.uuid4().hex[:8]}"}}
+    paused = agent.invoke({"messages": [{"role": "user", "content": "empty logs"}]}, config)
+    [pending] = paused["__interrupt__"]
+    ticket = pending.value["proctor_approval"]
+    assert store.get(ticket).pending
+    assert sent == []
+
+    again = agent.invoke(Command(resume=True), config)  # nobody decided yet: it pauses again
+    assert [each.value["proctor_approval"] for each in again["__interrupt__"]] == [ticket]
+    assert sent == []
+
+    store.decide(ticket, approved=True, approver="alice", comment="fine")
+    done = agent.invoke(Command(resume=True), config)
+    assert sent == [{"tool": "delete_rows", "table": "logs"}]
+    assert done["messages"][-1].text == "emptied"
+    assert len(store.list()) == 1  # the resumed call found its request instead of asking anew
+
+    paused = agent.invoke({"messages": [{"role": "user", "content": "empty audit"}]}, config)
+    [pending] = paused["__interrupt__"]
+    store.decide(pending.value["proctor_approval"], approved=False, approver="bob", comment="keep it")
+    done = agent.invoke(Command(resume=True), config)
+    refused = tool_messages(done)[-1]
+    assert refused.status == "error"
+    assert "keep it" in refused.text
+    assert sent == [{"tool": "delete_rows", "table": "logs"}]
+
+
+def test_the_async_agent_is_governed_too() -> None:
+    who = f"agent-{uuid.uuid4().hex[:8]}"
+    budget = BudgetPolicy(default_limit=10.0)
+    agent = create_agent(
+        model(calls(("delete_rows", {"table": "users"}), ("search", {"query": "x"})), answer()),
+        tools=[search, delete_rows],
+        middleware=[ProctorMiddleware(policies=RULES, agent=who, budget=budget, prices=PRICES)],
+    )
+    result = asyncio.run(agent.ainvoke({"messages": [{"role": "user", "content": "go"}]}))
+    denied, searched = tool_messages(result)
+    assert denied.status == "error"
+    assert searched.text == "results for redacted"
+    assert budget.spent(who) == pytest.approx(2 * BIG, abs=1e-9)
+
+
+def test_an_agent_inside_a_runlog_call_is_part_of_its_run() -> None:
+    service = f"lc-{uuid.uuid4().hex[:8]}"
+    agent = create_agent(
+        model(calls(("search", {"query": "q"})), answer()),
+        tools=[search],
+        middleware=[ProctorMiddleware(service=service, prices=PRICES)],
+    )
+
+    @proctor.runlog(service=service)
+    def support(question: str) -> str:
+        return str(agent.invoke({"messages": [{"role": "user", "content": question}]})["messages"][-1].text)
+
+    assert support("hello") == "done"
+    proctor.flush()
+    log = proctor.runs.run_log()
+    assert log is not None
+    [run] = log.runs(service=service, limit=5)
+    assert run.tool.endswith("support")
+    assert [action.tool for action in log.actions(run.run_id)] == [
+        "langchain.model",
+        "search",
+        "langchain.model",
+    ]
