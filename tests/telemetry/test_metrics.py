@@ -189,3 +189,43 @@ def test_calls_of_many_threads_count_once_each_after_their_threads_end(client: T
         assert samples[spend] == 25.0
     work(0)
     assert scrape(client)[key] == 201
+
+
+def test_decisions_are_what_the_run_log_says_took_effect(client: TestClient) -> None:
+    name = service()
+    rules = {
+        "defaults": {"action": "deny"},
+        "policies": [
+            {"id": "audit-chat", "when": {"tool": "chat"}, "action": "log"},
+        ],
+        "budgets": [
+            {
+                "id": "cheaper",
+                "per": "agent",
+                "limit": 0.5,
+                "mode": "downgrade",
+                "set": {"args.model": "small"},
+            }
+        ],
+    }
+
+    @runlog(service=name, agent="bot", name="chat", policies=rules, cost=0.4, on_deny="return", record=False)
+    def chat(model: str) -> str:
+        return model
+
+    @runlog(service=name, agent="bot", name="other", policies=rules, on_deny="return", record=False)
+    def other() -> str:
+        return "ran"
+
+    assert chat("big") == "big"  # the rule logs it
+    assert chat("big") == "small"  # past its budget: downgraded, and still logged by the rule
+    assert other().startswith("Denied by policy default")
+    samples = scrape(client)
+
+    def decided(action: str, rule: str) -> float:
+        return samples.get(
+            ("proctor_decisions_total", (("action", action), ("rule", rule), ("service", name))), 0
+        )
+
+    assert decided("log", "audit-chat") == 2  # the rules' log stands; the downgrade does not replace it
+    assert decided("deny", "default") == 1

@@ -252,3 +252,36 @@ def test_no_span_and_no_hook_until_enabled_and_after_disable() -> None:
     telemetry.disable()
     assert _hook.active is None
     assert not telemetry.enabled()
+
+
+def test_async_calls_whose_store_steps_run_off_the_loop_detach_their_span_on_it(
+    spans: InMemorySpanExporter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from proctor.stores import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "ledgers.db")  # a store that can wait: checks and settles go off the loop
+    set_store(store)
+    limits = {"budgets": [{"id": "small", "per": "agent", "limit": 1.0}]}
+
+    @runlog(service=service(), name="spend", policies=limits, cost=0.75, record=False)
+    async def spend(fail: bool) -> str:
+        if fail:
+            raise ValueError("failed after its check")
+        return "ok"
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match="failed after its check"):
+            await spend(True)  # settled off the loop, then its span ends here
+        assert await spend(False) == "ok"
+        with pytest.raises(BudgetExceededError):
+            await spend(False)
+        assert trace.get_current_span() is trace.INVALID_SPAN
+
+    try:
+        asyncio.run(main())
+    finally:
+        set_store(None)
+        store.close()
+    statuses = [span.status.status_code for span in spans.get_finished_spans()]
+    assert statuses == [StatusCode.ERROR, StatusCode.UNSET, StatusCode.ERROR]
+    assert "Failed to detach context" not in caplog.text

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from proctor.decision import Action
+from proctor.guard._call import decisions_of
+from proctor.runs.result import effective_action
 
 if TYPE_CHECKING:
     from proctor.guard._call import Call
@@ -22,9 +23,6 @@ if TYPE_CHECKING:
     from proctor.telemetry.tracing import Tracing
 
 __all__ = ["CallTelemetry", "active", "decision_of", "usage_tokens"]
-
-_ALLOW = Action.ALLOW
-_DENY = Action.DENY
 
 
 class CallTelemetry:
@@ -79,31 +77,16 @@ active: CallTelemetry | None = None
 
 
 def decision_of(call: Call) -> tuple[str, str]:
-    """The action that decided the call and the rule (or policy) that decided it ("" for none).
-
-    A budget or rate limit that refused the call decides it (``deny``); a rule on the output that
-    denied or terminated it does too; else the rules' verdict before the call, or a budget that
-    downgraded a call the rules allowed (``modify``). A denial by the file's default action is rule
-    ``default``.
-    """
-    error = call.policy_error
-    if error is not None:
-        return "deny", error.policy_name or ""
-    verdict = call.verdict
-    after = call.after
-    if after is not None and after.action is not _ALLOW:
-        verdict = after
-    action = verdict.action
-    rule = verdict.rule
-    if rule is not None:
-        return action.value, rule.id
-    if action is _ALLOW:
-        downgraded = call.downgraded
-        if downgraded:
-            last = downgraded[-1]
-            return str(last["action"]), str(last["rule"])
+    """The action that took effect on the call and the rule (or budget, rate limit, code policy) that
+    decided it, as the run log and what-if read them (``effective_action``); the rule is ``""`` when
+    none matched, ``"default"`` for the file's default action."""
+    decisions = decisions_of(call)
+    if not decisions:  # the common case: no rule matched
         return "allow", ""
-    return action.value, "default" if action is _DENY else ""
+    action, rule = effective_action(decisions)
+    if rule is None:
+        return action, "default" if action != "allow" else ""
+    return action, rule
 
 
 def usage_tokens(result: Any) -> dict[str, int]:
