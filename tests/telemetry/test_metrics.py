@@ -229,3 +229,20 @@ def test_decisions_are_what_the_run_log_says_took_effect(client: TestClient) -> 
 
     assert decided("log", "audit-chat") == 2  # the rules' log stands; the downgrade does not replace it
     assert decided("deny", "default") == 1
+
+
+def test_a_budget_of_code_reports_each_agent_that_called(client: TestClient) -> None:
+    from proctor import BudgetPolicy, PolicyEnforcer
+
+    budget = BudgetPolicy(default_limit=5.0)
+    budget.name = f"code-{service()}"
+    enforcer = PolicyEnforcer([budget])
+    first = runlog(service=service(), agent="a", policies=enforcer, cost=1.0, record=False)(lambda: None)
+    second = runlog(service=service(), agent="b", policies=enforcer, cost=2.0, record=False)(lambda: None)
+    first()
+    second()
+    second()
+    first()
+    samples = scrape(client)
+    assert samples["proctor_budget_remaining", (("agent", "a"), ("policy", budget.name))] == 3.0
+    assert samples["proctor_budget_remaining", (("agent", "b"), ("policy", budget.name))] == 1.0

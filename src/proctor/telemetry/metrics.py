@@ -221,14 +221,18 @@ class BudgetCollector(Collector):
     def __init__(self) -> None:
         self._seen: weakref.WeakKeyDictionary[PolicyEnforcer, set[str]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        self._last: tuple[weakref.ref[PolicyEnforcer], str] | None = None
 
     def saw(self, enforcer: PolicyEnforcer, agent: str) -> None:
         """A call of ``agent`` was checked by ``enforcer``: report its budgets from now on."""
-        agents = self._seen.get(enforcer)
-        if agents is not None and agent in agents:
+        last = self._last
+        if last is not None and last[1] == agent and last[0]() is enforcer:  # as the last call's
             return
-        with self._lock:
-            self._seen.setdefault(enforcer, set()).add(agent)
+        agents = self._seen.get(enforcer)
+        if agents is None or agent not in agents:
+            with self._lock:
+                self._seen.setdefault(enforcer, set()).add(agent)
+        self._last = (weakref.ref(enforcer), agent)
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
