@@ -162,6 +162,8 @@ class SharedSlots:
 
     def pass_on(self, token: int) -> Grants:
         """Give back lease ``token``; grants to this process's callers. A store that fails lets it expire."""
+        if not self.health.should_try():  # down: its lease ends there by itself
+            return []
         try:
             grants: Grants = self.call(
                 self.store.pass_slot, self.name, self.member, token, time.monotonic(), self.lease
