@@ -25,9 +25,12 @@ _counter = itertools.count(1)
 
 
 class RedisServer:
-    """A redis-server process with no persistence, started on ``port`` (a free one by default)."""
+    """A redis-server process started on ``port`` (a free one by default): with no persistence, or
+    ``persistent``, writing every change to its append-only file before answering, so that a restart
+    finds what the server had acknowledged."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, persistent: bool = False) -> None:
+        self.persistent = persistent
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             pytest.skip("no redis-server: `make test` installs it (apt-get install redis-server)")
@@ -48,7 +51,8 @@ class RedisServer:
             "bind": "127.0.0.1",
             "dir": str(self.folder),
             "save": "",
-            "appendonly": "no",
+            "appendonly": "yes" if self.persistent else "no",
+            "appendfsync": "always",
             "protected-mode": "no",
             "loglevel": "warning",
             "logfile": str(self.folder / "redis.log"),
