@@ -23,7 +23,9 @@ runs them), prometheus-client keeps the samples in files of that directory and
 from __future__ import annotations
 
 import atexit
+import bisect
 import contextlib
+import itertools
 import os
 import threading
 import time
@@ -32,9 +34,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from proctor.errors import ProctorError
 from proctor.policy.budget import BudgetPolicy
@@ -73,8 +76,8 @@ class Metrics:
         self.decisions = Counter(_DECISIONS, _DECISIONS_HELP, ("action", "rule", "service"), registry=None)
         self.spend = Counter(_SPEND, _SPEND_HELP, ("service", "agent"), registry=None)
         self.slot_wait = Histogram(
-            "proctor_slot_wait_seconds",
-            "How long governed calls waited for a scheduler slot.",
+            _SLOT_WAIT,
+            _SLOT_WAIT_HELP,
             ("service",),
             buckets=SLOT_WAIT_BUCKETS,
             registry=None,
@@ -89,7 +92,7 @@ class Metrics:
         self.fallbacks = FallbackCounts(self.multiprocess)
         self._collectors: list[Collector] = [
             *((self.decisions, self.spend) if self.totals is None else (self.totals,)),
-            self.slot_wait,
+            *((self.slot_wait,) if self.totals is None else ()),
             self.approvals_pending,
             self.budgets,
             self.fallbacks,
@@ -132,6 +135,15 @@ class Metrics:
 
     def slot_waited(self, service: str, seconds: float) -> None:
         """A call of ``service`` waited ``seconds`` for its scheduler slot."""
+        totals = self.totals
+        if totals is not None:
+            tally = getattr(totals.local, "tally", None) or totals.mine()
+            waits = tally.waits.get(service)
+            if waits is None:
+                waits = tally.waits[service] = [0.0] * (len(SLOT_WAIT_BUCKETS) + 2)
+            waits[bisect.bisect_left(SLOT_WAIT_BUCKETS, seconds)] += 1  # the last bucket: +Inf
+            waits[-1] += seconds
+            return
         child = self._waits.get(service)
         if child is None:
             child = self._waits.setdefault(service, self.slot_wait.labels(service))
@@ -148,16 +160,21 @@ _DECISIONS = "proctor_decisions"
 _DECISIONS_HELP = "Governed calls, by the action that decided them and its rule ('' when none matched)."
 _SPEND = "proctor_spend"
 _SPEND_HELP = "The actual cost of governed calls."
+_SLOT_WAIT = "proctor_slot_wait_seconds"
+_SLOT_WAIT_HELP = "How long governed calls waited for a scheduler slot."
 
 
 class Tally:
     """One thread's counts: only that thread adds to them, so adding takes no lock."""
 
-    __slots__ = ("decided", "spent")
+    __slots__ = ("decided", "spent", "waits")
 
     def __init__(self) -> None:
         self.decided: dict[tuple[str, str, str], int] = {}
         self.spent: dict[tuple[str, str], float] = {}
+        self.waits: dict[str, list[float]] = {}
+        """By service: the count of waits in each bucket (not cumulative; the last but one is +Inf),
+        then their sum."""
 
 
 class CallTotals(Collector):
@@ -205,6 +222,12 @@ class CallTotals(Collector):
         for by, spent in sorted(total.spent.items()):
             spend.add_metric(by, spent)
         yield spend
+        waits = HistogramMetricFamily(_SLOT_WAIT, _SLOT_WAIT_HELP, labels=("service",))
+        for service, counts in sorted(total.waits.items()):
+            cumulative = list(itertools.accumulate(counts[:-1]))
+            bounds = [*map(floatToGoString, SLOT_WAIT_BUCKETS), "+Inf"]
+            waits.add_metric((service,), list(zip(bounds, cumulative, strict=True)), counts[-1])
+        yield waits
 
 
 def _add(into: Tally, tally: Tally) -> None:
@@ -213,6 +236,10 @@ def _add(into: Tally, tally: Tally) -> None:
         into.decided[key] = into.decided.get(key, 0) + count
     for by, spent in dict(tally.spent).items():
         into.spent[by] = into.spent.get(by, 0.0) + spent
+    for service, counts in dict(tally.waits).items():
+        mine = into.waits.setdefault(service, [0.0] * len(counts))
+        for index, waited in enumerate(list(counts)):
+            mine[index] += waited
 
 
 class BudgetCollector(Collector):
