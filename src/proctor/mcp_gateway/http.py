@@ -13,11 +13,13 @@ import uuid
 from typing import Any
 
 import anyio
+import httpx2
 import uvicorn
 from anyio.abc import TaskGroup, TaskStatus
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import JSONRPCMessage
 from starlette.requests import Request
@@ -32,6 +34,10 @@ __all__ = ["GatewayApp", "serve_http"]
 logger = logging.getLogger("proctor.mcp")
 
 PATH = "/mcp"
+_GRACE = 2.0
+"""Seconds open sessions get to end after SIGTERM or Ctrl-C (a client's open stream never ends)."""
+_KEPT_CONNECTIONS = 256
+"""Connections to the upstream a session keeps open between calls."""
 IDLE_TIMEOUT = 1800.0
 """Seconds a session may go without a request in flight before it ends (the SDK's default)."""
 
@@ -90,7 +96,11 @@ class GatewayApp:
         session_id = transport.mcp_session_id
         assert session_id is not None
         try:
-            async with transport.connect() as client, streamable_http_client(self.upstream) as upstream:
+            async with (
+                transport.connect() as client,
+                _upstream_client() as http,
+                streamable_http_client(self.upstream, http_client=http) as upstream,
+            ):
                 task_status.started()
                 idle = transport.idle_scope or anyio.CancelScope()
                 with idle:
@@ -108,6 +118,15 @@ class GatewayApp:
         async with anyio.create_task_group() as tasks:
             self._tasks = tasks
             await anyio.sleep_forever()
+
+
+def _upstream_client() -> httpx2.AsyncClient:
+    """The SDK's HTTP client settings, keeping a connection for each of many calls at once (by default
+    only 20 are kept, and a session with more calls in flight opens a connection per call)."""
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT),
+        limits=httpx2.Limits(max_connections=None, max_keepalive_connections=_KEPT_CONNECTIONS),
+    )
 
 
 def _envelope(message: JSONRPCMessage, related: int | str | None) -> SessionMessage:
@@ -130,7 +149,9 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 async def serve_http(gateway: Gateway, upstream: str, *, host: str = "127.0.0.1", port: int = 8471) -> None:
     """Serve the gateway on ``http://host:port/mcp`` in front of the streamable-HTTP server ``upstream``."""
     app = GatewayApp(gateway, upstream, host=host)
-    config: Any = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    config: Any = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=_GRACE
+    )
     server = uvicorn.Server(config)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(app.run)
