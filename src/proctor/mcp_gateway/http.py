@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 
 import anyio
 import httpx2
@@ -34,7 +33,7 @@ __all__ = ["GatewayApp", "serve_http"]
 logger = logging.getLogger("proctor.mcp")
 
 PATH = "/mcp"
-_GRACE = 2.0
+_GRACE = 2
 """Seconds open sessions get to end after SIGTERM or Ctrl-C (a client's open stream never ends)."""
 _KEPT_CONNECTIONS = 256
 """Connections to the upstream a session keeps open between calls."""
@@ -149,7 +148,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 async def serve_http(gateway: Gateway, upstream: str, *, host: str = "127.0.0.1", port: int = 8471) -> None:
     """Serve the gateway on ``http://host:port/mcp`` in front of the streamable-HTTP server ``upstream``."""
     app = GatewayApp(gateway, upstream, host=host)
-    config: Any = uvicorn.Config(
+    config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=_GRACE
     )
     server = uvicorn.Server(config)
