@@ -38,6 +38,17 @@ plain ``GET``): 1.6x this way, 3.0x when another host wrote in between, 3.4x by
 ``WATCH``; ``reserve`` is 1.5x. The worst case, 8 threads doing nothing but
 decide and settle on one ledger, took 6 scripts per decision.
 
+Slots. A resource name's slots are leases in a sorted set (token by expiry), and
+the callers waiting for them are in Redis too (``SlotQueueSupport``), with their
+agent and weight, under the hash tag of the resource's name (``stores/lua/_slots.lua``
+draws the keys; the per-agent and per-process keys a script reaches share that
+tag). Every slot script first gives back expired leases and forgets the waiters
+of processes that stopped polling, then grants each free slot to the waiter with
+the highest L(i) and pushes the grant on its process's list, where a ``BLPOP``
+(``wait_for_grants``, on a client of its own) wakes it. A fencing token is the
+larger of the last one plus one and the server's time in microseconds, so tokens
+keep increasing after a failover that lost the last grants.
+
 Failures. Every call has a socket timeout (``timeout``, 50 ms by default); a
 timeout, a refused connection or any other Redis error is raised as
 ``StoreError`` saying what to do. Nothing is retried by the store: a script
