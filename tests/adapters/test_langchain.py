@@ -125,12 +125,9 @@ def test_deny_is_an_error_tool_message_and_modify_patches_the_arguments() -> Non
     assert run.tool == "langchain.agent"
     assert run.status == "succeeded"
     actions = log.actions(run.run_id)
-    assert [action.tool for action in actions] == [
-        "langchain.model",
-        "delete_rows",
-        "search",
-        "langchain.model",
-    ]
+    tools = [action.tool for action in actions]
+    assert tools[0] == tools[3] == "langchain.model"
+    assert sorted(tools[1:3]) == ["delete_rows", "search"]  # the tool node runs them at once
     statuses = {action.tool: action.status for action in actions}
     assert statuses["delete_rows"] == "denied"
     assert statuses["search"] == "succeeded"

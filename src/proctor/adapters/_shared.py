@@ -216,6 +216,8 @@ class QueueApprovals(ApprovalChannel):
 
     def __init__(self, queue: DurableChannel | None = None) -> None:
         self.queue = queue if queue is not None else DurableChannel()
+        self.tickets: dict[str, str] = {}
+        """The request each tool call made, by the framework's tool call id (in this process)."""
 
     def request(self, request: ApprovalRequest) -> ApprovalDecision | None:
         tool_call = TOOL_CALL.get()
@@ -224,19 +226,26 @@ class QueueApprovals(ApprovalChannel):
         request = replace(request, message=f"{request.message} (tool call {tool_call})")
         store = self.queue.store()
         record = None
-        for each in store.of_run(request.run_id):  # the latest request this tool call made
-            if (
-                each.tool == request.tool
-                and each.rule_id == request.rule_id
-                and each.message == request.message
-            ):
-                record = each
+        ticket = self.tickets.get(tool_call)
+        if ticket is not None:
+            record = store.get(ticket)
+        else:
+            for each in store.of_run(request.run_id):  # the latest request this tool call made
+                if (
+                    each.tool == request.tool
+                    and each.rule_id == request.rule_id
+                    and each.message == request.message
+                ):
+                    record = each
         if record is None or record.status == "cancelled":
-            raise Pending(self.queue.submit(request), request)
-        if record.pending:
-            if record.deadline <= time.time():
-                return self.queue.expire(record.id)  # a decision that came in meanwhile wins
+            ticket = self.tickets[tool_call] = self.queue.submit(request)
+            raise Pending(ticket, request)
+        if record.pending and record.deadline > time.time():
+            self.tickets[tool_call] = record.id
             raise Pending(record.id, request)
+        self.tickets.pop(tool_call, None)  # decided: the call takes its decision now
+        if record.pending:
+            return self.queue.expire(record.id)  # a decision that came in meanwhile wins
         return self.queue.poll([record.id])[record.id]
 
     async def arequest(self, request: ApprovalRequest) -> ApprovalDecision | None:
@@ -244,6 +253,11 @@ class QueueApprovals(ApprovalChannel):
 
     def withdraw(self, request: ApprovalRequest) -> None:
         """A call that pauses for its approval keeps its request: the resumed call takes its decision."""
+
+    def decided(self, tool_call: str) -> bool:
+        """Whether the request tool call ``tool_call`` made (in this process) no longer waits for people."""
+        ticket = self.tickets.get(tool_call)
+        return ticket is not None and not self.pending(ticket)
 
     def pending(self, ticket: str) -> bool:
         """Whether request ``ticket`` still waits for people (and its deadline has not passed)."""
