@@ -539,6 +539,34 @@ def test_async_schedulers_share_one_capacity(url: str) -> None:
         store.close()
 
 
+def test_an_async_request_cancelled_in_flight_leaves_nothing_behind(
+    own_redis: redis_server.RedisServer,
+) -> None:
+    """Cancelled while Redis is paused: the request runs on when it resumes, and the withdrawal after it."""
+    store = RedisStore(own_redis.url, timeout=5.0)
+    resource = SharedResource(NAME, 1, store=store)
+    scheduler = AsyncLOCOScheduler(None, resource)
+
+    async def main() -> None:
+        async with scheduler.acquire("warm-up"):
+            pass
+        assert own_redis.command("CLIENT", "PAUSE", "300", "ALL").startswith(b"+OK")
+        task = asyncio.create_task(scheduler.acquire("a").__aenter__())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.5)  # the pause is over: the request (a grant) and its withdrawal have run
+        assert (resource.holder_count, resource.waiter_count) == (0, 0)
+        assert store.slots_held(NAME, 0.0) == 0  # the slot granted to the cancelled caller was passed on
+        async with scheduler.acquire("b") as grant:
+            assert grant.fencing_token > 0
+        assert await scheduler.shutdown(5) == {"cancelled_waiters": 0, "active_holders": 0}
+
+    asyncio.run(main())
+    store.close()
+
+
 # When the store fails.
 
 
@@ -576,3 +604,32 @@ def own_redis() -> Iterator[redis_server.RedisServer]:
     server = redis_server.RedisServer()
     yield server
     server.close()
+
+
+def test_async_requests_raise_or_use_the_local_share_when_the_store_fails(
+    own_redis: redis_server.RedisServer,
+) -> None:
+    stores = [RedisStore(own_redis.url), RedisStore(own_redis.url)]
+    closed = AsyncLOCOScheduler(None, SharedResource("closed", 2, store=stores[0]))
+    local = AsyncLOCOScheduler(
+        None, SharedResource("local", 2, store=stores[1], on_store_error="local_share")
+    )
+    own_redis.stop()
+
+    async def main() -> None:
+        with pytest.raises(StoreError):
+            async with closed.acquire("a"):
+                pass
+        async with local.acquire("a") as grant:
+            assert grant.fencing_token == 0
+            with pytest.raises(TimeoutError):
+                async with local.acquire("b", timeout=0.05):
+                    pass
+        async with local.acquire("b") as grant:  # the local slot came back
+            assert grant.fencing_token == 0
+        for scheduler in (closed, local):
+            assert await scheduler.shutdown(5) == {"cancelled_waiters": 0, "active_holders": 0}
+
+    asyncio.run(main())
+    for store in stores:
+        store.close()
