@@ -179,11 +179,48 @@ def test_terminate_raises_the_tripwire_and_ends_the_run() -> None:
             {"id": "no-delete", "when": {"tool": "delete_rows"}, "action": "terminate", "message": "stop now"}
         ]
     }
-    proctor_agents = ProctorAgents(policies=rules, prices=PRICES)
+    service = f"oa-{uuid.uuid4().hex[:8]}"
+    proctor_agents = ProctorAgents(policies=rules, service=service, prices=PRICES)
     agent = proctor_agents.govern(agent_with(tools_step(("delete_rows", {"table": "logs"})), text_step()))
     with pytest.raises(ToolInputGuardrailTripwireTriggered):
-        asyncio.run(Runner.run(agent, "go", hooks=proctor_agents.hooks))
+        asyncio.run(proctor_agents.run(agent, "go"))
     assert sent == []
+    proctor.flush()
+    log = proctor.runs.run_log()
+    assert log is not None
+    [run] = log.runs(service=service, limit=5)
+    assert run.tool == "openai_agents.run"
+    assert run.status == "terminated"
+    [action] = log.actions(run.run_id)
+    assert action.tool == "delete_rows"
+    assert action.status == "terminated"
+
+
+def test_run_records_one_run_whose_actions_are_the_tool_calls() -> None:
+    service = f"oa-{uuid.uuid4().hex[:8]}"
+    rules = {
+        "policies": [
+            {"id": "once", "when": {"tool": "search", "same_call_in_run": {"gte": 1}}, "action": "deny"}
+        ]
+    }
+    proctor_agents = ProctorAgents(policies=rules, service=service, prices=PRICES)
+    agent = proctor_agents.govern(
+        agent_with(
+            tools_step(("search", {"query": "q"})), tools_step(("search", {"query": "q"})), text_step()
+        )
+    )
+    result = asyncio.run(proctor_agents.run(agent, "look twice"))
+    assert result.final_output == "done"
+    assert sent == [{"tool": "search", "query": "q"}]  # the same call again in the run is denied
+    proctor.flush()
+    log = proctor.runs.run_log()
+    assert log is not None
+    [run] = log.runs(service=service, limit=5)
+    assert run.status == "succeeded"
+    assert [(action.tool, action.status) for action in log.actions(run.run_id)] == [
+        ("search", "succeeded"),
+        ("search", "denied"),
+    ]
 
 
 def test_a_budget_refuses_the_model_call_before_it_is_sent() -> None:

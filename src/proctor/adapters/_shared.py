@@ -199,6 +199,8 @@ class OpenRun:
         call.settled = True  # its calls settled their own spend
         if error is not None:
             status = "failed" if isinstance(error, Exception) else "cancelled"
+            if run.terminated is not None:
+                status = "terminated"
             output = NO_RESULT
         else:
             status = "terminated" if run.terminated is not None else "succeeded"

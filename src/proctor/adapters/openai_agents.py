@@ -24,9 +24,11 @@ call named after the tool, its JSON arguments as ``args.*``):
 ``hooks`` (pass them to ``Runner.run(..., hooks=...)``) reserve each model
 call's estimate on the budgets (``budget=``, or the policy file's budgets)
 before it is sent, and settle the usage the response reports, priced by
-``proctor.llm.prices``. A run made inside a ``@runlog`` call is part of its
-run (tool calls are its actions, model spend its cost); otherwise each tool
-call is a recorded run of its own.
+``proctor.llm.prices``. ``await ProctorAgents.run(agent, input)`` is
+``Runner.run`` with those hooks, recorded as one run whose actions are the
+tool calls; so is a ``Runner.run`` made inside a ``@runlog`` call (its run has
+them, and the model spend in its cost). Outside both, each tool call is a
+recorded run of its own.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agents import Agent, FunctionTool, RunHooks, ToolGuardrailFunctionOutput
+from agents import Agent, FunctionTool, RunHooks, Runner, RunResult, ToolGuardrailFunctionOutput
 from agents.items import ModelResponse
 from agents.run_context import RunContextWrapper
 from agents.tool_context import ToolContext
@@ -50,7 +52,15 @@ from agents.tool_guardrails import (
     ToolOutputGuardrailData,
 )
 
-from proctor.adapters._shared import BODY, TOOL_CALL, Pending, Policies, QueueApprovals, keyword_function
+from proctor.adapters._shared import (
+    BODY,
+    TOOL_CALL,
+    OpenRun,
+    Pending,
+    Policies,
+    QueueApprovals,
+    keyword_function,
+)
 from proctor.approvals.durable import DurableChannel
 from proctor.errors import PolicyViolationError, RunTerminated
 from proctor.guard import _ledgers
@@ -156,6 +166,27 @@ class ProctorAgents:
 
             governed.needs_approval = needs_approval
         return governed
+
+    async def run(self, agent: Agent[Any], input: Any, **kwargs: Any) -> RunResult:
+        """``Runner.run(agent, input, hooks=self.hooks, **kwargs)`` as one recorded run
+        (``openai_agents.run``) whose actions are the tool calls, unless a ``@runlog`` call is
+        already around it (its run then has them). A run a rule terminated is recorded so."""
+        kwargs.setdefault("hooks", self.hooks)
+        if active.get() is not None:
+            return await Runner.run(agent, input, **kwargs)
+        run = OpenRun(
+            self.service, self.agent, "openai_agents.run", input if isinstance(input, str) else None
+        )
+        token = active.set(run.frame)
+        try:
+            result = await Runner.run(agent, input, **kwargs)
+        except BaseException as exc:
+            run.close(error=exc)
+            raise
+        finally:
+            active.reset(token)
+        run.close(None if result.interruptions else _plain(result.final_output))
+        return result
 
     def resume_state(self, result: Any) -> Any:
         """The ``RunState`` to resume an interrupted run with: every interruption whose proctor
@@ -394,6 +425,14 @@ def _model_name(agent: Agent[Any]) -> str:
     if isinstance(name, str) and name:
         return name
     return type(model).__name__
+
+
+def _plain(output: Any) -> Any:
+    """A run's final output as the run log keeps it (text, or what JSON holds)."""
+    if output is None or isinstance(output, str | int | float | bool | list | dict):
+        return output
+    dump = getattr(output, "model_dump", None)
+    return dump() if callable(dump) else str(output)
 
 
 def _waiting(ticket: str | None) -> str:
