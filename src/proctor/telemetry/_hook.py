@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from proctor.decision import Action
 from proctor.guard._call import decisions_of
 from proctor.runs.result import effective_action
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from proctor.telemetry.tracing import Tracing
 
 __all__ = ["CallTelemetry", "active", "decision_of", "usage_tokens"]
+
+_ALLOW = Action.ALLOW
 
 
 class CallTelemetry:
@@ -44,7 +47,17 @@ class CallTelemetry:
         self, guard: Guard, call: Call, opened: Any, status: str, result: Any, error: BaseException | None
     ) -> None:
         """The call ended with ``status`` (the run log's words: succeeded, denied, failed, ...)."""
-        action, rule = decision_of(call)
+        verdict = call.verdict
+        if (  # the common case, as decisions_of finds it: no rule matched
+            verdict.rule is None
+            and verdict.action is _ALLOW
+            and call.after is None
+            and call.policy_error is None
+            and not call.downgraded
+        ):
+            action, rule = "allow", ""
+        else:
+            action, rule = decision_of(call)
         called = self._called
         if called is not None:
             called(guard, call, action, rule)

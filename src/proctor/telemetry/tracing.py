@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import Status, StatusCode, TracerProvider
 
 from proctor.__version__ import __version__
 from proctor.telemetry._hook import usage_tokens
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Tracing", "policy_version"]
 
-_INTERNAL = SpanKind.INTERNAL
 _INVALID = trace.INVALID_SPAN
 _ERROR_STATUS = frozenset(("denied", "terminated", "failed"))
 _versions: weakref.WeakKeyDictionary[RuleSet, str] = weakref.WeakKeyDictionary()
@@ -48,16 +47,19 @@ class Tracing:
         self.tracer = trace.get_tracer("proctor", __version__, tracer_provider=provider)
         self._names: dict[str, str] = {}
 
-    def opened(self, guard: Guard, call: Call, current: bool = True) -> tuple[trace.Span, object | None]:
-        """Start the call's span; make it current (if ``current``) when it records or carries a context."""
+    def opened(
+        self, guard: Guard, call: Call, current: bool = True
+    ) -> tuple[trace.Span, object | None] | None:
+        """Start the call's span, and make it current if ``current``; None for the invalid span a no-op
+        tracer gives (there is nothing to end)."""
         tool = guard.tool
         name = self._names.get(tool)
         if name is None:
             name = self._names[tool] = f"execute_tool {tool}"
-        span = self.tracer.start_span(name, kind=_INTERNAL)
-        token = None
-        if current and span is not _INVALID:  # a no-op tracer's, or the current span again
-            token = otel_context.attach(trace.set_span_in_context(span))
+        span = self.tracer.start_span(name)  # kind: internal, the default
+        if span is _INVALID:
+            return None
+        token = otel_context.attach(trace.set_span_in_context(span)) if current else None
         return span, token
 
     def closed(
@@ -74,10 +76,12 @@ class Tracing:
         """Give the span what the call decided and cost, and end it (made current: detached)."""
         span, token = opened
         try:
-            if span.is_recording():
-                _describe(span, guard, call, action, rule, status, result, error)
+            if span.is_recording():  # else ending it does nothing either
+                try:
+                    _describe(span, guard, call, action, rule, status, result, error)
+                finally:
+                    span.end()
         finally:
-            span.end()
             if token is not None:
                 otel_context.detach(token)  # type: ignore[arg-type]
 
