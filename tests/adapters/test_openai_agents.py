@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from agents import (
     Agent,
+    FunctionTool,
     ModelSettings,
     Runner,
     ToolCallOutputItem,
@@ -305,3 +307,33 @@ def test_a_run_inside_a_runlog_call_records_its_tool_calls_and_spend() -> None:
     batch = proctor.replay_batch(filters={"service": service}, policies=stricter, mode="what-if")
     [rule] = [impact for impact in batch.impact.rules if impact.rule == "no-search"]
     assert rule.denied == 1
+
+
+def test_arguments_that_cannot_be_parameter_names_are_seen_under_args_arguments() -> None:
+    async def send(context: Any, arguments: str) -> str:
+        sent.append({"tool": "mail", **json.loads(arguments)})
+        return "sent"
+
+    mail = FunctionTool(
+        name="mail",
+        description="Send a mail.",
+        params_json_schema={
+            "type": "object",
+            "properties": {"from": {"type": "string"}, "to": {"type": "string"}},
+            "required": ["from", "to"],
+            "additionalProperties": False,
+        },
+        on_invoke_tool=send,
+    )
+    rules = {"policies": [{"id": "no-eve", "when": {"args.arguments.from": "eve"}, "action": "deny"}]}
+    proctor_agents = ProctorAgents(policies=rules, prices=PRICES)
+    agent = proctor_agents.govern(
+        Agent(
+            name="helper",
+            model=Scripted([tools_step(("mail", {"from": "eve", "to": "bob"})), text_step()]),
+            tools=[mail],
+        )
+    )
+    result = asyncio.run(proctor_agents.run(agent, "mail bob"))
+    assert "no-eve" in outputs(result)["mail"]
+    assert sent == []

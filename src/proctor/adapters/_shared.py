@@ -15,6 +15,7 @@ request again by the tool call's id (in the request's message), decided or not.
 from __future__ import annotations
 
 import inspect
+import keyword
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -95,7 +96,11 @@ class Policies:
 
 
 def keyword_function(name: str, keys: tuple[str, ...], asynchronous: bool) -> Callable[..., Any]:
-    """A function named ``name`` with keyword-only parameters ``keys`` that runs ``BODY``."""
+    """A function named ``name`` with keyword-only parameters ``keys`` that runs ``BODY``.
+
+    When a key cannot be a parameter's name (``from``, ``max-tokens``), the function takes
+    ``**arguments`` instead, and rules see the arguments as ``args.arguments.<key>``.
+    """
     if asynchronous:
 
         async def acall(**args: Any) -> Any:
@@ -112,9 +117,11 @@ def keyword_function(name: str, keys: tuple[str, ...], asynchronous: bool) -> Ca
             return body(args)
 
         function = call
-    function.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY) for key in keys]
-    )
+    if all(key.isidentifier() and not keyword.iskeyword(key) for key in keys):
+        parameters = [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY) for key in keys]
+    else:  # a name Python cannot take as a parameter ("from"): rules see args.arguments.<name>
+        parameters = [inspect.Parameter("arguments", inspect.Parameter.VAR_KEYWORD)]
+    function.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     function.__qualname__ = function.__name__ = name
     function.__module__ = __name__
     return function
