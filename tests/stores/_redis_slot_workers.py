@@ -44,10 +44,15 @@ def hold_and_hang(url: str, name: str, ready_path: str) -> None:
 
 
 def churn(url: str, name: str, capacity: int, seconds: float, out_path: str) -> None:
-    """Three threads take and give back slots for ``seconds``; write every fencing token granted here."""
+    """Once ``<out_path>.go`` exists, three threads take and give back slots for ``seconds``; then
+    write every fencing token granted here to ``out_path``."""
     scheduler = LOCOScheduler(None, SharedResource(name, capacity, store=RedisStore.from_url(url)))
+    assert scheduler._shared is not None
+    Path(out_path + ".member").write_text(scheduler._shared.member)  # who it is in the store's keys
     tokens: list[int] = []
     lock = threading.Lock()
+    while not Path(out_path + ".go").exists():
+        time.sleep(0.002)
     end = time.monotonic() + seconds
 
     def work(agent: str) -> None:

@@ -450,10 +450,15 @@ def test_four_processes_with_random_kills_keep_the_invariants(
         processes.append(_spawn(workers.churn, store_url, NAME, capacity, seconds, str(output)))
     rng = random.Random(12)
     victims = rng.sample(range(4), 2)
-    kill_at = {victims[0]: 0.8, victims[1]: 1.6}
+    members = [Path(f"{output}.member") for output in outputs]
+    _until(lambda: all(member.exists() for member in members), "workers")
+    for output in outputs:
+        Path(f"{output}.go").touch()
     started = time.monotonic()
+    kill_at = {victims[0]: 0.5, victims[1]: 1.2}  # seconds into the run, once the victim holds a slot
+    killed_holding = []
     samples = 0
-    last = 0
+    last = after_kills = 0
     while any(p.is_alive() for p in processes):
         held, queued, token = sample(keys=[keys[1], keys[4], keys[0]])
         samples += 1
@@ -463,16 +468,21 @@ def test_four_processes_with_random_kills_keep_the_invariants(
         assert int(token or 0) >= last  # fencing tokens only increase
         last = int(token or 0)
         for n, at in list(kill_at.items()):
-            if time.monotonic() - started >= at:
-                os.kill(processes[n].pid or 0, signal.SIGKILL)
+            member = members[n].read_text()
+            holders = [holder.decode() for holder in client.hvals(keys[2])]
+            if time.monotonic() - started >= at and any(h.startswith(member + "|") for h in holders):
+                os.kill(processes[n].pid or 0, signal.SIGKILL)  # a holder, killed
+                killed_holding.append(n)
                 del kill_at[n]
+                after_kills = last
         time.sleep(0.005)
+    assert sorted(killed_holding) == sorted(victims)
     survivors = [n for n in range(4) if n not in victims]
     for n in survivors:
         assert processes[n].exitcode == 0
         grants = [int(line) for line in outputs[n].read_text().split()]
-        assert len(grants) > 10  # each went on getting slots after the kills
         assert len(grants) == len(set(grants))  # no token granted twice
+        assert sum(token > after_kills for token in grants) > 5  # each went on getting slots after the kills
     # Once the dead holders' leases (and their waiters' deadlines) are over, nothing is left.
     time.sleep(lease + 0.2)
     assert store.slots_held(NAME, 0.0) == 0  # no leaked slot
