@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from proctor.cli.main import cli
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-_EXTRA = "(cli|web|redis|postgres|openai|anthropic|otel|prometheus|dev)"
+_EXTRA = "(cli|web|redis|postgres|openai|anthropic|otel|prometheus|mcp|dev)"
 FROM_THE_CLONE = re.compile(rf"pip install (--quiet )?-e '\.\[{_EXTRA}(,{_EXTRA})*\]'")
 
 
