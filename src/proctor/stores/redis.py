@@ -88,6 +88,7 @@ _CONFLICTS = 1000  # reserve_if asks admit again at most this often while other 
 _OPTIONS = ("timeout", "prefix", "clock", "slot_lease")
 DEFAULT_SLOT_LEASE = 10.0
 """Seconds a scheduler's slot is leased for, renewed every third of it while the work runs."""
+_BLOCK_MOST = 30.0  # the longest wait_for_grants blocks in one BLPOP
 _UNITS = 1_000_000  # a waiting caller's weight travels in millionths: Qi sums stay exact integers
 _SEPARATOR = re.compile(r"[:/]")
 
@@ -508,16 +509,17 @@ class RedisStore(Store, LedgerSupport, TokenBucketSupport, SlotQueueSupport):
             with self._blocking_lock:
                 client = self._blocking
                 if client is None:
-                    # A client of its own, whose connections may block in BLPOP past the store's timeout.
+                    # A client of its own, whose connections may block in BLPOP past the store's timeout
+                    # (but not for ever: a server gone without closing the connection is found out).
                     client = self._blocking = _driver().Redis.from_url(
-                        self._url, socket_connect_timeout=self.timeout, socket_timeout=None
+                        self._url, socket_connect_timeout=self.timeout, socket_timeout=_BLOCK_MOST + 1.0
                     )
         _, base = self._slot_keys(resource)
         key = f"{base}K:{member}"
         errors = self._exceptions
         try:
             # Redis >= 6 takes a fractional timeout; 0 would block for ever.
-            popped = client.blpop([key], timeout=max(timeout, 0.001))
+            popped = client.blpop([key], timeout=min(max(timeout, 0.001), _BLOCK_MOST))
             if popped is None:
                 return []
             rest = client.lpop(key, 100) or []
