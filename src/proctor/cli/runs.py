@@ -111,7 +111,8 @@ def db_option(function: F) -> F:
         show_default=True,
         show_envvar=True,
         metavar="PATH|URL",
-        help="The run log to read: a SQLite file, or a URL such as sqlite:///runs.db.",
+        help="The run log to read: a SQLite file, or a URL: sqlite:///runs.db, "
+        "postgresql://user:password@host/dbname.",
     )(function)
 
 

@@ -41,7 +41,7 @@ def _loopback(host: str) -> bool:
     show_envvar=True,
     metavar="PATH|URL",
     help="proctor's database: runs, actions and approvals (created when missing); a SQLite file, "
-    "or a URL such as sqlite:///runs.db.",
+    "or a URL: sqlite:///runs.db, postgresql://user:password@host/dbname.",
 )
 @click.option(
     "--approvers",
