@@ -297,3 +297,58 @@ def test_an_agent_inside_a_runlog_call_is_part_of_its_run() -> None:
         "search",
         "langchain.model",
     ]
+
+
+prompts: list[list[str]] = []  # the texts of the messages RecordingModel was sent
+
+
+class RecordingModel(FakeModel):
+    """The fake model, keeping the texts of the messages it was sent."""
+
+    def _generate(self, messages: list[Any], *args: Any, **kwargs: Any) -> Any:
+        prompts.append([message.text for message in messages])
+        return super()._generate(messages, *args, **kwargs)
+
+
+def test_a_modify_rule_redacts_the_text_the_model_is_sent() -> None:
+    prompts.clear()
+    rules = {
+        "policies": [
+            {
+                "id": "no-emails-to-llms",
+                "when": {"tool": "langchain.model", "args.messages.1.content": {"contains_pii": ["email"]}},
+                "action": "modify",
+                "redact": ["args.messages.1.content"],
+            }
+        ]
+    }
+    agent = create_agent(
+        RecordingModel(messages=iter([answer()])),
+        tools=[search],
+        system_prompt="Be brief.",
+        middleware=[ProctorMiddleware(policies=rules, prices=PRICES)],
+    )
+    agent.invoke({"messages": [{"role": "user", "content": "write to ann@example.com"}]})
+    assert prompts == [["Be brief.", "[REDACTED]"]]
+
+
+def test_the_async_agent_pauses_for_approval_and_resumes(tmp_path: Any) -> None:
+    store = ApprovalStore(tmp_path / "approvals.db")
+    rules = {"policies": [{"id": "dba", "when": {"tool": "delete_rows"}, "action": "require_approval"}]}
+    agent = create_agent(
+        model(calls(("delete_rows", {"table": "logs"})), answer("emptied")),
+        tools=[delete_rows],
+        middleware=[ProctorMiddleware(policies=rules, prices=PRICES, approvals=DurableChannel(store))],
+        checkpointer=InMemorySaver(),
+    )
+    config = {"configurable": {"thread_id": f"t-{uuid.uuid4().hex[:8]}"}}
+
+    async def main() -> None:
+        paused = await agent.ainvoke({"messages": [{"role": "user", "content": "empty logs"}]}, config)
+        [pending] = paused["__interrupt__"]
+        store.decide(pending.value["proctor_approval"], approved=True, approver="alice")
+        done = await agent.ainvoke(Command(resume=True), config)
+        assert done["messages"][-1].text == "emptied"
+
+    asyncio.run(main())
+    assert sent == [{"tool": "delete_rows", "table": "logs"}]

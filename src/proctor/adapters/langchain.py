@@ -24,12 +24,12 @@ and model calls as actions, so ``proctor replay --policies`` covers it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Any, NotRequired, cast
 
 from langchain.agents.middleware import AgentMiddleware, AgentState, hook_config
 from langchain.agents.middleware.types import ModelRequest, ModelResponse, PrivateStateAttr
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
 from langgraph.errors import GraphBubbleUp
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.runtime import Runtime
@@ -250,7 +250,7 @@ class ProctorMiddleware(AgentMiddleware[ProctorState, Any, Any]):
         name = _model_name(request.model)
 
         def body(args: dict[str, Any]) -> Any:
-            response = handler(self._switched(request, name, args["model"]))
+            response = handler(self._patched(request, name, args))
             current_run().add_cost(self._cost(args, response))
             return response
 
@@ -275,7 +275,7 @@ class ProctorMiddleware(AgentMiddleware[ProctorState, Any, Any]):
         name = _model_name(request.model)
 
         async def body(args: dict[str, Any]) -> Any:
-            response = await handler(self._switched(request, name, args["model"]))
+            response = await handler(self._patched(request, name, args))
             current_run().add_cost(self._cost(args, response))
             return response
 
@@ -329,6 +329,19 @@ class ProctorMiddleware(AgentMiddleware[ProctorState, Any, Any]):
             driver = self._models[asynchronous] = wrap_async(guard) if asynchronous else wrap_sync(guard)
         return driver
 
+    def _patched(self, request: ModelRequest[Any], name: str, args: dict[str, Any]) -> ModelRequest[Any]:
+        """The request with what the flow changed in its arguments: the model (a downgrade or a
+        rule's ``set``), the messages' text (``redact``, ``set`` on ``args.messages.N.content``),
+        ``max_tokens`` (``clamp``)."""
+        before = self._model_args(request, name)
+        request = self._switched(request, name, args["model"])
+        if args["messages"] != before["messages"]:
+            request = _with_texts(request, before["messages"], args["messages"])
+        maximum = args["max_tokens"]
+        if maximum != before["max_tokens"] and isinstance(maximum, int):
+            request = request.override(model_settings={**request.model_settings, "max_tokens": maximum})
+        return request
+
     def _switched(self, request: ModelRequest[Any], name: str, model: str) -> ModelRequest[Any]:
         """The request, with the model a downgrade (or a rule) switched it to."""
         if model == name:
@@ -377,6 +390,29 @@ def _model_name(model: BaseChatModel) -> str:
 def _plain(message: BaseMessage) -> dict[str, Any]:
     """A message as rules see it (and the run log keeps it): its role and text."""
     return {"role": message.type, "content": message.text}
+
+
+def _with_texts(request: ModelRequest[Any], before: list[Any], after: Any) -> ModelRequest[Any]:
+    """The request whose messages carry the texts rules patched (``args.messages.N.content``)."""
+    if not isinstance(after, list) or len(after) != len(before):
+        raise ConfigurationError(
+            "a rule replaced args.messages of a LangChain model call as a whole; patch the text of "
+            "each message instead (args.messages.0.content), or deny the call"
+        )
+    system = request.system_message
+    messages = [system, *request.messages] if system is not None else list(request.messages)
+    changed: list[Any] = [
+        message if new == old else message.model_copy(update={"content": _content(new)})
+        for message, old, new in zip(messages, before, after, strict=True)
+    ]
+    if system is not None:
+        return request.override(system_message=cast(SystemMessage, changed[0]), messages=changed[1:])
+    return request.override(messages=changed)
+
+
+def _content(message: Any) -> str:
+    content = message.get("content") if isinstance(message, Mapping) else message
+    return content if isinstance(content, str) else str(content)
 
 
 def _last_text(messages: Any) -> str | None:
