@@ -224,6 +224,9 @@ class ProctorAgents:
 
     async def _check(self, name: str, args: dict[str, Any], call_id: str) -> bool:
         """Start the call and apply the rules' verdict; True when it waits for a person."""
+        earlier = self._open.pop(call_id, None)
+        if earlier is not None:  # checked before, never run (the SDK asks again after an interruption)
+            await self._close(*earlier, "cancelled", None, _Stopped("checked again"))
         guard = self._guard(name, tuple(args))
         parent = active.get()
         try:
