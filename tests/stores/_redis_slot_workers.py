@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
 from pathlib import Path
 
 from proctor import SharedResource, Task
-from proctor.scheduling import LOCOScheduler
+from proctor.scheduling import AsyncLOCOScheduler, LOCOScheduler
 from proctor.stores import RedisStore
 
 
@@ -69,4 +70,30 @@ def churn(url: str, name: str, capacity: int, seconds: float, out_path: str) -> 
     for thread in threads:
         thread.join()
     scheduler.shutdown(10)
+    Path(out_path).write_text("\n".join(map(str, sorted(tokens))) + "\n")
+
+
+def churn_async(url: str, name: str, capacity: int, seconds: float, out_path: str) -> None:
+    """``churn`` with three asyncio tasks on an ``AsyncLOCOScheduler``."""
+    asyncio.run(_churn_async(url, name, capacity, seconds, out_path))
+
+
+async def _churn_async(url: str, name: str, capacity: int, seconds: float, out_path: str) -> None:
+    scheduler = AsyncLOCOScheduler(None, SharedResource(name, capacity, store=RedisStore.from_url(url)))
+    assert scheduler._shared is not None
+    Path(out_path + ".member").write_text(scheduler._shared.member)
+    tokens: list[int] = []
+    while not Path(out_path + ".go").exists():
+        await asyncio.sleep(0.002)
+    end = time.monotonic() + seconds
+
+    async def work(agent: str) -> None:
+        rng = random.Random(agent)
+        while time.monotonic() < end:
+            async with scheduler.acquire(agent, Task(weight=rng.choice([1.0, 2.0])), timeout=30) as grant:
+                tokens.append(grant.fencing_token)
+                await asyncio.sleep(rng.uniform(0.001, 0.01))
+
+    await asyncio.gather(*(work(f"{out_path[-6:]}-{n}") for n in range(3)))
+    await scheduler.shutdown(10)
     Path(out_path).write_text("\n".join(map(str, sorted(tokens))) + "\n")

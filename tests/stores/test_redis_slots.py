@@ -446,10 +446,12 @@ def test_four_processes_with_random_kills_keep_the_invariants(
         "redis.call('HGET', KEYS[3], 'last')}"
     )
     outputs = [tmp_path / f"w{n}.txt" for n in range(4)]
-    for output in outputs:
-        processes.append(_spawn(workers.churn, store_url, NAME, capacity, seconds, str(output)))
+    for n, output in enumerate(outputs):  # two with threads, two with asyncio tasks
+        churn = workers.churn if n % 2 else workers.churn_async
+        processes.append(_spawn(churn, store_url, NAME, capacity, seconds, str(output)))
     rng = random.Random(12)
-    victims = rng.sample(range(4), 2)
+    victims = [rng.choice([0, 2]), rng.choice([1, 3])]  # one asyncio process, one threaded
+    rng.shuffle(victims)
     members = [Path(f"{output}.member") for output in outputs]
     _until(lambda: all(member.exists() for member in members), "workers")
     for output in outputs:
