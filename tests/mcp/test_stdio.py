@@ -10,11 +10,16 @@ from pathlib import Path
 import mcp_types
 import pytest
 from mcp.shared.exceptions import MCPError
+from starlette.testclient import TestClient
 
+from proctor.approvals.approvers import Approvers
+from proctor.web.app import create_app
 from tests.mcp.helpers import actions, proctor, runs, stdio_session, text
 
 POLICIES = """\
 costs: {"pri*": 0.25}
+budgets:
+  - {id: spend, per: tool, limit: 1.0, period: day}
 policies:
   - id: no-etc
     when: {tool: read_file, args.path: {starts_with: /etc}}
@@ -78,6 +83,10 @@ def test_one_session_through_the_gateway(policies: Path, db: Path) -> None:
             assert len(text(large)) == 1_000_000
             assert text(await client.call_tool("ask", {"question": "ok?"})) == "the client said: yes"
             assert not (await client.call_tool("priced", {"amount": 0.75})).is_error
+            assert not (await client.call_tool("priced", {"amount": 0.75})).is_error  # 0.75 + 0.25 <= 1
+            over = await client.call_tool("priced", {"amount": 0.75})  # 1.5 spent: the budget refuses
+            assert over.is_error
+            assert text(over).startswith("Refused by spend: "), text(over)
 
             # approval: held 0.3 s, "call again"; approved from another process; the same call finds it
             held = await client.call_tool("echo", {"text": "deploy v2"})
@@ -131,14 +140,17 @@ def test_one_session_through_the_gateway(policies: Path, db: Path) -> None:
 
     [run] = runs(db)
     assert (run.status, run.tool, run.agent) == ("terminated", "mcp:python", "mcp")
-    assert run.cost == pytest.approx(0.75)
+    assert run.cost == pytest.approx(1.5)
     recorded = actions(db, run.run_id)
     statuses = [(action.tool, action.status) for action in recorded]
     assert ("read_file", "denied") in statuses
     assert ("slow", "cancelled") in statuses
     assert statuses[-1] == ("echo", "terminated")
-    priced = next(action for action in recorded if action.tool == "priced")
-    assert (priced.estimated_cost, priced.actual_cost) == (0.25, 0.75)  # costs: by glob; _meta
+    priced = [action for action in recorded if action.tool == "priced"]
+    assert [(each.estimated_cost, each.actual_cost) for each in priced[:2]] == [
+        (0.25, 0.75)
+    ] * 2  # costs:; _meta
+    assert priced[2].status == "denied"
     [approved] = [action for action in recorded if action.approval]
     assert json.loads(approved.approval)["approver"] == "alice"
     assert json.loads(approved.args) == {"text": "deploy v2"}
@@ -150,6 +162,20 @@ def test_one_session_through_the_gateway(policies: Path, db: Path) -> None:
     assert whatif.returncode == 0, whatif.stderr
     report = json.loads(whatif.stdout)
     assert "no-reads" in json.dumps(report)
+
+    people = Approvers(path=policies.with_name("approvers.yaml"))  # proctor serve shows the session
+    token = people.add("alice", ["ops"])
+    with TestClient(
+        create_app(db=db, approvers=people.path, secret="test"), follow_redirects=False
+    ) as console:
+        form = console.get("/login").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert csrf is not None
+        console.post("/login", data={"token": token, "csrf_token": csrf.group(1), "next": "/"})
+        assert "mcp:python" in console.get("/runs").text
+        timeline = console.get(f"/runs/{run.run_id}").text
+        assert "no-etc" in timeline
+        assert "read_file" in timeline
 
 
 def test_a_server_that_crashes_mid_call_gives_an_error_result_and_ends_the_session(
