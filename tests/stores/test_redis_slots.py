@@ -579,6 +579,34 @@ def test_an_async_request_cancelled_in_flight_leaves_nothing_behind(
     store.close()
 
 
+def test_queued_tasks_are_served_in_order_over_redis(url: str) -> None:
+    """``submit_task`` then ``acquire(agent)``: a waiting caller serves the oldest queued task."""
+    store = RedisStore.from_url(url)
+    scheduler = LOCOScheduler(None, SharedResource(NAME, 1, store=store))
+    tasks = [Task(weight=w) for w in (2.0, 1.0, 3.0)]
+    for task in tasks:
+        scheduler.submit_task("a", task)
+    served = []
+    holder = scheduler.acquire_start("other")
+
+    def serve() -> None:
+        with scheduler.acquire("a", timeout=30) as grant:
+            served.append(grant.task)
+
+    threads = [threading.Thread(target=serve) for _ in tasks]
+    for thread in threads:
+        thread.start()
+    _until(lambda: scheduler.resource.waiter_count == 3, "three waiting callers")
+    scheduler.release_handle(holder)
+    for thread in threads:
+        thread.join(30)
+    assert served == tasks  # each caller served the oldest task left, in turn
+    agent = scheduler.get_agent("a")
+    assert (agent._claims, len(agent._queued), agent.stats.granted) == (0, 0, 3)
+    assert scheduler.shutdown(5) == {"cancelled_waiters": 0, "active_holders": 0}
+    store.close()
+
+
 # When the store fails.
 
 
