@@ -352,3 +352,29 @@ def test_the_async_agent_pauses_for_approval_and_resumes(tmp_path: Any) -> None:
 
     asyncio.run(main())
     assert sent == [{"tool": "delete_rows", "table": "logs"}]
+
+
+def test_a_recorded_invocation_replays_with_its_calls_answered_from_the_log() -> None:
+    service = f"lc-{uuid.uuid4().hex[:8]}"
+
+    def build() -> Any:
+        return create_agent(
+            model(calls(("search", {"query": "q"})), answer()),
+            tools=[search],
+            middleware=[ProctorMiddleware(service=service, prices=PRICES)],
+        )
+
+    build().invoke({"messages": [{"role": "user", "content": "hello"}]})
+    proctor.flush()
+    log = proctor.runs.run_log()
+    assert log is not None
+    [run] = log.runs(service=service, limit=5)
+    sent.clear()
+
+    @proctor.runlog(service=service)
+    def invocation(input: str) -> str:
+        return str(build().invoke({"messages": [{"role": "user", "content": input}]})["messages"][-1].text)
+
+    replayed = proctor.replay(run.run_id, function=invocation)
+    assert replayed.identical
+    assert sent == []  # the tool call came from the log
