@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp import ClientSession
 from proctor.runs.log import RunLog
 from tests.servers import end_process, free_port
 
