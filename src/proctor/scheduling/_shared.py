@@ -61,6 +61,8 @@ class SharedSlots:
         self.capacity = capacity
         self.alpha = alpha
         self.lease = store.slot_lease
+        self.clock: Callable[[], float] = time.monotonic
+        """The ``now`` given to the store (which ignores it on its own clock, as Redis does by default)."""
         self.health: StoreHealth = health_of(store)
         self.waiting: dict[int, Any] = {}  # caller id -> the driver's waiter
         self.queued: set[int] = set()  # the waiting callers the store has queued (a poll may queue again)
@@ -155,7 +157,7 @@ class SharedSlots:
             waiter.agent_id,
             waiter.shared_weight,
             self.alpha,
-            time.monotonic(),
+            self.clock(),
             self.lease,
         )
         return result
@@ -166,7 +168,7 @@ class SharedSlots:
             return []
         try:
             grants: Grants = self.call(
-                self.store.pass_slot, self.name, self.member, token, time.monotonic(), self.lease
+                self.store.pass_slot, self.name, self.member, token, self.clock(), self.lease
             )
         except StoreError as exc:
             logger.warning(
@@ -179,7 +181,7 @@ class SharedSlots:
         """Caller ``caller`` gives up in the store; grants to this process's callers."""
         try:
             grants: Grants = self.call(
-                self.store.withdraw_slot_waiter, self.name, self.member, caller, time.monotonic(), self.lease
+                self.store.withdraw_slot_waiter, self.name, self.member, caller, self.clock(), self.lease
             )
         except StoreError as exc:
             # Its process polls on: a grant to it later finds it gone and is passed on.
@@ -212,7 +214,7 @@ class SharedSlots:
         """Renew, say alive, collect grants: the seconds to the earliest expiry (None: none)."""
         held, waiting = self._snapshot()
         polled: tuple[list[bool], Grants, float | None] = self.call(
-            self.store.poll_slots, self.name, self.member, held, waiting, time.monotonic(), self.lease
+            self.store.poll_slots, self.name, self.member, held, waiting, self.clock(), self.lease
         )
         renewed, grants, expiry = polled
         ended = [token for token, alive in zip(held, renewed, strict=True) if not alive]
