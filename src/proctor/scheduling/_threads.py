@@ -35,7 +35,10 @@ class LOCOScheduler(SchedulerCore[_ThreadWaiter]):
 
     ``with scheduler.acquire(agent_id, task) as grant:`` blocks the calling
     thread until it gets a slot; any number of threads may call it at once.
-    Takes the same parameters as ``AsyncLOCOScheduler``.
+    With a resource on a store that keeps the waiters of every process
+    (Redis), the store picks the next holder among all of them and a keeper
+    thread wakes the caller it picked. Takes the same parameters as
+    ``AsyncLOCOScheduler``.
     """
 
     _waiter_class = _ThreadWaiter
