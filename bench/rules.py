@@ -411,9 +411,10 @@ def time_calls(function: Callable[[int], object], count: int) -> list[int]:
     return samples
 
 
-def time_batch(function: Callable[[int], object], count: int) -> float:
+def time_batch(
+    function: Callable[[int], object], count: int, clock: Callable[[], int] = time.perf_counter_ns
+) -> float:
     """Mean nanoseconds per call of ``count`` calls ``function(1)`` timed as a whole (loop included)."""
-    clock = time.perf_counter_ns
     start = clock()
     for _ in range(count):
         function(1)
@@ -591,7 +592,9 @@ def setup_decorator(mapping: dict[str, Any], folder: Path) -> DecoratorSetup:
 
         def agent(how: str, count: int, tool: Callable[[int], object] = tool) -> Any:
             # Inside a run: each call of ``tool`` is a tool call of this run.
-            return time_calls(tool, count) if how == "each" else time_batch(tool, count)
+            if how == "each":
+                return time_calls(tool, count)
+            return time_batch(tool, count, time.thread_time_ns if how == "cpu" else time.perf_counter_ns)
 
         policies: Any = mapping if config == TOP else str(path)
         outers[config] = runlog(service=SERVICE, policies=policies, name=OUTER_TOOL)(agent)
@@ -612,20 +615,67 @@ def setup_decorator(mapping: dict[str, Any], folder: Path) -> DecoratorSetup:
     return DecoratorSetup(functions, outers, "; ".join(denied))
 
 
-def telemetry_on() -> Callable[[], None] | None:
-    """Turn proctor's telemetry on as issue 14's row has it: spans on a no-op tracer provider, metrics
-    in a registry of their own (never scraped); returns what turns it off, or None without the extras."""
+NOOP = "a no-op tracer provider"
+SAMPLED_OUT = "an SDK TracerProvider sampling nothing (ALWAYS_OFF)"
+
+
+def telemetry_on(tracer: str = NOOP) -> Callable[[], None] | None:
+    """Turn proctor's telemetry on as issue 14's row has it: spans on a no-op tracer provider (or an
+    SDK provider whose sampler drops every span), metrics in a registry of their own (never
+    scraped); returns what turns it off, or None without the extras."""
     try:
-        from opentelemetry.trace import NoOpTracerProvider
+        from opentelemetry.trace import NoOpTracerProvider, TracerProvider
         from prometheus_client import CollectorRegistry
     except ImportError:
         return None
     from proctor import telemetry
 
-    telemetry.enable(
-        tracing=True, metrics=True, tracer_provider=NoOpTracerProvider(), registry=CollectorRegistry()
-    )
+    provider: TracerProvider = NoOpTracerProvider()
+    if tracer == SAMPLED_OUT:
+        from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
+        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+        provider = SDKTracerProvider(sampler=ALWAYS_OFF)
+    telemetry.enable(tracing=True, metrics=True, tracer_provider=provider, registry=CollectorRegistry())
     return telemetry.disable
+
+
+PAIRED_BLOCKS = 40  # telemetry on/off blocks, alternated, for the paired ratio
+PAIRED_CALLS = 2_000  # calls per block
+
+
+def paired_telemetry_ratios(
+    setup: DecoratorSetup, blocks: int, calls: int
+) -> dict[tuple[str, str], list[float]]:
+    """Per telemetry configuration and tracer, the ratios on/off of the thread's CPU time for blocks
+    of ``calls`` calls, the two blocks of a pair back to back (which goes first alternates): a
+    machine whose load drifts slows both alike, so their ratio holds where a ratio of two medians
+    taken apart does not, and CPU time leaves out the time other processes took the core."""
+    ratios: dict[tuple[str, str], list[float]] = {}
+    for config, without in TELEMETRY_OF.items():
+
+        def block(config: str = without) -> float:
+            if config in OUTER_OF:
+                mean: float = setup.outers[OUTER_OF[config]]("cpu", calls)
+                return mean
+            return time_batch(setup.functions[config], calls, time.thread_time_ns)
+
+        for tracer in (NOOP, SAMPLED_OUT):
+            found = ratios[config, tracer] = []
+            for index in range(blocks):
+                gc.collect()
+                off_first = index % 2 == 0
+                off = block() if off_first else 0.0
+                stop = telemetry_on(tracer)
+                assert stop is not None
+                try:
+                    on = block()
+                finally:
+                    stop()
+                if not off_first:
+                    off = block()
+                found.append(on / off)
+    return ratios
 
 
 def telemetry_installed() -> bool:
@@ -793,8 +843,9 @@ def decorator_table(results: dict[str, Timing], calls: int, repeat: int, denied:
         f"p50/p99: each call timed on its own; batch mean: {calls:,} calls timed as a whole. "
         f"Figures are medians of {repeat} runs; overhead = decorated - bare (p50 - p50, p99 - p99). "
         f"Rules in force: {denied}. Telemetry on: proctor.telemetry.enable() with a no-op tracer provider "
-        f"and a CollectorRegistry of its own; off, a call tests proctor.telemetry._hook.active twice, "
-        f"{telemetry_off_check_ns():.0f} ns."
+        f"(whose tracer makes no span, so proctor starts none) and a CollectorRegistry of its own; the "
+        f"targets add an SDK provider that samples nothing. Off, a call tests "
+        f"proctor.telemetry._hook.active twice, {telemetry_off_check_ns():.0f} ns."
     )
     return table
 
@@ -804,6 +855,7 @@ def targets(
     decisions: dict[tuple[str, int], Timing],
     decorator: dict[str, Timing],
     peer: Peer | None,
+    paired: dict[tuple[str, str], list[float]],
 ) -> list[Target]:
     out: list[Target] = []
     bare = decorator[BARE]
@@ -850,6 +902,24 @@ def targets(
                 "not measured" if telemetry_installed() else "SKIP: the otel and prometheus extras",
             )
         )
+        for tracer in (NOOP, SAMPLED_OUT):
+            blocks = sorted(paired.get((config, tracer), ()))
+            median = statistics.median(blocks) if blocks else None
+            quartiles = statistics.quantiles(blocks, n=4) if len(blocks) >= 2 else None
+            official = tracer == NOOP
+            out.append(
+                Target(
+                    f"the same, paired (CPU time of {PAIRED_CALLS:,}-call blocks on and off back to back, "
+                    f"median of {len(blocks)}), tracer: {tracer}",
+                    f"<= {TARGET_TELEMETRY_RATIO:g}x" if official else "(not a target)",
+                    fmt(median, ".3f", "x"),
+                    f"quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f}x" if quartiles else "",
+                    None if median is None or not official else median <= TARGET_TELEMETRY_RATIO,
+                    ("not measured" if official else "info")
+                    if telemetry_installed()
+                    else "SKIP: the otel and prometheus extras",
+                )
+            )
     by_count = {setup.count: setup for setup in setups}
     if TARGET_P99_RULES in by_count:
         p99 = decisions[PROCTOR, TARGET_P99_RULES].p99
@@ -972,10 +1042,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     with status(progress_console, "decorator") as progress, tempfile.TemporaryDirectory() as folder:
         decorator = setup_decorator(proctor_mapping(build_rules(DECORATOR_RULES)), Path(folder))
         decorator_results = measure_decorator(decorator, decisions, repeat, progress)
+        paired: dict[tuple[str, str], list[float]] = {}
+        if telemetry_installed():
+            progress("telemetry on/off, paired blocks")
+            paired = paired_telemetry_ratios(decorator, PAIRED_BLOCKS, PAIRED_CALLS)
     console.print(decorator_table(decorator_results, decisions, repeat, decorator.denied))
     console.print()
 
-    console.print(targets_table(targets(setups, decision_results, decorator_results, peer)))
+    console.print(targets_table(targets(setups, decision_results, decorator_results, peer, paired)))
     if decisions < DEFAULT_DECISIONS or repeat < DEFAULT_REPEAT:
         console.print(
             f"[yellow]note: {decisions:,} decisions x {repeat} runs is not the issue's configuration "

@@ -285,3 +285,14 @@ def test_async_calls_whose_store_steps_run_off_the_loop_detach_their_span_on_it(
     statuses = [span.status.status_code for span in spans.get_finished_spans()]
     assert statuses == [StatusCode.ERROR, StatusCode.UNSET, StatusCode.ERROR]
     assert "Failed to detach context" not in caplog.text
+
+
+def test_a_no_op_provider_leaves_the_calls_without_spans_to_make() -> None:
+    from opentelemetry.trace import NoOpTracerProvider
+
+    telemetry.enable(tracing=True, metrics=False, tracer_provider=NoOpTracerProvider())
+    try:
+        active = _hook.active
+        assert active is None or active.tracing is None  # nothing to do: telemetry stays off
+    finally:
+        telemetry.disable()

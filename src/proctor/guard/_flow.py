@@ -72,6 +72,8 @@ class Guard:
         self.tool = name if name is not None else function.__qualname__
         self.spender = f"{service}/{self.agent}"
         """Whose spend ``cost_today`` adds up."""
+        self.names = (service, self.agent)
+        """The service and agent, as telemetry counts calls by them."""
         self.cost = cost
         self.cost_units = to_units(cost) if cost is not None and not callable(cost) else None
         """A constant estimate in billionths, converted once."""

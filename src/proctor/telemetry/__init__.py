@@ -38,7 +38,9 @@ def enable(
     """Turn telemetry on for every governed call of this process (again: replaces the previous setup).
 
     Parameters:
-        tracing: a span per call; None: when ``opentelemetry-api`` is installed.
+        tracing: a span per call; None: when ``opentelemetry-api`` is installed. A provider whose
+            tracers are no-op tracers (``NoOpTracerProvider``, the SDK's with ``OTEL_SDK_DISABLED``)
+            turns it off: such spans do nothing, so calls do not make them.
         metrics: Prometheus metrics; None: when ``prometheus-client`` is installed.
         tracer_provider: where spans go; the global one (``trace.set_tracer_provider``) if None,
             even when it is set after this call.
@@ -56,6 +58,8 @@ def enable(
             from proctor.telemetry.tracing import Tracing
 
             spans = Tracing(tracer_provider)
+            if spans.noop:  # a no-op provider (or the SDK disabled): its spans are nothing to make
+                spans = None
         samples = None
         if want_metrics:
             from proctor.telemetry.metrics import Metrics

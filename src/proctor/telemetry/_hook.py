@@ -48,21 +48,21 @@ class CallTelemetry:
     ) -> None:
         """The call ended with ``status`` (the run log's words: succeeded, denied, failed, ...)."""
         verdict = call.verdict
-        if (  # the common case, as decisions_of finds it: no rule matched
-            verdict.rule is None
+        decided = (
+            None  # the common case, as decisions_of finds it: no rule matched
+            if verdict.rule is None
             and verdict.action is _ALLOW
             and call.after is None
             and call.policy_error is None
             and not call.downgraded
-        ):
-            action, rule = "allow", ""
-        else:
-            action, rule = decision_of(call)
+            else decision_of(call)
+        )
         called = self._called
         if called is not None:
-            called(guard, call, action, rule)
+            called(guard, call, decided)
         traced = self._traced
         if traced is not None and opened is not None:
+            action, rule = decided or ("allow", "")
             traced(guard, call, opened, action, rule, status, result, error)
 
     def slot_waited(self, guard: Guard, seconds: float) -> None:

@@ -103,20 +103,28 @@ class Metrics:
         self._spent: dict[tuple[str, str], Any] = {}
         self._waits: dict[str, Any] = {}
 
-    def called(self, guard: Guard, call: Call, action: str, rule: str) -> None:
-        """Count one governed call that ended, its spend, and the budgets it was checked by."""
-        key = (action, rule, guard.service)
+    def called(self, guard: Guard, call: Call, decided: tuple[str, str] | None) -> None:
+        """Count one governed call that ended, its spend, and the budgets it was checked by.
+
+        ``decided``: its action and rule, or None for the common case, allowed with no rule matched.
+        """
         actual = call.actual
         totals = self.totals
         if totals is not None:
             tally = getattr(totals.local, "tally", None) or totals.mine()
-            decided = tally.decided
-            decided[key] = decided.get(key, 0) + 1
-            if actual > 0:
-                spent = tally.spent
-                by = (guard.service, guard.agent)
-                spent[by] = spent.get(by, 0.0) + actual
+            calls = tally.calls
+            entry = calls.get(guard.names)
+            if entry is None:
+                entry = calls[guard.names] = [0, 0.0, {}]
+            if decided is None:
+                entry[0] += 1
+            else:
+                others = entry[2]
+                others[decided] = others.get(decided, 0) + 1
+            entry[1] += actual
         else:
+            action, rule = decided or ("allow", "")
+            key = (action, rule, guard.service)
             counter = self._decided.get(key)
             if counter is None:
                 counter = self._decided.setdefault(key, self.decisions.labels(*key))
@@ -167,11 +175,12 @@ _SLOT_WAIT_HELP = "How long governed calls waited for a scheduler slot."
 class Tally:
     """One thread's counts: only that thread adds to them, so adding takes no lock."""
 
-    __slots__ = ("decided", "spent", "waits")
+    __slots__ = ("calls", "waits")
 
     def __init__(self) -> None:
-        self.decided: dict[tuple[str, str, str], int] = {}
-        self.spent: dict[tuple[str, str], float] = {}
+        self.calls: dict[tuple[str, str], list[Any]] = {}
+        """By (service, agent): the calls allowed with no rule matched, the spend, and the other
+        calls' counts by (action, rule)."""
         self.waits: dict[str, list[float]] = {}
         """By service: the count of waits in each bucket (not cumulative; the last but one is +Inf),
         then their sum."""
@@ -214,13 +223,24 @@ class CallTotals(Collector):
             _add(total, self._ended)
             for _, tally in live:
                 _add(total, tally)
+        decided: dict[tuple[str, str, str], int] = {}
+        spent: dict[tuple[str, str], float] = {}
+        for (service, agent), (allowed, spend_of, others) in total.calls.items():
+            if allowed:
+                key = ("allow", "", service)
+                decided[key] = decided.get(key, 0) + allowed
+            for (action, rule), count in others.items():
+                key = (action, rule, service)
+                decided[key] = decided.get(key, 0) + count
+            if spend_of:
+                spent[service, agent] = spend_of
         decisions = CounterMetricFamily(_DECISIONS, _DECISIONS_HELP, labels=("action", "rule", "service"))
-        for labels, count in sorted(total.decided.items()):
+        for labels, count in sorted(decided.items()):
             decisions.add_metric(labels, count)
         yield decisions
         spend = CounterMetricFamily(_SPEND, _SPEND_HELP, labels=("service", "agent"))
-        for by, spent in sorted(total.spent.items()):
-            spend.add_metric(by, spent)
+        for by, total_spent in sorted(spent.items()):
+            spend.add_metric(by, total_spent)
         yield spend
         waits = HistogramMetricFamily(_SLOT_WAIT, _SLOT_WAIT_HELP, labels=("service",))
         for service, counts in sorted(total.waits.items()):
@@ -232,10 +252,15 @@ class CallTotals(Collector):
 
 def _add(into: Tally, tally: Tally) -> None:
     """Add ``tally``'s counts (copied in one step: its thread may be adding) to ``into``."""
-    for key, count in dict(tally.decided).items():
-        into.decided[key] = into.decided.get(key, 0) + count
-    for by, spent in dict(tally.spent).items():
-        into.spent[by] = into.spent.get(by, 0.0) + spent
+    for names, entry in dict(tally.calls).items():
+        allowed, spent, others = list(entry)
+        mine = into.calls.get(names)
+        if mine is None:
+            mine = into.calls[names] = [0, 0.0, {}]
+        mine[0] += allowed
+        mine[1] += spent
+        for decided, count in dict(others).items():
+            mine[2][decided] = mine[2].get(decided, 0) + count
     for service, counts in dict(tally.waits).items():
         mine = into.waits.setdefault(service, [0.0] * len(counts))
         for index, waited in enumerate(list(counts)):

@@ -45,6 +45,8 @@ class Tracing:
 
     def __init__(self, provider: TracerProvider | None = None) -> None:
         self.tracer = trace.get_tracer("proctor", __version__, tracer_provider=provider)
+        self.noop = isinstance(self.tracer, trace.NoOpTracer)
+        """Whether the provider gave a no-op tracer (the global provider's is a proxy: never)."""
         self._names: dict[str, str] = {}
 
     def opened(
