@@ -378,3 +378,27 @@ def test_a_recorded_invocation_replays_with_its_calls_answered_from_the_log() ->
     replayed = proctor.replay(run.run_id, function=invocation)
     assert replayed.identical
     assert sent == []  # the tool call came from the log
+
+
+def test_a_policy_file_downgrade_budget_switches_to_the_model_it_names() -> None:
+    who = f"agent-{uuid.uuid4().hex[:8]}"
+    rules = {
+        "budgets": [
+            {
+                "id": f"cheaper-{who}",
+                "per": "agent",
+                "limit": BIG * 1.1,
+                "period": "day",
+                "mode": "downgrade",
+                "set": {"args.model": "small-model"},
+            }
+        ]
+    }
+    cheap = model(answer("cheap answer"), name="small-model")
+    agent = create_agent(
+        model(answer("expensive answer"), answer("not used")),
+        tools=[search],
+        middleware=[ProctorMiddleware(policies=rules, agent=who, prices=PRICES, downgrade_to=cheap)],
+    )
+    assert agent.invoke({"messages": [("user", "hi")]})["messages"][-1].text == "expensive answer"
+    assert agent.invoke({"messages": [("user", "again")]})["messages"][-1].text == "cheap answer"

@@ -337,3 +337,17 @@ def test_arguments_that_cannot_be_parameter_names_are_seen_under_args_arguments(
     result = asyncio.run(proctor_agents.run(agent, "mail bob"))
     assert "no-eve" in outputs(result)["mail"]
     assert sent == []
+
+
+def test_a_policy_file_budget_refuses_model_calls_past_its_limit() -> None:
+    who = f"agent-{uuid.uuid4().hex[:8]}"
+    rules = {"budgets": [{"id": f"daily-{who}", "per": "agent", "limit": BIG * 1.1, "period": "day"}]}
+    proctor_agents = ProctorAgents(policies=rules, agent=who, prices=PRICES)
+    model = Scripted([text_step("first"), text_step("second")])
+    agent = proctor_agents.govern(
+        Agent(name="helper", model=model, model_settings=ModelSettings(max_tokens=100))
+    )
+    assert asyncio.run(proctor_agents.run(agent, "hi")).final_output == "first"
+    with pytest.raises(BudgetExceededError):  # spent BIG: the next estimate would pass the limit
+        asyncio.run(proctor_agents.run(agent, "again"))
+    assert len(model.calls) == 1
