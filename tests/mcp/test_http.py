@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import mcp_types
 import pytest
 
 from tests.mcp.helpers import actions, http_gateway, http_session, runs, text
@@ -32,8 +33,14 @@ def gateway(folder: Path) -> Iterator[str]:
 
 
 def test_calls_are_governed_over_http_and_each_session_is_a_run(gateway: str, folder: Path) -> None:
+    async def sample(context, params):  # the server's request during a call reaches the client
+        return mcp_types.CreateMessageResult(
+            role="assistant", content=mcp_types.TextContent(type="text", text="yes"), model="test"
+        )
+
     async def sessions() -> None:
-        async with http_session(gateway) as client:
+        async with http_session(gateway, sampling_callback=sample) as client:
+            assert text(await client.call_tool("ask", {"question": "ok?"})) == "the client said: yes"
             listed = {tool.name for tool in (await client.list_tools()).tools}
             assert "write_file" not in listed
             assert "read_file" in listed
@@ -48,7 +55,7 @@ def test_calls_are_governed_over_http_and_each_session_is_a_run(gateway: str, fo
     recorded = runs(folder / "runs.db")
     assert len(recorded) == 2
     assert {run.status for run in recorded} == {"succeeded"}
-    assert sorted(len(actions(folder / "runs.db", run.run_id)) for run in recorded) == [1, 2]
+    assert sorted(len(actions(folder / "runs.db", run.run_id)) for run in recorded) == [1, 3]
 
 
 def test_fifty_concurrent_calls_in_one_session_share_four_slots(gateway: str) -> None:

@@ -79,8 +79,8 @@ class Sending(Protocol):
 
 Streams = tuple[Receiving, Sending]
 """A transport's two streams: envelopes (or exceptions, for what could not be read) in, envelopes out."""
-Wrap = Callable[[JSONRPCMessage, "RequestId | None"], Any]
-"""Puts a message for the client into its transport's envelope, with the request it belongs to."""
+Wrap = Callable[[JSONRPCMessage], Any]
+"""Puts a message into its transport's envelope."""
 
 _DRAIN = 2.0
 """Seconds the calls under way get, once the upstream is gone, to send their error results."""
@@ -120,8 +120,7 @@ def refusal_text(error: BaseException) -> str:
 class GatewaySession:
     """Relays one client session (``client``) to one upstream session (``upstream``); see the module.
 
-    ``wrap`` puts messages into the transports' envelopes; with ``related`` it is told the request
-    that each message to the client belongs to (streamable HTTP sends it on that request's stream).
+    ``wrap`` puts each message into its transport's envelope (the SDK's ``SessionMessage`` for HTTP).
     """
 
     def __init__(
@@ -131,13 +130,11 @@ class GatewaySession:
         upstream: Streams,
         *,
         wrap: Wrap | None = None,
-        related: bool = False,
     ) -> None:
         self.gateway = gateway
         self.client_read, self.client_write = client
         self.upstream_read, self.upstream_write = upstream
         self.wrap: Wrap = wrap if wrap is not None else _line
-        self.related = related
         self.agent = gateway.agent or gateway.service
         self.frame: Frame | None = None
         self.gone: str | None = None
@@ -147,7 +144,6 @@ class GatewaySession:
         self._forwarded: set[RequestId] = set()  # the client's requests the upstream has to answer
         self._lists: set[RequestId] = set()
         self._dropped: set[RequestId] = set()  # cancelled calls: their late answers go nowhere
-        self._progress: dict[Any, RequestId] = {}
         self._ids = itertools.count(1)
         self._learned = False
         self._learning = anyio.Lock()
@@ -196,10 +192,9 @@ class GatewaySession:
                 elif method == "tools/list":
                     self._lists.add(message.id)
                 if self.gone is not None:
-                    await self._to_client(_error(message.id, self.gone), message.id)
+                    await self._to_client(_error(message.id, self.gone))
                     continue
                 self._forwarded.add(message.id)
-                self._note_progress(message)
             elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
                 request = (message.params or {}).get("requestId")
                 scope = self._calls.get(request) if isinstance(request, (int, str)) else None
@@ -211,7 +206,7 @@ class GatewaySession:
             except UpstreamGone as exc:
                 if isinstance(message, JSONRPCRequest):
                     self._forwarded.discard(message.id)
-                    await self._to_client(_error(message.id, str(exc)), message.id)
+                    await self._to_client(_error(message.id, str(exc)))
 
     def _initialize(self, request: JSONRPCRequest) -> None:
         client = (request.params or {}).get("clientInfo")
@@ -232,7 +227,7 @@ class GatewaySession:
         try:
             with scope:
                 reply = await self._govern(request)
-                await self._to_client(reply, request.id)
+                await self._to_client(reply)
         finally:
             del self._calls[request.id]
             if not self._calls:
@@ -280,14 +275,11 @@ class GatewaySession:
             params["arguments"] = arguments
             request = JSONRPCRequest(jsonrpc="2.0", id=request.id, method=request.method, params=params)
         future = self._waiting[request.id] = asyncio.get_running_loop().create_future()
-        token = self._note_progress(request)
         try:
             await self._to_upstream(request)
             reply = await future
         finally:
             self._waiting.pop(request.id, None)
-            if token is not None:
-                self._progress.pop(token, None)
         if raw:
             return reply
         if isinstance(reply, JSONRPCError):
@@ -330,7 +322,6 @@ class GatewaySession:
                     logger.warning("a message from the MCP server could not be read: %s", item)
                     continue
                 message = item.message
-                related: RequestId | None = None
                 if isinstance(message, (JSONRPCResponse, JSONRPCError)):
                     answered = message.id
                     if answered is None:
@@ -347,10 +338,7 @@ class GatewaySession:
                         if answered in self._lists:
                             self._lists.discard(answered)
                             message = self._listed(message)
-                    related = answered
-                elif isinstance(message, JSONRPCNotification) and message.method == "notifications/progress":
-                    related = self._progress.get((message.params or {}).get("progressToken"))
-                await self._to_client(message, related)
+                await self._to_client(message)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass
         await self._upstream_gone()
@@ -366,7 +354,7 @@ class GatewaySession:
             with anyio.move_on_after(_DRAIN):
                 await self._idle.wait()
         for request in list(self._forwarded):
-            await self._to_client(_error(request, self.gone), request)
+            await self._to_client(_error(request, self.gone))
         self._forwarded.clear()
         with contextlib.suppress(Exception):
             await self.client_write.aclose()
@@ -393,26 +381,19 @@ class GatewaySession:
 
     # -- sending
 
-    def _note_progress(self, request: JSONRPCRequest) -> Any:
-        meta = (request.params or {}).get("_meta")
-        token = meta.get("progressToken") if isinstance(meta, Mapping) else None
-        if token is not None and self.related:
-            self._progress[token] = request.id
-        return token
-
     async def _to_upstream(self, message: JSONRPCMessage) -> None:
         try:
-            await self.upstream_write.send(self.wrap(message, None))
+            await self.upstream_write.send(self.wrap(message))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             if isinstance(message, JSONRPCRequest):
                 raise UpstreamGone(self.gone or "the MCP server is not connected") from None
 
-    async def _to_client(self, message: JSONRPCMessage, related: RequestId | None) -> None:
+    async def _to_client(self, message: JSONRPCMessage) -> None:
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            await self.client_write.send(self.wrap(message, related if self.related else None))
+            await self.client_write.send(self.wrap(message))
 
 
-def _line(message: JSONRPCMessage, related: RequestId | None) -> Line:
+def _line(message: JSONRPCMessage) -> Line:
     return Line(message)
 
 
