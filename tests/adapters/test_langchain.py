@@ -402,3 +402,38 @@ def test_a_policy_file_downgrade_budget_switches_to_the_model_it_names() -> None
     )
     assert agent.invoke({"messages": [("user", "hi")]})["messages"][-1].text == "expensive answer"
     assert agent.invoke({"messages": [("user", "again")]})["messages"][-1].text == "cheap answer"
+
+
+def test_concurrent_invocations_through_one_middleware_are_separate_runs_within_one_budget() -> None:
+    service, who = f"lc-{uuid.uuid4().hex[:8]}", f"agent-{uuid.uuid4().hex[:8]}"
+    budget = BudgetPolicy(default_limit=100.0)
+    middleware = ProctorMiddleware(policies=RULES, service=service, agent=who, budget=budget, prices=PRICES)
+    agents = [
+        create_agent(
+            model(calls(("search", {"query": f"q{i}"})), answer(f"a{i}")),
+            tools=[search],
+            middleware=[middleware],
+        )
+        for i in range(16)
+    ]
+
+    async def main() -> list[str]:
+        results = await asyncio.gather(
+            *(agent.ainvoke({"messages": [("user", f"question {i}")]}) for i, agent in enumerate(agents))
+        )
+        return [result["messages"][-1].text for result in results]
+
+    assert asyncio.run(main()) == [f"a{i}" for i in range(16)]
+    assert budget.spent(who) == pytest.approx(32 * BIG, abs=1e-9)
+    proctor.flush()
+    log = proctor.runs.run_log()
+    assert log is not None
+    runs = log.runs(service=service, limit=50)
+    assert len(runs) == 16
+    for run in runs:
+        assert [action.tool for action in log.actions(run.run_id)] == [
+            "langchain.model",
+            "search",
+            "langchain.model",
+        ]
+        assert run.cost == pytest.approx(2 * BIG, abs=1e-9)

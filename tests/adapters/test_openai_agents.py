@@ -351,3 +351,31 @@ def test_a_policy_file_budget_refuses_model_calls_past_its_limit() -> None:
     with pytest.raises(BudgetExceededError):  # spent BIG: the next estimate would pass the limit
         asyncio.run(proctor_agents.run(agent, "again"))
     assert len(model.calls) == 1
+
+
+def test_concurrent_runs_through_one_proctor_agents_are_separate_runs_within_one_budget() -> None:
+    service, who = f"oa-{uuid.uuid4().hex[:8]}", f"agent-{uuid.uuid4().hex[:8]}"
+    budget = BudgetPolicy(default_limit=100.0)
+    proctor_agents = ProctorAgents(policies=RULES, service=service, agent=who, budget=budget, prices=PRICES)
+    agents = [
+        proctor_agents.govern(agent_with(tools_step(("search", {"query": f"q{i}"})), text_step(f"a{i}")))
+        for i in range(16)
+    ]
+
+    async def main() -> list[Any]:
+        results = await asyncio.gather(
+            *(proctor_agents.run(agent, f"question {i}") for i, agent in enumerate(agents))
+        )
+        return [result.final_output for result in results]
+
+    assert asyncio.run(main()) == [f"a{i}" for i in range(16)]
+    assert budget.spent(who) == pytest.approx(32 * BIG, abs=1e-9)
+    assert sorted(entry["query"] for entry in sent) == sorted(["redacted"] * 16)
+    proctor.flush()
+    log = proctor.runs.run_log()
+    assert log is not None
+    runs = log.runs(service=service, limit=50)
+    assert len(runs) == 16
+    for run in runs:
+        assert [action.tool for action in log.actions(run.run_id)] == ["search"]
+        assert run.cost == pytest.approx(2 * BIG, abs=1e-9)
