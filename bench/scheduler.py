@@ -280,9 +280,15 @@ async def _drive(acquire: AsyncAcquire, agents: int, cycles: int, timeout: float
     return elapsed
 
 
-async def _decorated_run(telemetry: bool, agents: int, cycles: int, timeout: float) -> float:
+async def _decorated_run(
+    telemetry: bool,
+    agents: int,
+    cycles: int,
+    timeout: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
     """The cycles as calls of functions decorated with ``@runlog(scheduler=...)``, one per agent (the
-    decorator's agent), with proctor's telemetry on or off."""
+    decorator's agent), with proctor's telemetry on or off: seconds of ``clock``."""
     ids = agent_ids(agents)
     sched = AsyncLOCOScheduler(
         [Agent(agent_id) for agent_id in ids],
@@ -310,10 +316,10 @@ async def _decorated_run(telemetry: bool, agents: int, cycles: int, timeout: flo
         work = asyncio.gather(*(agent(i, n) for i, n in enumerate(split(cycles, agents))))
         await asyncio.sleep(0)
         async with asyncio.timeout(timeout):
-            began = time.perf_counter()
+            began = clock()
             start.set()
             await work
-            elapsed = time.perf_counter() - began
+            elapsed = clock() - began
     except TimeoutError:
         raise RuntimeError(f"did not finish within {timeout:g}s") from None
     finally:
@@ -321,6 +327,26 @@ async def _decorated_run(telemetry: bool, agents: int, cycles: int, timeout: flo
             off()
     _proctor_check(sched, cycles)()
     return elapsed
+
+
+PAIRED_RUNS = 20  # telemetry on/off run pairs for the paired ratio
+PAIRED_CYCLES = 1_000
+
+
+def paired_telemetry_ratios(agents: int, pairs: int, cycles: int, timeout: float) -> list[float]:
+    """Ratios on/off of the event loop thread's CPU time for runs of ``cycles`` decorated cycles, the
+    two runs of a pair back to back (which goes first alternates): a machine whose load drifts slows
+    both alike, and CPU time leaves out the time other processes took the core."""
+    ratios = []
+    for index in range(pairs):
+        times = {}
+        for telemetry in (False, True) if index % 2 == 0 else (True, False):
+            gc.collect()
+            times[telemetry] = asyncio.run(
+                _decorated_run(telemetry, agents, cycles, timeout, time.thread_time)
+            )
+        ratios.append(times[True] / times[False])
+    return ratios
 
 
 def telemetry_installed() -> bool:
@@ -590,6 +616,7 @@ def targets(
     thread_results: dict[tuple[str, int], Result] | None,
     agent_counts: Sequence[int],
     loco_ok: bool,
+    paired: list[float],
 ) -> list[Target]:
     """The issue's targets, each PASS or FAIL; then the same measures elsewhere, for information."""
     out: list[Target] = []
@@ -646,6 +673,20 @@ def targets(
                 else "SKIP: the otel and prometheus extras",
             )
         )
+
+    median = statistics.median(paired) if paired else None
+    quartiles = statistics.quantiles(paired, n=4) if len(paired) >= 2 else None
+    out.append(
+        Target(
+            f"the same at {TARGET_AGENTS} agents, paired (CPU time of {PAIRED_CYCLES:,}-cycle runs on and "
+            f"off back to back, median of {len(paired)})",
+            f"<= {TARGET_TELEMETRY_RATIO:g}x",
+            fmt(median, ".3f", "x"),
+            f"quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f}x" if quartiles else "",
+            None if median is None else median <= TARGET_TELEMETRY_RATIO,
+            "not measured" if telemetry_installed() else "SKIP: the otel and prometheus extras",
+        )
+    )
 
     low, high = min(agent_counts), max(agent_counts)
     scaled = [("async", async_results)]
@@ -841,7 +882,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         console.print()
 
-    console.print(targets_table(targets(async_results, thread_results, agent_counts, loco is not None)))
+    paired: list[float] = []
+    if telemetry_installed():
+        with status(progress_console, "telemetry on/off, paired runs") as progress:
+            progress(f"{TARGET_AGENTS} agents")
+            paired = paired_telemetry_ratios(TARGET_AGENTS, PAIRED_RUNS, PAIRED_CYCLES, timeout)
+    console.print(
+        targets_table(targets(async_results, thread_results, agent_counts, loco is not None, paired))
+    )
     if cycles != DEFAULT_CYCLES or repeat < DEFAULT_REPEAT:
         console.print(
             f"[yellow]note: {cycles:,} cycles x {repeat} runs is not the issue's configuration "
