@@ -77,6 +77,7 @@ from proctor.rules.source import PolicySpec
 from proctor.runs.log import NO_RESULT
 from proctor.runtime.context import active
 from proctor.task import Task
+from proctor.telemetry import _hook
 
 __all__ = ["MODEL_TOOL", "ProctorAgents"]
 
@@ -134,6 +135,7 @@ class ProctorAgents:
         self._open: dict[str, tuple[Guard, Call]] = {}  # calls checked and let through, by tool call id
         self._refused: dict[str, _Refused] = {}  # calls refused before they ran
         self._denied_outputs: dict[str, str] = {}  # outputs the rules after the call denied
+        self._spans: dict[int, Any] = {}  # what telemetry opened for each call, by id(call)
         self._lock = threading.Lock()
 
     # Governing an agent.
@@ -235,6 +237,9 @@ class ProctorAgents:
             self._refused[call_id] = _Refused(_text(exc), terminates=True)
             return False
         call.recorder.opened(guard, call)
+        telemetry = _hook.active  # None unless telemetry is on
+        if telemetry is not None:  # the span is not made current: the call ends in another step
+            self._spans[id(call)] = telemetry.opened(guard, call, current=False)
         rules = guard.rules_for(call.run)
         call.off_loop = guard.waits_on_stores(rules)
         token = TOOL_CALL.set(call_id)
@@ -243,7 +248,7 @@ class ProctorAgents:
                 await off_loop(guard.check, call, rules)
             else:
                 guard.check(call, rules)
-            decided = await decide(guard, call)
+            decided = await decide(guard, call, telemetry)
         except Pending:
             await self._close(guard, call, "cancelled", None, _Stopped("waits for approval"))
             return True
@@ -315,10 +320,16 @@ class ProctorAgents:
         returned: Any = NO_RESULT,
     ) -> None:
         closing = (guard, call, status, duration, result, returned, error)
-        if call.off_loop:
-            await off_loop(call.recorder.closed, *closing)
-        else:
-            call.recorder.closed(*closing)
+        try:
+            if call.off_loop:
+                await off_loop(call.recorder.closed, *closing)
+            else:
+                call.recorder.closed(*closing)
+        finally:
+            opened = self._spans.pop(id(call), None)
+            telemetry = _hook.active
+            if telemetry is not None:
+                telemetry.closed(guard, call, opened, status, result, error)
 
     def _guard(self, name: str, keys: tuple[str, ...]) -> Guard:
         key = (name, keys)
