@@ -35,51 +35,67 @@ _LINE_LIMIT = 1 << 30
 """The longest message, in bytes."""
 
 
+class _Lines:
+    """The messages read from a pipe, one JSON per line; what could not be read comes as an exception."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+
+    def __aiter__(self) -> _Lines:
+        return self
+
+    async def __anext__(self) -> Line | Exception:
+        while True:
+            try:
+                line = await self._reader.readline()
+            except (ValueError, asyncio.LimitOverrunError) as exc:
+                return exc
+            if not line:
+                raise StopAsyncIteration
+            if line.isspace():
+                continue
+            try:
+                return Line(jsonrpc_message_adapter.validate_json(line, by_name=False))
+            except Exception as exc:
+                return exc
+
+
+class _Writer:
+    """Writes each message as one line to a pipe; a pipe that closed raises ``anyio.BrokenResourceError``."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._closed = False
+
+    async def send(self, item: Line, /) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        data = item.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except (OSError, RuntimeError) as exc:  # the reader went away (BrokenPipeError, a closed transport)
+            raise anyio.BrokenResourceError from exc
+
+    async def aclose(self) -> None:
+        """Close the pipe: the reader at the other end sees the end of the session."""
+        if not self._closed:
+            self._closed = True
+            self._writer.close()
+
+
 @contextlib.asynccontextmanager
 async def line_streams(source: IO[bytes], sink: IO[bytes]) -> AsyncIterator[Streams]:
-    """MCP messages read from the pipe ``source`` and written to the pipe ``sink``, one JSON per line."""
+    """MCP messages read from the pipe ``source`` and written to the pipe ``sink``, one JSON per line.
+
+    No task and no queue in between: the session reads and writes the pipes itself.
+    """
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=_LINE_LIMIT)
     read_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), source)
     write_transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, sink)
-    writer = asyncio.StreamWriter(write_transport, protocol, None, loop)
-    to_gateway, from_pipe = anyio.create_memory_object_stream[Line | Exception](0)
-    to_pipe, from_gateway = anyio.create_memory_object_stream[Line](0)
-
-    async def read() -> None:
-        async with to_gateway:
-            while True:
-                try:
-                    line = await reader.readline()
-                except (ValueError, asyncio.LimitOverrunError) as exc:
-                    await to_gateway.send(exc)
-                    continue
-                if not line:
-                    return
-                if line.isspace():
-                    continue
-                try:
-                    message = jsonrpc_message_adapter.validate_json(line, by_name=False)
-                except Exception as exc:
-                    await to_gateway.send(exc)
-                    continue
-                await to_gateway.send(Line(message))
-
-    async def write() -> None:
-        async with from_gateway:
-            async for item in from_gateway:
-                writer.write(item.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n")
-                await writer.drain()
-            writer.close()  # the gateway is done with this side: the reader sees the end
-
     try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(read)
-            tasks.start_soon(write)
-            try:
-                yield from_pipe, to_pipe
-            finally:
-                tasks.cancel_scope.cancel()
+        yield _Lines(reader), _Writer(asyncio.StreamWriter(write_transport, protocol, None, loop))
     finally:
         read_transport.close()
         write_transport.close()
