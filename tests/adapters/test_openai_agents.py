@@ -379,3 +379,19 @@ def test_concurrent_runs_through_one_proctor_agents_are_separate_runs_within_one
     for run in runs:
         assert [action.tool for action in log.actions(run.run_id)] == ["search"]
         assert run.cost == pytest.approx(2 * BIG, abs=1e-9)
+
+
+def test_a_model_call_that_fails_is_charged_its_reservation() -> None:
+    who = f"agent-{uuid.uuid4().hex[:8]}"
+    budget = BudgetPolicy(default_limit=1.0)
+    proctor_agents = ProctorAgents(agent=who, budget=budget, prices=PRICES)
+    model = Scripted([ModelStep.raise_error(ConnectionError("lost"))])
+    agent = proctor_agents.govern(
+        Agent(name="helper", model=model, model_settings=ModelSettings(max_tokens=100))
+    )
+    with pytest.raises(ConnectionError):
+        asyncio.run(proctor_agents.run(agent, "hi"))
+    [call] = model.calls
+    reserved = proctor_agents.estimate("big-model", agent, call.system_instructions, call.input)
+    assert reserved > 0
+    assert budget.spent(who) == pytest.approx(reserved, abs=1e-12)  # the provider may have billed it

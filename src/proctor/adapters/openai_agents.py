@@ -71,11 +71,12 @@ from proctor.guard._flow import Guard
 from proctor.llm.prices import PriceTable, Tokens
 from proctor.llm.usage import DEFAULT_OUTPUT_TOKENS, prompt_tokens
 from proctor.outcome import Outcome, Status
+from proctor.outcome import status_of as outcome_status_of
 from proctor.policy.base import Policy
 from proctor.policy.enforcer import Admission, PolicyEnforcer
 from proctor.rules.source import PolicySpec
 from proctor.runs.log import NO_RESULT
-from proctor.runtime.context import active
+from proctor.runtime.context import Frame, active
 from proctor.task import Task
 from proctor.telemetry import _hook
 
@@ -183,6 +184,7 @@ class ProctorAgents:
         try:
             result = await Runner.run(agent, input, **kwargs)
         except BaseException as exc:
+            await self.hooks.abandon(run.frame, exc)
             run.close(error=exc)
             raise
         finally:
@@ -389,7 +391,7 @@ class _Hooks(RunHooks[Any]):
 
     def __init__(self, owner: ProctorAgents) -> None:
         self.owner = owner
-        self._reserved: dict[tuple[int, str], tuple[PolicyEnforcer, Admission, str]] = {}
+        self._reserved: dict[tuple[int, str], tuple[PolicyEnforcer, Admission, str, Frame | None]] = {}
 
     async def on_llm_start(
         self, context: RunContextWrapper[Any], agent: Agent[Any], system_prompt: str | None, input_items: Any
@@ -406,7 +408,7 @@ class _Hooks(RunHooks[Any]):
             admission = await off_loop(enforcer.admit, who, task, withdraw=enforcer)
         else:
             admission = enforcer.admit(who, task)
-        self._reserved[(id(context), agent.name)] = (enforcer, admission, model)
+        self._reserved[(id(context), agent.name)] = (enforcer, admission, model, active.get())
 
     async def on_llm_end(
         self, context: RunContextWrapper[Any], agent: Agent[Any], response: ModelResponse
@@ -416,15 +418,24 @@ class _Hooks(RunHooks[Any]):
         model = reserved[2] if reserved is not None else _model_name(agent)
         actual = owner.cost(model, response.usage)
         if reserved is not None:
-            enforcer, admission, _ = reserved
-            outcome = Outcome(Status.SUCCESS, actual)
-            if enforcer.blocking:
-                await off_loop(enforcer.settle, admission, outcome)
-            else:
-                enforcer.settle(admission, outcome)
+            await _settle(reserved[0], reserved[1], Outcome(Status.SUCCESS, actual))
         frame = active.get()
         if frame is not None:  # inside a @runlog call: the run's cost
             frame.run.add_cost(actual)
+
+    async def abandon(self, frame: Frame, error: BaseException) -> None:
+        """The run of ``frame`` failed: its model calls that never returned are charged their
+        reservation (the provider may have billed them), never nothing."""
+        for key, (enforcer, admission, _, opened_in) in list(self._reserved.items()):
+            if opened_in is frame and self._reserved.pop(key, None) is not None:
+                await _settle(enforcer, admission, Outcome(outcome_status_of(error), None, error))
+
+
+async def _settle(enforcer: PolicyEnforcer, admission: Admission, outcome: Outcome) -> None:
+    if enforcer.blocking:
+        await off_loop(enforcer.settle, admission, outcome)
+    else:
+        enforcer.settle(admission, outcome)
 
 
 class _Stopped(BaseException):
