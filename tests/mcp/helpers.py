@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from click.testing import CliRunner
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from proctor.cli.main import cli as main
 from proctor.runs.log import RunLog
 from tests.servers import end_process, free_port
 
@@ -89,6 +91,11 @@ def runs(db: Path) -> list[Any]:
 def actions(db: Path, run_id: str) -> list[Any]:
     with contextlib.closing(RunLog(db)) as log:
         return log.actions(run_id)
+
+
+def cli(*args: str) -> Any:
+    """``proctor ARGS`` in this process (click's runner): for commands that need no process of their own."""
+    return CliRunner().invoke(main, list(args))
 
 
 def proctor(*args: str) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from proctor.approvals.approvers import Approvers
 from proctor.web.app import create_app
-from tests.mcp.helpers import actions, proctor, runs, stdio_session, text
+from tests.mcp.helpers import actions, cli, proctor, runs, stdio_session, text
 
 POLICIES = """\
 costs: {"pri*": 0.25}
@@ -155,11 +155,11 @@ def test_one_session_through_the_gateway(policies: Path, db: Path) -> None:
     assert json.loads(approved.approval)["approver"] == "alice"
     assert json.loads(approved.args) == {"text": "deploy v2"}
 
-    assert run.run_id in proctor("runs", "list", "--db", str(db)).stdout
+    assert run.run_id in cli("runs", "list", "--db", str(db)).stdout
     stricter = policies.with_name("stricter.yaml")
     stricter.write_text("policies:\n  - {id: no-reads, when: {tool: read_*}, action: deny}\n")
-    whatif = proctor("replay", "--policies", str(stricter), "--db", str(db), "--format", "json")
-    assert whatif.returncode == 0, whatif.stderr
+    whatif = cli("replay", "--policies", str(stricter), "--db", str(db), "--format", "json")
+    assert whatif.exit_code == 0, whatif.output
     report = json.loads(whatif.stdout)
     assert "no-reads" in json.dumps(report)
 
@@ -199,7 +199,7 @@ def test_a_server_that_crashes_mid_call_gives_an_error_result_and_ends_the_sessi
 def test_a_policy_file_that_fails_at_start_is_reported_with_file_line_column(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("policies:\n  - id: x\n    when: {tool: echo}\n    action: explode\n")
-    done = proctor("mcp", "proxy", "--policies", str(bad), "--", "true")
-    assert done.returncode == 2
+    done = cli("mcp", "proxy", "--policies", str(bad), "--", "true")
+    assert done.exit_code == 2
     assert f"{bad}:4:13" in done.stderr
     assert "nothing was started" in done.stderr

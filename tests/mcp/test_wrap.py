@@ -10,7 +10,7 @@ from pathlib import Path
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from tests.mcp.helpers import SERVER, proctor, text
+from tests.mcp.helpers import SERVER, cli, text
 
 
 def test_wrap_puts_every_command_server_behind_the_gateway(tmp_path: Path) -> None:
@@ -27,8 +27,8 @@ def test_wrap_puts_every_command_server_behind_the_gateway(tmp_path: Path) -> No
     config.write_text(json.dumps(original, indent=2))
     db = tmp_path / "runs.db"
 
-    done = proctor("mcp", "wrap", str(config), "--policies", str(policies), "--db", str(db))
-    assert done.returncode == 0, done.stderr
+    done = cli("mcp", "wrap", str(config), "--policies", str(policies), "--db", str(db))
+    assert done.exit_code == 0, done.output
     assert '-      "command": "' in done.stdout  # the diff
     assert "remote: left as it is (reached by URL" in done.stderr
     assert json.loads(config.with_name(config.name + ".bak").read_text()) == original
@@ -40,7 +40,7 @@ def test_wrap_puts_every_command_server_behind_the_gateway(tmp_path: Path) -> No
     assert wrapped["mcpServers"]["remote"] == original["mcpServers"]["remote"]
     assert wrapped["globalShortcut"] == "Ctrl+Space"
 
-    again = proctor("mcp", "wrap", str(config), "--policies", str(policies))
+    again = cli("mcp", "wrap", str(config), "--policies", str(policies))
     assert "nothing to change" in again.stderr
     assert json.loads(config.read_text()) == wrapped
 
@@ -55,8 +55,8 @@ def test_wrap_puts_every_command_server_behind_the_gateway(tmp_path: Path) -> No
     asyncio.run(start_as_a_client_would())
     assert db.exists()
 
-    undone = proctor("mcp", "wrap", "--undo", str(config))
-    assert undone.returncode == 0, undone.stderr
+    undone = cli("mcp", "wrap", "--undo", str(config))
+    assert undone.exit_code == 0, undone.output
     assert json.loads(config.read_text()) == original
 
 
@@ -64,7 +64,7 @@ def test_wrap_refuses_a_file_that_is_not_a_client_configuration(tmp_path: Path) 
     config = tmp_path / "settings.json"
     config.write_text('{"theme": "dark"}')
     (tmp_path / "policies.yaml").write_text("policies: []\n")
-    done = proctor("mcp", "wrap", str(config), "--policies", str(tmp_path / "policies.yaml"))
-    assert done.returncode == 1
+    done = cli("mcp", "wrap", str(config), "--policies", str(tmp_path / "policies.yaml"))
+    assert done.exit_code == 1
     assert "no 'mcpServers' object" in done.stderr
     assert json.loads(config.read_text()) == {"theme": "dark"}

@@ -102,9 +102,6 @@ def proxy(
         raise click.UsageError("give the server's command after --, or --upstream URL")
     if upstream is not None and command:
         raise click.UsageError("give either a command after -- or --upstream URL, not both")
-    _log_to_stderr()
-    if db is not None:
-        os.environ["PROCTOR_DB"] = db
     if server is None:
         server = Path(command[0]).name if command else urlsplit(upstream or "").hostname or "upstream"
     try:
@@ -114,6 +111,9 @@ def proxy(
             click.echo(f"{location}: {message}", err=True)
         click.echo("proctor mcp proxy: the policy file has problems; nothing was started", err=True)
         raise SystemExit(2) from None
+    _log_to_stderr()
+    if db is not None:
+        os.environ["PROCTOR_DB"] = db  # read when the first session opens its run
     import asyncio
 
     if upstream is not None:
