@@ -437,3 +437,25 @@ def test_concurrent_invocations_through_one_middleware_are_separate_runs_within_
             "langchain.model",
         ]
         assert run.cost == pytest.approx(2 * BIG, abs=1e-9)
+
+
+class LostModel(FakeModel):
+    """A model whose connection is lost during the call."""
+
+    def _generate(self, messages: list[Any], *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("connection reset")
+
+
+def test_a_model_call_that_lost_its_connection_costs_its_estimate() -> None:
+    who = f"agent-{uuid.uuid4().hex[:8]}"
+    budget = BudgetPolicy(default_limit=1.0)
+    agent = create_agent(
+        LostModel(messages=iter([])),
+        tools=[search],
+        middleware=[ProctorMiddleware(agent=who, budget=budget, prices=PRICES)],
+    )
+    with pytest.raises(ConnectionError):
+        agent.invoke({"messages": [("user", "hi")]})
+    # the estimate: the prompt ({"role": "human", "content": "hi"}: 7 characters, 2 + 4 tokens) and
+    # max_tokens=100, on big-model
+    assert budget.spent(who) == pytest.approx(6 * 10.0 / 1e6 + 100 * 30.0 / 1e6, abs=1e-12)

@@ -62,6 +62,8 @@ __all__ = ["ProctorMiddleware"]
 
 MODEL_TOOL = "langchain.model"
 """The ``tool`` fact of model calls."""
+_LOST = frozenset(("APIConnectionError", "APITimeoutError"))
+"""The provider SDKs' errors (OpenAI's, Anthropic's) after which a call may have been billed."""
 
 
 class ProctorState(AgentState[Any]):
@@ -250,7 +252,11 @@ class ProctorMiddleware(AgentMiddleware[ProctorState, Any, Any]):
         name = _model_name(request.model)
 
         def body(args: dict[str, Any]) -> Any:
-            response = handler(self._patched(request, name, args))
+            try:
+                response = handler(self._patched(request, name, args))
+            except Exception as exc:
+                self._lost(args, exc)
+                raise
             current_run().add_cost(self._cost(args, response))
             return response
 
@@ -275,7 +281,11 @@ class ProctorMiddleware(AgentMiddleware[ProctorState, Any, Any]):
         name = _model_name(request.model)
 
         async def body(args: dict[str, Any]) -> Any:
-            response = await handler(self._patched(request, name, args))
+            try:
+                response = await handler(self._patched(request, name, args))
+            except Exception as exc:
+                self._lost(args, exc)
+                raise
             current_run().add_cost(self._cost(args, response))
             return response
 
@@ -290,6 +300,15 @@ class ProctorMiddleware(AgentMiddleware[ProctorState, Any, Any]):
         finally:
             active.reset(tokens[1])
             BODY.reset(tokens[0])
+
+    def _lost(self, args: dict[str, Any], error: Exception) -> None:
+        """A model call lost its connection or timed out, after which the provider may have billed
+        it: it costs its estimate, never nothing (an error the provider answered costs nothing)."""
+        lost = isinstance(error, ConnectionError | TimeoutError) or any(
+            kind.__name__ in _LOST for kind in type(error).__mro__
+        )
+        if lost:
+            current_run().add_cost(self._estimate(**args))
 
     def _failed(self, state: Any, error: Exception) -> None:
         """A model call raised, so the agent ends here: its own run ends as failed."""
