@@ -26,11 +26,16 @@ the estimate, the settle from usage; recording off); with a ``BudgetPolicy``
 from a policy mapping (facts, ``contains_pii`` on the messages); with the
 budget and recording on (``RunLog()`` in a temporary folder: each call a
 recorded run). And a stream, bare and governed (with the budget).
+
+A second table isolates proctor's own part: the same rows with the SDK's
+``create`` replaced (before ``instrument()``) by a stub that returns a parsed
+``ChatCompletion`` at once, so no HTTP and no parsing, ten times the calls.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import multiprocessing
 import statistics
 import sys
@@ -42,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
 from rich.console import Console
 from rich.table import Table
 
@@ -208,6 +214,84 @@ def main() -> None:
     console.print(table)
     spread = {name: [round(p, 1) for p, _ in results[name]] for name, _, _ in rows}
     console.print(f"p50 per round (us): {spread}")
+    console.print(_own_work(calls * 10, repeat, folder))
+
+
+def _stubbed(url: str) -> openai.OpenAI:
+    """A client whose ``chat.completions.create`` answers a parsed completion without any I/O."""
+    sdk = _client(url)
+    method = sdk.chat.completions.create
+    answer = ChatCompletion.model_validate(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": MODEL,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "Hello."}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30},
+        }
+    )
+
+    def create(**request: Any) -> ChatCompletion:
+        return answer
+
+    create.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
+    sdk.chat.completions.create = create  # type: ignore[method-assign,assignment]
+    return sdk
+
+
+def _own_work(calls: int, repeat: int, folder: str) -> Table:
+    """proctor's own part of a governed call: the SDK method replaced by a stub, so no HTTP, no parsing."""
+    recorded = RunLog(str(Path(folder) / "own.db"))
+    rows: list[tuple[str, Callable[[], Any], RunLog | None]] = [
+        ("stub, not instrumented", _plain(_stubbed("http://127.0.0.1:9/v1")), None),
+        (
+            "instrument(prices=...)",
+            _plain(instrument(_stubbed("http://127.0.0.1:9/v1"), prices=PRICES)),
+            None,
+        ),
+    ]
+    for name, options, log in (
+        ("+ budget", {}, None),
+        ("+ budget + 10 rules", {"policies": RULES}, None),
+        ("+ budget, recorded (RunLog)", {}, recorded),
+    ):
+        governed = instrument(
+            _stubbed("http://127.0.0.1:9/v1"),
+            prices=PRICES,
+            budget=BudgetPolicy(default_limit=1e9),
+            **options,  # type: ignore[arg-type]
+        )
+        rows.append((name, _plain(governed), log))
+    found: dict[str, list[float]] = {name: [] for name, _, _ in rows}
+    clock = time.perf_counter_ns
+    for _ in range(repeat):
+        samples: list[list[int]] = [[0] * calls for _ in rows]
+        for i in range(calls):
+            for row, (_, call, log) in enumerate(rows):
+                set_run_log(log)
+                start = clock()
+                call()
+                samples[row][i] = clock() - start
+        recorded.flush()
+        for row, (name, _, _) in enumerate(rows):
+            found[name].append(percentile_us(samples[row], 0.5))
+    set_run_log(None)
+    recorded.close()
+    table = Table(
+        title=f"proctor's own part: create() answered by a stub, {calls} calls x {repeat} rounds",
+        title_justify="left",
+    )
+    table.add_column("")
+    table.add_column("p50 us", justify="right")
+    table.add_column("added p50 us", justify="right")
+    stub = statistics.median(found["stub, not instrumented"])
+    for name, _, _ in rows:
+        p50 = statistics.median(found[name])
+        table.add_row(name, fmt(p50), fmt(p50 - stub, "+.1f"))
+    return table
 
 
 if __name__ == "__main__":

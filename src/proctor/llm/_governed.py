@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import sys
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from proctor.llm.prices import PriceTable, Tokens
 from proctor.llm.usage import DEFAULT_OUTPUT_TOKENS
 from proctor.policy.enforcer import Admission, PolicyEnforcer
 from proctor.rules.source import PolicySource
-from proctor.runtime.context import current_run
+from proctor.runtime.context import Frame, active, current_run
 from proctor.scheduling import AsyncLOCOScheduler, LOCOScheduler
 from proctor.task import Task
 
@@ -121,8 +120,29 @@ class _LLMGuard(Guard):
                 )
 
 
-def _report(cost: float) -> None:
-    current_run().add_cost(cost)
+def _report(cost: float, frame: Frame | None = None) -> None:
+    """Report what the call cost, into ``frame`` (a meter's call) or the call under way."""
+    if frame is None:
+        current_run().add_cost(cost)
+        return
+    frame.reported = None  # the reservation standing in for it (see _stand_in)
+    token = active.set(frame)  # an event loop shutting down may close the meter outside its call
+    try:
+        frame.run.add_cost(cost)
+    finally:
+        active.reset(token)
+
+
+def _stand_in(frame: Frame | None, reservation: float) -> None:
+    """From the moment its request is sent, a stream's call counts as costing its reservation.
+
+    Whatever ends the flow's generator before the meter could report (an event loop that closes
+    its async generators as it shuts down, in any order; the collector), the call is then settled
+    at the reservation, never at zero. The meter's own report replaces it (``_report``). Only the
+    run's ``cost`` misses it in that case, as it is added by the report.
+    """
+    if frame is not None:
+        frame.reported = reservation
 
 
 _RAW = "x-stainless-raw-response"
@@ -243,6 +263,7 @@ class Governor:
     def _meter(self, **request: Any) -> Generator[Any, Any, None]:
         self.prices.rates(request.get("model"))
         _not_raw(request)
+        frame = active.get()
         sent, asked = self.api.stream_request(request)
         seen: Any = None
         with contextlib.ExitStack() as slot:
@@ -253,8 +274,9 @@ class Governor:
             try:
                 stream = self.original(**sent)
             except self.api.lost:
-                _report(self.estimate(**request))
+                _report(self.estimate(**request), frame)
                 raise
+            _stand_in(frame, self.estimate(**request))
             try:
                 event = yield stream, asked
                 del stream
@@ -264,12 +286,12 @@ class Governor:
                     event = yield None
             except BaseException:
                 cost = self._priced(request, self.api.stream_tokens(seen))
-                _report(cost)
+                _report(cost, frame)
                 if grant is not None:
                     grant.cost = cost
                 raise
             cost = self._priced(request, self.api.stream_tokens(seen))
-            _report(cost)
+            _report(cost, frame)
             if grant is not None:
                 grant.cost = cost
 
@@ -281,6 +303,7 @@ class Governor:
         async def meter(**request: Any) -> AsyncGenerator[Any, Any]:
             governor.prices.rates(request.get("model"))
             _not_raw(request)
+            frame = active.get()
             sent, asked = governor.api.stream_request(request)
             seen: Any = None
             async with contextlib.AsyncExitStack() as slot:
@@ -293,8 +316,9 @@ class Governor:
                 try:
                     stream = await governor.original(**sent)
                 except governor.api.lost:
-                    _report(governor.estimate(**request))
+                    _report(governor.estimate(**request), frame)
                     raise
+                _stand_in(frame, governor.estimate(**request))
                 try:
                     event = yield stream, asked
                     del stream
@@ -304,12 +328,12 @@ class Governor:
                         event = yield None
                 except BaseException:
                     cost = governor._priced(request, governor.api.stream_tokens(seen))
-                    _report(cost)
+                    _report(cost, frame)
                     if grant is not None:
                         grant.cost = cost
                     raise
                 cost = governor._priced(request, governor.api.stream_tokens(seen))
-                _report(cost)
+                _report(cost, frame)
                 if grant is not None:
                     grant.cost = cost
 
@@ -352,17 +376,7 @@ class Governor:
         if kwargs.get("stream") is not True:
             return await self._plain(**kwargs)
         meter = self._streamed(**kwargs)
-        # The event loop closes the async generators it saw start when it shuts down; closed that way,
-        # the flow would settle the meter before the meter could report its reservation. So the loop
-        # does not see the meter start (the hook runs inside __anext__(), before it awaits anything):
-        # the relay, which it does see, ends the meter as a closed stream instead.
-        hooks = sys.get_asyncgen_hooks()
-        sys.set_asyncgen_hooks(firstiter=None, finalizer=hooks.finalizer)
-        try:
-            starting = meter.__anext__()
-        finally:
-            sys.set_asyncgen_hooks(*hooks)
-        first = await starting
+        first = await meter.__anext__()
         if not isinstance(first, tuple):
             await meter.aclose()
             return first

@@ -42,7 +42,18 @@ def prompt_tokens(*parts: Any) -> int:
 def _walk(value: Any, counted: list[int], depth: int) -> None:
     if depth > _MAX_DEPTH or value is None:
         return
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
+        counted[0] += len(value)
+    elif kind is dict:  # the common case, without the ABC checks below
+        if "role" in value:
+            counted[1] += 1
+        for item in value.values():
+            _walk(item, counted, depth + 1)
+    elif kind is list:
+        for item in value:
+            _walk(item, counted, depth + 1)
+    elif isinstance(value, str):
         counted[0] += len(value)
     elif isinstance(value, Mapping):
         if "role" in value:
@@ -58,11 +69,15 @@ def _walk(value: Any, counted: list[int], depth: int) -> None:
 
 
 def _get(value: Any, name: str) -> Any:
+    """``value.name``, or ``value[name]`` for a mapping; None when it has neither."""
     if value is None:
         return None
-    if isinstance(value, Mapping):
+    if type(value) is dict:
         return value.get(name)
-    return getattr(value, name, None)
+    found = getattr(value, name, None)
+    if found is None and isinstance(value, Mapping):
+        return value.get(name)
+    return found
 
 
 def _count(value: Any) -> int:
