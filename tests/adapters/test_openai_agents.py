@@ -395,3 +395,16 @@ def test_a_model_call_that_fails_is_charged_its_reservation() -> None:
     reserved = proctor_agents.estimate("big-model", agent, call.system_instructions, call.input)
     assert reserved > 0
     assert budget.spent(who) == pytest.approx(reserved, abs=1e-12)  # the provider may have billed it
+
+
+def test_a_model_call_the_provider_refused_costs_nothing() -> None:
+    who = f"agent-{uuid.uuid4().hex[:8]}"
+    budget = BudgetPolicy(default_limit=1.0)
+    proctor_agents = ProctorAgents(agent=who, budget=budget, prices=PRICES)
+    model = Scripted([ModelStep.raise_error(ValueError("400: bad request"))])
+    agent = proctor_agents.govern(
+        Agent(name="helper", model=model, model_settings=ModelSettings(max_tokens=100))
+    )
+    with pytest.raises(ValueError, match="bad request"):
+        asyncio.run(proctor_agents.run(agent, "hi"))
+    assert budget.spent(who) == 0

@@ -45,6 +45,7 @@ __all__ = [
     "Policies",
     "QueueApprovals",
     "ToolGuards",
+    "lost",
     "price",
 ]
 
@@ -272,6 +273,18 @@ class QueueApprovals(ApprovalChannel):
         """Whether request ``ticket`` still waits for people (and its deadline has not passed)."""
         record = self.queue.store().get(ticket)
         return record.pending and record.deadline > time.time()
+
+
+_LOST = frozenset(("APIConnectionError", "APITimeoutError"))
+"""The provider SDKs' errors (OpenAI's, Anthropic's) after which a call may have been billed."""
+
+
+def lost(error: BaseException) -> bool:
+    """Whether a model call that raised ``error`` may have been billed: its connection was lost or
+    it timed out (an error the provider answered, such as HTTP 400 or 429, is not billed)."""
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    return any(kind.__name__ in _LOST for kind in type(error).__mro__)
 
 
 def price(prices: PriceTable, model: str, usage: Mapping[str, Any] | None) -> float | None:

@@ -44,6 +44,7 @@ from proctor.adapters._shared import (
     QueueApprovals,
     ToolGuards,
     keyword_function,
+    lost,
     price,
 )
 from proctor.approvals.durable import DurableChannel
@@ -62,8 +63,6 @@ __all__ = ["ProctorMiddleware"]
 
 MODEL_TOOL = "langchain.model"
 """The ``tool`` fact of model calls."""
-_LOST = frozenset(("APIConnectionError", "APITimeoutError"))
-"""The provider SDKs' errors (OpenAI's, Anthropic's) after which a call may have been billed."""
 
 
 class ProctorState(AgentState[Any]):
@@ -304,10 +303,7 @@ class ProctorMiddleware(AgentMiddleware[ProctorState, Any, Any]):
     def _lost(self, args: dict[str, Any], error: Exception) -> None:
         """A model call lost its connection or timed out, after which the provider may have billed
         it: it costs its estimate, never nothing (an error the provider answered costs nothing)."""
-        lost = isinstance(error, ConnectionError | TimeoutError) or any(
-            kind.__name__ in _LOST for kind in type(error).__mro__
-        )
-        if lost:
+        if lost(error):
             current_run().add_cost(self._estimate(**args))
 
     def _failed(self, state: Any, error: Exception) -> None:

@@ -60,6 +60,7 @@ from proctor.adapters._shared import (
     Policies,
     QueueApprovals,
     keyword_function,
+    lost,
 )
 from proctor.approvals.durable import DurableChannel
 from proctor.errors import PolicyViolationError, RunTerminated
@@ -424,11 +425,12 @@ class _Hooks(RunHooks[Any]):
             frame.run.add_cost(actual)
 
     async def abandon(self, frame: Frame, error: BaseException) -> None:
-        """The run of ``frame`` failed: its model calls that never returned are charged their
-        reservation (the provider may have billed them), never nothing."""
+        """The run of ``frame`` failed: a model call that never returned is charged its reservation
+        when its connection was lost or it timed out (the provider may have billed it), else nothing."""
+        cost = None if lost(error) else 0.0  # None: the reservation
         for key, (enforcer, admission, _, opened_in) in list(self._reserved.items()):
             if opened_in is frame and self._reserved.pop(key, None) is not None:
-                await _settle(enforcer, admission, Outcome(outcome_status_of(error), None, error))
+                await _settle(enforcer, admission, Outcome(outcome_status_of(error), cost, error))
 
 
 async def _settle(enforcer: PolicyEnforcer, admission: Admission, outcome: Outcome) -> None:
