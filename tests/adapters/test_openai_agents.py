@@ -408,3 +408,18 @@ def test_a_model_call_the_provider_refused_costs_nothing() -> None:
     with pytest.raises(ValueError, match="bad request"):
         asyncio.run(proctor_agents.run(agent, "hi"))
     assert budget.spent(who) == 0
+
+
+def test_a_downgrade_budget_lets_the_call_run_and_says_it_could_not_switch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    who = f"agent-{uuid.uuid4().hex[:8]}"
+    budget = BudgetPolicy(default_limit=0.001, on_exceeded="downgrade")
+    proctor_agents = ProctorAgents(agent=who, budget=budget, prices=PRICES)
+    agent = proctor_agents.govern(
+        Agent(name="helper", model=Scripted([text_step()]), model_settings=ModelSettings(max_tokens=100))
+    )
+    with caplog.at_level("WARNING", logger="proctor.adapters"):
+        assert asyncio.run(proctor_agents.run(agent, "hi")).final_output == "done"
+    assert "cannot switch its model" in caplog.text
+    assert budget.spent(who) == pytest.approx(BIG, abs=1e-9)

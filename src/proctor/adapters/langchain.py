@@ -14,7 +14,9 @@ Each model call is a call named ``langchain.model`` with ``args.model``,
 ``args.messages`` (role and text) and ``args.max_tokens``: its estimate
 (the prompt and the maximum output, priced by ``proctor.llm.prices``) is
 reserved on the budgets, a ``downgrade`` budget switches to ``downgrade_to``,
-and the response's ``usage_metadata`` priced settles the budget.
+and the response's ``usage_metadata`` priced settles the budget. A
+``require_approval`` rule on model calls waits for its decision in the
+durable queue, holding the graph's step, as a decorated call waits.
 
 An agent invoked inside a ``@runlog`` call is part of that run; otherwise each
 invocation is a run of its own (``langchain.agent``), recorded with its tool

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -82,6 +83,8 @@ from proctor.task import Task
 from proctor.telemetry import _hook
 
 __all__ = ["MODEL_TOOL", "ProctorAgents"]
+
+logger = logging.getLogger("proctor.adapters")
 
 MODEL_TOOL = "openai_agents.model"
 """The ``tool`` a policy file's budgets see for model calls (``per: tool``)."""
@@ -409,6 +412,14 @@ class _Hooks(RunHooks[Any]):
             admission = await off_loop(enforcer.admit, who, task, withdraw=enforcer)
         else:
             admission = enforcer.admit(who, task)
+        if admission.downgraded:
+            logger.warning(
+                "a downgrade budget let %s's call to %s run over its limit; the Agents SDK's hooks cannot "
+                "switch its model, so it runs on %s (give the agent the cheaper model, or use mode: reject)",
+                agent.name,
+                model,
+                model,
+            )
         self._reserved[(id(context), agent.name)] = (enforcer, admission, model, active.get())
 
     async def on_llm_end(
