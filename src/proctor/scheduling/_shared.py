@@ -239,6 +239,7 @@ class SharedSlots:
 def _keep(ref: weakref.ref[SharedSlots]) -> None:
     """The keeper's loop; it ends once its ``SharedSlots`` is closed or collected."""
     next_poll = 0.0
+    failing = False  # an outage's polls are logged once
     while True:
         shared = ref()
         if shared is None or shared._closed:
@@ -253,9 +254,14 @@ def _keep(ref: weakref.ref[SharedSlots]) -> None:
             try:
                 expiry = shared._poll()
             except StoreError as exc:
-                logger.warning("polling the slots of %r failed: %s", shared.name, exc)
+                if not failing:
+                    logger.warning(
+                        "polling the slots of %r failed: %s; retried every %gs", shared.name, exc, _RETRY
+                    )
+                failing = True
                 next_poll = now + min(period, _RETRY)
             else:
+                failing = False
                 if waiting and expiry is not None:
                     next_poll = min(next_poll, now + max(expiry, 0.0) + _AFTER_EXPIRY)
         wait = max(next_poll - time.monotonic(), 0.001) if busy else period
