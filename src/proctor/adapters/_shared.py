@@ -45,6 +45,7 @@ __all__ = [
     "Policies",
     "QueueApprovals",
     "ToolGuards",
+    "keyword_function",
     "lost",
     "price",
 ]
