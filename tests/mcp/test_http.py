@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mcp_types
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from tests.mcp.helpers import actions, http_gateway, http_session, runs, text
 
@@ -68,3 +69,21 @@ def test_fifty_concurrent_calls_in_one_session_share_four_slots(gateway: str) ->
             assert 1 <= int(text(await client.call_tool("peak", {}))) <= 4  # --capacity 4
 
     asyncio.run(session())
+
+
+def test_a_server_that_crashes_mid_call_gives_an_error_result_and_ends_the_session(
+    gateway: str, folder: Path
+) -> None:  # the module's last test: the shared server is gone after it
+    async def session() -> None:
+        async with http_session(gateway) as client:
+            crashed = await client.call_tool("crash", {})
+            assert crashed.is_error
+            assert "closed the connection" in text(crashed)
+            with pytest.raises(MCPError):
+                await client.call_tool("echo", {"text": "anyone?"})
+
+    asyncio.run(session())
+    ended = runs(folder / "runs.db")[0]  # the newest
+    assert ended.status == "failed"
+    [action] = actions(folder / "runs.db", ended.run_id)
+    assert (action.tool, action.status) == ("crash", "failed")

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import anyio
 from mcp_types import (
+    CONNECTION_CLOSED,
     INTERNAL_ERROR,
     ErrorData,
     JSONRPCError,
@@ -253,7 +254,16 @@ class GatewaySession:
         try:
             result = await call(**arguments)
         except UpstreamError as exc:
-            return exc.error
+            if exc.error.error.code != CONNECTION_CLOSED:
+                return exc.error  # the server's own error, as it gave it
+            # the transport's: the server went away during the call (the HTTP client transport says so),
+            # and its session with it: this one ends too, once this call has its answer
+            result = error_result(
+                f"The tool call failed: the MCP server {self.gateway.server!r} closed the connection "
+                f"({exc.error.error.message})"
+            )
+            assert self._tasks is not None
+            self._tasks.start_soon(self._upstream_gone)
         except (PolicyViolationError, RunTerminated, ApprovalPending) as exc:
             result = error_result(refusal_text(exc))
         except UpstreamGone as exc:
@@ -345,6 +355,8 @@ class GatewaySession:
 
     async def _upstream_gone(self) -> None:
         """The upstream closed: fail what it had not answered, and end the session."""
+        if self.gone is not None:
+            return
         self.gone = f"the MCP server {self.gateway.server!r} closed the connection (it exited or crashed)"
         logger.error("%s; ending the session", self.gone)
         for future in self._waiting.values():
