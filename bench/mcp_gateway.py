@@ -120,17 +120,41 @@ async def _http(url: str) -> AsyncIterator[ClientSession]:
         yield client
 
 
-async def _latencies(client: ClientSession, calls: int) -> list[float]:
-    """Seconds per call, ``calls`` one after another (after a warm-up of 20)."""
+def _chain_cpu() -> float | None:
+    """CPU seconds used so far by this process and every process it started, and theirs (from /proc)."""
+    total = time.process_time()
+    pending = [os.getpid()]
+    while pending:
+        pid = pending.pop()
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return None
+        for child in children:
+            try:
+                fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            pending.append(int(child))
+    return total
+
+
+async def _latencies(client: ClientSession, calls: int) -> tuple[list[float], float | None]:
+    """Seconds per call, ``calls`` one after another (after a warm-up of 20); and the CPU seconds per
+    call of the whole chain (client, gateway, server), which the machine's load does not inflate."""
     for _ in range(20):
         await client.call_tool("noop", {"n": 1})
     samples = []
     clock = time.perf_counter
+    cpu_before = _chain_cpu()
     for _ in range(calls):
         began = clock()
         await client.call_tool("noop", {"n": 1})
         samples.append(clock() - began)
-    return samples
+    cpu_after = _chain_cpu()
+    used = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / calls
+    return samples, used
 
 
 async def _throughput(client: ClientSession, burst: int, concurrency: int) -> float:
@@ -182,6 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fmt(rate, ",.0f"),
             )
     console.print(table)
+    direct_cpu, gateway_cpu = cpu.pop("stdio direct", None), cpu.pop("stdio gateway", None)
+    console.print(
+        "stdio, CPU per call of the whole chain (client, gateway, server), one call after another: "
+        f"direct {fmt(None if direct_cpu is None else direct_cpu * 1e6, ',.0f', ' us')}, "
+        f"through the gateway {fmt(None if gateway_cpu is None else gateway_cpu * 1e6, ',.0f', ' us')}, "
+        f"ratio {fmt(gateway_cpu / direct_cpu if gateway_cpu and direct_cpu else None, '.2f', 'x')}"
+    )
     per_call = Table(
         title="CPU per call through the HTTP gateway, by process (the throughput run)", title_justify="left"
     )
@@ -236,10 +267,15 @@ async def _measure(
     server = [sys.executable, SERVER, "stdio"]
     for name, command in (("stdio direct", server), ("stdio gateway", [*gateway, "--", *server])):
         rounds = []
+        chains: list[float] = []
         for _ in range(options.rounds):
             async with _stdio(command) as client:
-                rounds.append(await _latencies(client, options.calls))
+                samples, chain = await _latencies(client, options.calls)
+                rounds.append(samples)
+                if chain is not None:
+                    chains.append(chain)
         results[name] = (_p50(rounds), None)
+        cpu[name] = statistics.median(chains) if chains else None
     upstream_port, port = _free_port(), _free_port()
     upstream = f"http://127.0.0.1:{upstream_port}/mcp"
     with (
@@ -250,16 +286,16 @@ async def _measure(
             rounds = []
             for _ in range(options.rounds):
                 async with _http(url) as client:
-                    rounds.append(await _latencies(client, options.calls))
+                    rounds.append((await _latencies(client, options.calls))[0])
             async with _http(url) as client:
                 before = {"server": _cpu(server_process), "gateway": _cpu(gateway_process)}
                 rate = await _throughput(client, options.burst, options.concurrency)
                 after = {"server": _cpu(server_process), "gateway": _cpu(gateway_process)}
             results[name] = (_p50(rounds), rate)
             if name == "http gateway":  # CPU seconds per call, of each process, in the burst
-                for process, used in after.items():
+                for process, spent in after.items():
                     start = before[process]
-                    cpu[process] = None if used is None or start is None else (used - start) / options.burst
+                    cpu[process] = None if spent is None or start is None else (spent - start) / options.burst
     return results, cpu
 
 
