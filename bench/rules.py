@@ -640,7 +640,7 @@ def telemetry_on(tracer: str = NOOP) -> Callable[[], None] | None:
     return telemetry.disable
 
 
-PAIRED_BLOCKS = 40  # telemetry on/off blocks, alternated, for the paired ratio
+PAIRED_BLOCKS = 100  # telemetry on/off blocks, alternated, for the paired ratio
 PAIRED_CALLS = 2_000  # calls per block
 
 

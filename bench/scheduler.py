@@ -329,7 +329,7 @@ async def _decorated_run(
     return elapsed
 
 
-PAIRED_RUNS = 20  # telemetry on/off run pairs for the paired ratio
+PAIRED_RUNS = 40  # telemetry on/off run pairs for the paired ratio
 PAIRED_CYCLES = 1_000
 
 
