@@ -116,11 +116,16 @@ def main() -> None:
     parser.add_argument("--calls", type=positive, default=500, help="timed calls per row and round")
     parser.add_argument("--repeat", type=positive, default=3, help="rounds")
     parser.add_argument("--quick", action="store_true", help="100 calls, 1 round")
+    parser.add_argument("--stub-only", action="store_true", help="only proctor's own part (no server)")
     args = parser.parse_args()
     calls, repeat = (100, 1) if args.quick else (args.calls, args.repeat)
     console = Console(width=150)
     for line in machine_lines({"openai": openai.__version__}):
         console.print(line)
+    if args.stub_only:
+        set_run_log(None)
+        console.print(_own_work(calls * 10, repeat, tempfile.mkdtemp(prefix="proctor-bench-instrument-")))
+        return
 
     here, there = multiprocessing.Pipe()
     server = multiprocessing.Process(target=_serve, args=(there,), daemon=True)
@@ -266,18 +271,22 @@ def _own_work(calls: int, repeat: int, folder: str) -> Table:
         )
         rows.append((name, _plain(governed), log))
     found: dict[str, list[float]] = {name: [] for name, _, _ in rows}
-    clock = time.perf_counter_ns
+    found_cpu: dict[str, list[float]] = {name: [] for name, _, _ in rows}
+    clock, cpu = time.perf_counter_ns, time.thread_time_ns
     for _ in range(repeat):
         samples: list[list[int]] = [[0] * calls for _ in rows]
+        spent: list[list[int]] = [[0] * calls for _ in rows]
         for i in range(calls):
             for row, (_, call, log) in enumerate(rows):
                 set_run_log(log)
-                start = clock()
+                start, start_cpu = clock(), cpu()
                 call()
                 samples[row][i] = clock() - start
+                spent[row][i] = cpu() - start_cpu
         recorded.flush()
         for row, (name, _, _) in enumerate(rows):
             found[name].append(percentile_us(samples[row], 0.5))
+            found_cpu[name].append(percentile_us(spent[row], 0.5))
     set_run_log(None)
     recorded.close()
     table = Table(
@@ -287,10 +296,13 @@ def _own_work(calls: int, repeat: int, folder: str) -> Table:
     table.add_column("")
     table.add_column("p50 us", justify="right")
     table.add_column("added p50 us", justify="right")
+    table.add_column("CPU p50 us", justify="right")
+    table.add_column("added CPU us", justify="right")
     stub = statistics.median(found["stub, not instrumented"])
+    stub_cpu = statistics.median(found_cpu["stub, not instrumented"])
     for name, _, _ in rows:
-        p50 = statistics.median(found[name])
-        table.add_row(name, fmt(p50), fmt(p50 - stub, "+.1f"))
+        p50, used = statistics.median(found[name]), statistics.median(found_cpu[name])
+        table.add_row(name, fmt(p50), fmt(p50 - stub, "+.1f"), fmt(used), fmt(used - stub_cpu, "+.1f"))
     return table
 
 
