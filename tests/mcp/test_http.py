@@ -17,6 +17,7 @@ policies:
   - {id: no-etc, when: {tool: read_file, args.path: {starts_with: /etc}}, action: deny, message: "No /etc"}
   - {id: no-writes, when: {annotations.destructiveHint: true}, action: deny}
   - {id: twice, when: {tool: echo, args.text: loud}, action: modify, set: {args.times: 2}}
+  - {id: labelled, when: {args.path: /srv/secret, labels.data: internal}, action: deny, message: "Internal"}
 """
 
 
@@ -29,7 +30,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def gateway(folder: Path) -> Iterator[str]:
     policies = folder / "policies.yaml"
     policies.write_text(POLICIES)
-    with http_gateway(policies, folder / "runs.db", "--resource", "tools", "--capacity", "4") as url:
+    options = ("--resource", "tools", "--capacity", "4", "--label", "data=internal")
+    with http_gateway(policies, folder / "runs.db", *options) as url:
         yield url
 
 
@@ -49,6 +51,8 @@ def test_calls_are_governed_over_http_and_each_session_is_a_run(gateway: str, fo
             denied = await client.call_tool("read_file", {"path": "/etc/passwd"})
             assert denied.is_error
             assert text(denied) == "Denied by policy no-etc: No /etc"
+            labelled = await client.call_tool("read_file", {"path": "/srv/secret"})  # --label data=internal
+            assert text(labelled) == "Denied by policy labelled: Internal"
         async with http_session(gateway) as client:
             assert text(await client.call_tool("read_file", {"path": "/srv/a"})) == "contents of /srv/a"
 
@@ -56,7 +60,7 @@ def test_calls_are_governed_over_http_and_each_session_is_a_run(gateway: str, fo
     recorded = runs(folder / "runs.db")
     assert len(recorded) == 2
     assert {run.status for run in recorded} == {"succeeded"}
-    assert sorted(len(actions(folder / "runs.db", run.run_id)) for run in recorded) == [1, 3]
+    assert sorted(len(actions(folder / "runs.db", run.run_id)) for run in recorded) == [1, 4]
 
 
 def test_fifty_concurrent_calls_in_one_session_share_four_slots(gateway: str) -> None:

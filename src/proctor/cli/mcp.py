@@ -49,6 +49,13 @@ def mcp() -> None:
     show_default=True,
     help="Leave the tools a rule always denies for this agent out of tools/list.",
 )
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A data label of every call (the labels.KEY fact); repeat for several.",
+)
 @click.option("--resource", default=None, help="Put every tool call behind a fair slot of this resource.")
 @click.option("--capacity", type=click.IntRange(min=1), default=None, help="The resource's slots.")
 @click.option("--upstream", default=None, metavar="URL", help="Forward to this streamable-HTTP server.")
@@ -70,6 +77,7 @@ def proxy(
     server: str | None,
     hold: float,
     filter_tools: bool,
+    labels: tuple[str, ...],
     resource: str | None,
     capacity: int | None,
     upstream: str | None,
@@ -96,6 +104,9 @@ def proxy(
         raise click.UsageError(_MISSING_SDK)
     from proctor.errors import PolicyConfigError
 
+    pairs = [label.partition("=") for label in labels]
+    if any(not key or not sep for key, sep, _ in pairs):
+        raise click.UsageError("give each --label as KEY=VALUE, for instance --label data=internal")
     if (resource is None) != (capacity is None):
         raise click.UsageError("give --resource NAME and --capacity N together")
     if upstream is None and not command:
@@ -105,7 +116,17 @@ def proxy(
     if server is None:
         server = Path(command[0]).name if command else urlsplit(upstream or "").hostname or "upstream"
     try:
-        gateway = _gateway(policies, service, agent, server, hold, filter_tools, resource, capacity)
+        gateway = _gateway(
+            policies,
+            service,
+            agent,
+            server,
+            hold,
+            filter_tools,
+            resource,
+            capacity,
+            {key: value for key, _, value in pairs},
+        )
     except PolicyConfigError as exc:
         for location, message in exc.problems:
             click.echo(f"{location}: {message}", err=True)
@@ -143,6 +164,7 @@ def _gateway(
     filter_tools: bool,
     resource: str | None,
     capacity: int | None,
+    labels: dict[str, str],
 ) -> Any:
     from proctor.mcp_gateway import Gateway
     from proctor.resource import SharedResource
@@ -160,6 +182,7 @@ def _gateway(
         hold=hold,
         filter_tools=filter_tools,
         scheduler=scheduler,
+        labels=labels,
     )
 
 
