@@ -109,9 +109,15 @@ class SharedCoreMachine(RuleBasedStateMachine):
         self.holders[p].append(Grant(core.get_agent(agent_id), Task(), 0.0, None, core, token))
 
     def _collect(self) -> None:
-        """Each live process's keeper: the grants pushed to it, and those its polls collected."""
-        for p in self._alive():
+        """Each live process's keeper: the grants pushed to it, and those its polls collected. Grants
+        pushed to a dead process (to a waiter queued before its death) stay there, their leases unrenewed."""
+        _, base = self.store._slot_keys("api")
+        for p in range(len(self.cores)):
             shared = self._shared(p)
+            if p in self.dead:
+                pushed = self.client.lrange(f"{base}K:{shared.member}", 0, -1)
+                self.dead_tokens.update(int(message.split()[1]) for message in pushed)
+                continue
             grants = self.store.wait_for_grants("api", shared.member, 0.001) if self.waiters[p] else []
             self._deliver(p, grants + self.cores[p].inbox)
             self.cores[p].inbox = []

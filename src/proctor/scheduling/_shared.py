@@ -253,7 +253,7 @@ def _keep(ref: weakref.ref[SharedSlots]) -> None:
             next_poll = now + period
             try:
                 expiry = shared._poll()
-            except StoreError as exc:
+            except Exception as exc:  # the keeper outlives any failure: a store down, or closed under it
                 if not failing:
                     logger.warning(
                         "polling the slots of %r failed: %s; retried every %gs", shared.name, exc, _RETRY
@@ -266,15 +266,16 @@ def _keep(ref: weakref.ref[SharedSlots]) -> None:
                     next_poll = min(next_poll, now + max(expiry, 0.0) + _AFTER_EXPIRY)
         wait = max(next_poll - time.monotonic(), 0.001) if busy else period
         if waiting:
+            if shared._closed:  # closed during the poll: its store may be closed too
+                return
             store, name, member, deliver = shared.store, shared.name, shared.member, shared._deliver
             del shared
             try:
                 grants = store.wait_for_grants(name, member, min(wait, period))
-            except StoreError:
+                if grants:
+                    deliver(grants)
+            except Exception:  # as above; a poll finds out what went on meanwhile
                 time.sleep(min(wait, _RETRY))
-                continue
-            if grants:
-                deliver(grants)
         else:
             kick = shared._kick
             del shared
