@@ -227,10 +227,17 @@ class GatewaySession:
     async def _tool_call(self, request: JSONRPCRequest, scope: anyio.CancelScope) -> None:
         try:
             with scope:
-                reply = await self._govern(request)
+                try:
+                    reply = await self._govern(request)
+                except UpstreamGone as exc:
+                    reply = _error(request.id, str(exc))
+                except Exception as exc:  # a bug here must not end the session: the client gets an error
+                    logger.exception("tools/call %r failed in the gateway", request.id)
+                    reply = _error(request.id, f"the gateway failed: {type(exc).__name__}: {exc}")
                 await self._to_client(reply)
         finally:
-            del self._calls[request.id]
+            if self._calls.get(request.id) is scope:
+                del self._calls[request.id]
             if not self._calls:
                 self._idle.set()
 
@@ -247,7 +254,7 @@ class GatewaySession:
         if self.frame is None:
             self.frame = self.gateway.start_run(self.agent, None)
         if not self._learned and "annotations" in self.gateway.source.current().uses:
-            await self._learn()
+            await self._learn()  # once per session: the annotations of tools not listed yet
         call = self.gateway.tool(self.agent, name)
         active_token = active.set(self.frame)
         forward_token = forwarding.set(functools.partial(self._forward, request))
