@@ -225,4 +225,4 @@ class SharedCoreMachine(RuleBasedStateMachine):
 
 
 TestSharedCore = SharedCoreMachine.TestCase
-TestSharedCore.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
+TestSharedCore.settings = settings(max_examples=25, stateful_step_count=25, deadline=None)
