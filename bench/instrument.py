@@ -13,7 +13,9 @@ does not share the measured interpreter. One ``openai.OpenAI`` client per row
 ``client.chat.completions.create(model=..., messages=[one message],
 max_tokens=64)``, a stream the same with ``stream=True`` read to its end. Each
 call is timed on its own (``perf_counter_ns``); the rows take turns call by
-call (so that the machine's load falls on all of them alike); the table shows
+call (so that the machine's load falls on all of them alike), but for the
+recorded row, timed alone after them (its writer thread would slow the calls
+timed next to it); the table shows
 the median over ``--repeat`` rounds of each row's p50 and p99, and the ratio
 of its p50 to the bare call's p50 in the same run; and the CPU time the
 calling thread spent per call (``thread_time_ns``, p50: the SDK's work and
@@ -35,6 +37,7 @@ A second table isolates proctor's own part: the same rows with the SDK's
 from __future__ import annotations
 
 import argparse
+import gc
 import inspect
 import multiprocessing
 import statistics
@@ -168,18 +171,10 @@ def main() -> None:
         set_run_log(log)
         for _ in range(50):
             call()
-    clock, cpu = time.perf_counter_ns, time.thread_time_ns
+    gc.collect()
+    gc.freeze()  # the clients, the SDK and the table are not traced again by every full collection
     for _ in range(repeat):
-        samples: list[list[int]] = [[0] * calls for _ in rows]
-        spent: list[list[int]] = [[0] * calls for _ in rows]
-        for i in range(calls):  # the rows take turns call by call: the machine's load falls on all alike
-            for row, (_, call, log) in enumerate(rows):
-                set_run_log(log)
-                start, start_cpu = clock(), cpu()
-                call()
-                samples[row][i] = clock() - start
-                spent[row][i] = cpu() - start_cpu
-        recorded.flush()
+        samples, spent = _round(rows, calls)
         for row, (name, _, _) in enumerate(rows):
             results[name].append((percentile_us(samples[row], 0.5), percentile_us(samples[row], 0.99)))
             cpu_results[name].append(percentile_us(spent[row], 0.5))
@@ -220,6 +215,41 @@ def main() -> None:
     spread = {name: [round(p, 1) for p, _ in results[name]] for name, _, _ in rows}
     console.print(f"p50 per round (us): {spread}")
     console.print(_own_work(calls * 10, repeat, folder))
+
+
+def _round(
+    rows: list[tuple[str, Callable[[], Any], RunLog | None]], calls: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Wall and caller CPU nanoseconds of ``calls`` calls of each row.
+
+    The unrecorded rows take turns call by call, so that the machine's load falls on all of them
+    alike. A recorded row runs alone after them, its log flushed before the next round: its writer
+    thread, busy with what the row recorded, would slow the calls timed next to it.
+    """
+    clock, cpu = time.perf_counter_ns, time.thread_time_ns
+    samples = [[0] * calls for _ in rows]
+    spent = [[0] * calls for _ in rows]
+
+    def timed(row: int, i: int) -> None:
+        call = rows[row][1]
+        start, start_cpu = clock(), cpu()
+        call()
+        samples[row][i] = clock() - start
+        spent[row][i] = cpu() - start_cpu
+
+    set_run_log(None)
+    unrecorded = [row for row, (_, _, log) in enumerate(rows) if log is None]
+    for i in range(calls):
+        for row in unrecorded:
+            timed(row, i)
+    for row, (_, _, log) in enumerate(rows):
+        if log is not None:
+            set_run_log(log)
+            for i in range(calls):
+                timed(row, i)
+            log.flush()
+            set_run_log(None)
+    return samples, spent
 
 
 def _stubbed(url: str) -> openai.OpenAI:
@@ -272,18 +302,10 @@ def _own_work(calls: int, repeat: int, folder: str) -> Table:
         rows.append((name, _plain(governed), log))
     found: dict[str, list[float]] = {name: [] for name, _, _ in rows}
     found_cpu: dict[str, list[float]] = {name: [] for name, _, _ in rows}
-    clock, cpu = time.perf_counter_ns, time.thread_time_ns
+    gc.collect()
+    gc.freeze()  # the clients, the SDK and the table are not traced again by every full collection
     for _ in range(repeat):
-        samples: list[list[int]] = [[0] * calls for _ in rows]
-        spent: list[list[int]] = [[0] * calls for _ in rows]
-        for i in range(calls):
-            for row, (_, call, log) in enumerate(rows):
-                set_run_log(log)
-                start, start_cpu = clock(), cpu()
-                call()
-                samples[row][i] = clock() - start
-                spent[row][i] = cpu() - start_cpu
-        recorded.flush()
+        samples, spent = _round(rows, calls)
         for row, (name, _, _) in enumerate(rows):
             found[name].append(percentile_us(samples[row], 0.5))
             found_cpu[name].append(percentile_us(spent[row], 0.5))
