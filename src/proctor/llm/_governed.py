@@ -12,7 +12,9 @@ meter ends. The caller gets the SDK's own ``Stream`` (or ``AsyncStream``), whose
 iterator is replaced by a relay that hands each event to the meter and on to
 the caller. The meter ends when the stream does (usage priced, or the
 reservation when usage never came), when it breaks (the reservation), or
-when the caller closes or drops it early (the reservation). Streamed calls are
+when the caller closes or drops it early (the reservation); from the moment
+its request is sent, the call counts as costing its reservation, so that
+however the meter is ended it is never settled at zero. Streamed calls are
 checked, limited and settled but, like every decorated generator, are not
 recorded as actions of the run log (a replay that meets one stops unless it
 runs calls live). A ``scheduler=`` slot is held until the stream ends.
