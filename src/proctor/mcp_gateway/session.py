@@ -140,7 +140,7 @@ class GatewaySession:
         self.frame: Frame | None = None
         self.gone: str | None = None
         """Why the upstream is gone, once it is."""
-        self._calls: dict[RequestId, anyio.CancelScope] = {}
+        self._calls: dict[RequestId, asyncio.Task[None]] = {}  # the tool calls under way
         self._waiting: dict[RequestId, asyncio.Future[JSONRPCMessage]] = {}
         self._forwarded: set[RequestId] = set()  # the client's requests the upstream has to answer
         self._lists: set[RequestId] = set()
@@ -161,6 +161,11 @@ class GatewaySession:
                 tasks.cancel_scope.cancel()  # the client is gone: so are its calls
         finally:
             with anyio.CancelScope(shield=True):
+                calls = list(self._calls.values())
+                for call in calls:
+                    call.cancel()
+                if calls:  # each ends as cancelled in the run log
+                    await asyncio.wait(calls)
                 with contextlib.suppress(Exception):
                     await self.upstream_write.aclose()
             if self.frame is not None:
@@ -198,10 +203,10 @@ class GatewaySession:
                 self._forwarded.add(message.id)
             elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
                 request = (message.params or {}).get("requestId")
-                scope = self._calls.get(request) if isinstance(request, (int, str)) else None
-                if scope is not None:
+                call = self._calls.get(request) if isinstance(request, (int, str)) else None
+                if call is not None:
                     self._dropped.add(request)  # type: ignore[arg-type]
-                    scope.cancel()
+                    call.cancel()
             try:
                 await self._to_upstream(message)
             except UpstreamGone as exc:
@@ -218,28 +223,27 @@ class GatewaySession:
             self.frame = self.gateway.start_run(self.agent, client)
 
     def _start_call(self, request: JSONRPCRequest) -> None:
-        assert self._tasks is not None
-        scope = anyio.CancelScope()
-        self._calls[request.id] = scope
+        """Run the call in a task of its own (an asyncio task: the cheapest kind), so that calls overlap."""
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
-        self._tasks.start_soon(self._tool_call, request, scope)
+        call = asyncio.get_running_loop().create_task(self._tool_call(request))
+        self._calls[request.id] = call
+        call.add_done_callback(functools.partial(self._call_done, request.id))
 
-    async def _tool_call(self, request: JSONRPCRequest, scope: anyio.CancelScope) -> None:
+    def _call_done(self, request: RequestId, call: asyncio.Task[None]) -> None:
+        if self._calls.get(request) is call:
+            del self._calls[request]
+        if not self._calls:
+            self._idle.set()
+
+    async def _tool_call(self, request: JSONRPCRequest) -> None:
         try:
-            with scope:
-                try:
-                    reply = await self._govern(request)
-                except UpstreamGone as exc:
-                    reply = _error(request.id, str(exc))
-                except Exception as exc:  # a bug here must not end the session: the client gets an error
-                    logger.exception("tools/call %r failed in the gateway", request.id)
-                    reply = _error(request.id, f"the gateway failed: {type(exc).__name__}: {exc}")
-                await self._to_client(reply)
-        finally:
-            if self._calls.get(request.id) is scope:
-                del self._calls[request.id]
-            if not self._calls:
-                self._idle.set()
+            reply = await self._govern(request)
+        except UpstreamGone as exc:
+            reply = _error(request.id, str(exc))
+        except Exception as exc:  # a bug here must not end the session: the client gets an error
+            logger.exception("tools/call %r failed in the gateway", request.id)
+            reply = _error(request.id, f"the gateway failed: {type(exc).__name__}: {exc}")
+        await self._to_client(reply)
 
     async def _govern(self, request: JSONRPCRequest) -> JSONRPCMessage:
         """The answer to a tools/call: the upstream's, or the gateway's refusal."""
