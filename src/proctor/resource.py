@@ -13,6 +13,28 @@ ON_STORE_ERROR = ("closed", "local_share")
 """What a request for a slot may do when the store fails: raise, or use this process's local share."""
 
 
+def _local_share(capacity: int, on_store_error: str, processes: int | None) -> int:
+    """The slots one of ``processes`` processes grants while the store fails; 0 with ``"closed"``."""
+    if on_store_error == "closed":
+        if processes is not None:
+            raise ConfigurationError(
+                "processes is the number of processes that share the resource while the store is down: "
+                "it goes with on_store_error='local_share'"
+            )
+        return 0
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise ConfigurationError(
+            "on_store_error='local_share' needs processes=N, the number of processes that share the "
+            f"resource (each then grants capacity // N slots while the store is down), got {processes!r}"
+        )
+    if capacity // processes < 1:
+        raise ConfigurationError(
+            f"a capacity of {capacity} shared by {processes} processes leaves each no slot while the store "
+            "is down; use fewer processes, or on_store_error='closed'"
+        )
+    return capacity // processes
+
+
 class SharedResource:
     """A resource that at most ``capacity`` holders may use at once.
 
@@ -33,11 +55,12 @@ class SharedResource:
             private in-memory store (``PROCTOR_STORE`` does not apply).
         on_store_error: what a request does when the store fails
             (``StoreError``: down, or slower than its timeout): ``"closed"``
-            raises the error; ``"local_share"`` takes one of ``local_share``
-            slots of this process instead (fencing token 0), until the store answers.
-            Each such decision is counted in ``proctor.stores.fallback.fallbacks()``.
-        local_share: this process's slots while the store fails, at least 1;
-            ``capacity // N`` for N processes keeps the capacity.
+            raises the error; ``"local_share"`` takes one of this process's
+            ``capacity // processes`` slots instead (fencing token 0), until the store
+            answers. Each such decision is counted in ``proctor.stores.fallback.fallbacks()``.
+        processes: how many processes share the resource, for ``"local_share"``
+            (as ``RatePolicy``'s): each then grants ``capacity // processes`` slots
+            while the store fails, so that together they keep the capacity.
     """
 
     __slots__ = (
@@ -58,17 +81,15 @@ class SharedResource:
         *,
         store: Store | str | None = None,
         on_store_error: str = "closed",
-        local_share: int = 1,
+        processes: int | None = None,
     ) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"SharedResource capacity must be an int >= 1, got {capacity!r}")
         if on_store_error not in ON_STORE_ERROR:
             choices = ", ".join(map(repr, ON_STORE_ERROR))
             raise ConfigurationError(f"on_store_error must be one of {choices}, got {on_store_error!r}")
-        if isinstance(local_share, bool) or not isinstance(local_share, int) or local_share < 1:
-            raise ConfigurationError(f"local_share must be an int >= 1, got {local_share!r}")
         self._on_store_error = on_store_error
-        self._local_share = min(local_share, capacity)
+        self._local_share = _local_share(capacity, on_store_error, processes)
         self._name = str(name)
         self._capacity = capacity
         if store is None:
@@ -103,7 +124,7 @@ class SharedResource:
 
     @property
     def local_share(self) -> int:
-        """How many slots this process grants without the store while it fails (``"local_share"``)."""
+        """How many slots this process grants without the store while it fails; 0 with ``"closed"``."""
         return self._local_share
 
     @property

@@ -613,7 +613,7 @@ def test_queued_tasks_are_served_in_order_over_redis(url: str) -> None:
 def test_a_failing_store_raises_or_grants_from_the_local_share(own_redis: redis_server.RedisServer) -> None:
     stores = [RedisStore(own_redis.url), RedisStore(own_redis.url)]
     closed = LOCOScheduler(None, SharedResource("closed", 3, store=stores[0]))
-    shared = SharedResource("shared", 3, store=stores[1], on_store_error="local_share")
+    shared = SharedResource("shared", 3, store=stores[1], on_store_error="local_share", processes=3)
     local = LOCOScheduler(None, shared)
     with closed.acquire("a") as grant:
         assert grant.fencing_token > 0
@@ -624,7 +624,7 @@ def test_a_failing_store_raises_or_grants_from_the_local_share(own_redis: redis_
     with local.acquire("a") as grant:
         assert grant.fencing_token == 0  # a slot of this process's share, fenced by nothing
         assert shared.holder_count == 1
-        with pytest.raises(TimeoutError):  # local_share=1: the only one
+        with pytest.raises(TimeoutError):  # 3 // 3 processes: the only one
             local.acquire("b", timeout=0.05).__enter__()
     after = fallbacks()
     assert after.get(("slot", "closed"), 0) - before.get(("slot", "closed"), 0) == 1
@@ -652,7 +652,7 @@ def test_async_requests_raise_or_use_the_local_share_when_the_store_fails(
     stores = [RedisStore(own_redis.url), RedisStore(own_redis.url)]
     closed = AsyncLOCOScheduler(None, SharedResource("closed", 2, store=stores[0]))
     local = AsyncLOCOScheduler(
-        None, SharedResource("local", 2, store=stores[1], on_store_error="local_share")
+        None, SharedResource("local", 2, store=stores[1], on_store_error="local_share", processes=2)
     )
     own_redis.stop()
 

@@ -12,8 +12,8 @@ callers would be forgotten otherwise) and gives back expired leases, so a
 slot whose holder was killed reaches the best waiter then.
 
 While the store does not answer (``StoreError``), a resource built with
-``on_store_error="local_share"`` grants at most ``local_share`` slots in this
-process without it (fencing token 0); each such decision is counted in
+``on_store_error="local_share"`` grants at most its ``local_share`` (``capacity //
+processes``) slots in this process without it (fencing token 0); each such decision is counted in
 ``proctor.stores.fallback.fallbacks()`` as ``("slot", mode)``.
 """
 
