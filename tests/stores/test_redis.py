@@ -70,6 +70,9 @@ def test_urls_choose_the_redis_store_and_its_options(redis_server_url: str) -> N
     ):
         with pytest.raises(ConfigurationError):
             store_from_url(bad)
+    # The constructor takes them as arguments; in its URL they would reach redis-py, which fails late.
+    with pytest.raises(ConfigurationError, match=r"takes prefix, timeout as keyword arguments.*from_url"):
+        RedisStore(f"{redis_server_url}?timeout=0.5&prefix=app")
 
 
 def test_proctor_store_and_set_store_take_a_redis_url(url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -168,6 +168,12 @@ class RedisStore(Store, LedgerSupport, TokenBucketSupport, SlotQueueSupport):
             raise ConfigurationError(
                 f"a Redis store URL starts with redis:// or rediss://, not {parts.scheme}://"
             )
+        ours = sorted({name for name, _ in parse_qsl(parts.query)} & set(_OPTIONS))
+        if ours:
+            raise ConfigurationError(
+                f"RedisStore(url) takes {', '.join(ours)} as keyword arguments; a URL with "
+                f"?{ours[0]}= is read by RedisStore.from_url(url) (as PROCTOR_STORE and store= URLs are)"
+            )
         self.timeout = float(timeout)
         self.prefix = prefix
         self.clock = clock
