@@ -67,6 +67,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/stores.py
 	$(BIN)/python bench/redis_store.py
 	$(BIN)/python bench/postgres_runlog.py
+	$(BIN)/python bench/instrument.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -10,6 +10,7 @@ from proctor.stores._default import resolve_store, set_store, store_from_url
 from proctor.stores.base import LedgerSupport, SlotLeaseSupport, Store, TokenBucketSupport, known_schemes
 from proctor.stores.memory import MemoryStore
 from proctor.stores.redis import RedisStore
+from proctor.stores.slot_queue import SlotQueueSupport
 from proctor.stores.sqlite import SQLiteStore
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "RedisStore",
     "SQLiteStore",
     "SlotLeaseSupport",
+    "SlotQueueSupport",
     "Store",
     "TokenBucketSupport",
     "known_schemes",

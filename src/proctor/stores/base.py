@@ -208,9 +208,10 @@ class SlotLeaseSupport(ABC):
     any earlier lease of the same name, which a resource can use to refuse a
     holder whose lease has ended. A lease whose holder died is given back once
     it expires, at the name's next operation. Giving a lease back twice
-    changes nothing. A scheduler chooses who gets a slot among its own
-    waiters; the store only counts the slots, so every operation is one
-    atomic step.
+    changes nothing. Every operation is one atomic step. With this capability
+    alone, the store only counts the slots and a scheduler chooses among its own
+    waiters; a store that also serves ``SlotQueueSupport`` (``stores/slot_queue.py``)
+    keeps every process's waiters and chooses among them all.
     """
 
     slot_lease: float = math.inf
