@@ -459,3 +459,25 @@ def test_a_model_call_that_lost_its_connection_costs_its_estimate() -> None:
     # the estimate: the prompt ({"role": "human", "content": "hi"}: 7 characters, 2 + 4 tokens) and
     # max_tokens=100, on big-model
     assert budget.spent(who) == pytest.approx(6 * 10.0 / 1e6 + 100 * 30.0 / 1e6, abs=1e-12)
+
+
+def test_a_graph_resumed_by_another_process_finds_the_decision_in_the_queue(tmp_path: Any) -> None:
+    store = ApprovalStore(tmp_path / "approvals.db")
+    rules = {"policies": [{"id": "dba", "when": {"tool": "delete_rows"}, "action": "require_approval"}]}
+    saver = InMemorySaver()  # stands for a database checkpointer both processes share
+    config = {"configurable": {"thread_id": f"t-{uuid.uuid4().hex[:8]}"}}
+
+    def process(*replies: AIMessage) -> Any:  # what a process builds: its own middleware, nothing shared
+        middleware = ProctorMiddleware(policies=rules, prices=PRICES, approvals=DurableChannel(store))
+        return create_agent(model(*replies), tools=[delete_rows], middleware=[middleware], checkpointer=saver)
+
+    paused = process(calls(("delete_rows", {"table": "logs"}))).invoke(
+        {"messages": [("user", "empty")]}, config
+    )
+    [pending] = paused["__interrupt__"]
+    store.decide(pending.value["proctor_approval"], approved=True, approver="alice")
+
+    done = process(answer("emptied")).invoke(Command(resume=True), config)
+    assert done["messages"][-1].text == "emptied"
+    assert sent == [{"tool": "delete_rows", "table": "logs"}]
+    assert len(store.list()) == 1  # found, not asked anew

@@ -39,6 +39,7 @@ from proctor.runtime.context import Frame
 
 __all__ = [
     "BODY",
+    "EARLIER_RUN",
     "TOOL_CALL",
     "OpenRun",
     "Pending",
@@ -54,6 +55,8 @@ BODY: ContextVar[Callable[[dict[str, Any]], Any] | None] = ContextVar("proctor_a
 """What the guarded function of the call being made runs, given its (patched) arguments."""
 TOOL_CALL: ContextVar[str | None] = ContextVar("proctor_adapter_tool_call", default=None)
 """The framework's id of the tool call being made (how its approval request is found again)."""
+EARLIER_RUN: ContextVar[str | None] = ContextVar("proctor_adapter_earlier_run", default=None)
+"""The run an interrupted agent began in, when it resumed in a run of its own (another process)."""
 
 
 class Pending(BaseException):
@@ -222,7 +225,8 @@ class QueueApprovals(ApprovalChannel):
 
     ``request`` returns the decision when people made it (None: the request expired with
     nobody deciding, so the rule's ``on_timeout`` applies), and raises ``Pending`` while it
-    waits; the request names the tool call (``TOOL_CALL``), so a resumed call finds it again.
+    waits; the request names the tool call (``TOOL_CALL``), so a resumed call finds it again (in
+    its run, or in ``EARLIER_RUN``, the run it began in before another process resumed it).
     """
 
     def __init__(self, queue: DurableChannel | None = None) -> None:
@@ -240,14 +244,16 @@ class QueueApprovals(ApprovalChannel):
         ticket = self.tickets.get(tool_call)
         if ticket is not None:
             record = store.get(ticket)
-        else:
-            for each in store.of_run(request.run_id):  # the latest request this tool call made
-                if (
-                    each.tool == request.tool
-                    and each.rule_id == request.rule_id
-                    and each.message == request.message
-                ):
-                    record = each
+        else:  # the latest request this tool call made, in this run or the one it resumed
+            earlier = EARLIER_RUN.get()
+            for run_id in (request.run_id,) if earlier is None else (earlier, request.run_id):
+                for each in store.of_run(run_id):
+                    if (
+                        each.tool == request.tool
+                        and each.rule_id == request.rule_id
+                        and each.message == request.message
+                    ):
+                        record = each
         if record is None or record.status == "cancelled":
             ticket = self.tickets[tool_call] = self.queue.submit(request)
             raise Pending(ticket, request)

@@ -39,6 +39,7 @@ from langgraph.types import Command, interrupt
 
 from proctor.adapters._shared import (
     BODY,
+    EARLIER_RUN,
     TOOL_CALL,
     OpenRun,
     Pending,
@@ -186,6 +187,7 @@ class ProctorMiddleware(AgentMiddleware[ProctorState, Any, Any]):
             return handler(_with_args(request, args, patched))
 
         tokens = BODY.set(body), TOOL_CALL.set(tool_call.get("id")), active.set(frame)
+        earlier = EARLIER_RUN.set(_earlier(request.state, frame))
         try:
             while True:
                 try:
@@ -195,6 +197,7 @@ class ProctorMiddleware(AgentMiddleware[ProctorState, Any, Any]):
         except (PolicyViolationError, RunTerminated) as exc:
             return _error(tool_call, exc)
         finally:
+            EARLIER_RUN.reset(earlier)
             active.reset(tokens[2])
             TOOL_CALL.reset(tokens[1])
             BODY.reset(tokens[0])
@@ -217,6 +220,7 @@ class ProctorMiddleware(AgentMiddleware[ProctorState, Any, Any]):
             return await handler(_with_args(request, args, patched))
 
         tokens = BODY.set(body), TOOL_CALL.set(tool_call.get("id")), active.set(frame)
+        earlier = EARLIER_RUN.set(_earlier(request.state, frame))
         try:
             while True:
                 try:
@@ -226,6 +230,7 @@ class ProctorMiddleware(AgentMiddleware[ProctorState, Any, Any]):
         except (PolicyViolationError, RunTerminated) as exc:
             return _error(tool_call, exc)
         finally:
+            EARLIER_RUN.reset(earlier)
             active.reset(tokens[2])
             TOOL_CALL.reset(tokens[1])
             BODY.reset(tokens[0])
@@ -437,6 +442,13 @@ def _last_text(messages: Any) -> str | None:
         return None
     last = messages[-1]
     return last.text if isinstance(last, BaseMessage) else str(last)
+
+
+def _earlier(state: Any, frame: Frame) -> str | None:
+    """The run the invocation began in, when it is not the one its calls now run in (it was
+    resumed by another process, whose run of its own continues it)."""
+    key = _get(state, "proctor_run")
+    return key if isinstance(key, str) and key != frame.run.run_id else None
 
 
 def _get(state: Any, key: str) -> Any:
