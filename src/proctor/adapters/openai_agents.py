@@ -199,7 +199,10 @@ class ProctorAgents:
     def resume_state(self, result: Any) -> Any:
         """The ``RunState`` to resume an interrupted run with: every interruption whose proctor
         request people decided is approved in it, so that the resumed call takes proctor's decision
-        (an approval runs it, a refusal reaches the model). Undecided ones stay interrupted."""
+        (an approval runs it, a refusal reaches the model). Undecided ones stay interrupted.
+
+        The requests are known by tool call in the process that made them: resume a run there (a
+        run resumed elsewhere asks for its approvals anew)."""
         state = result.to_state()
         for item in result.interruptions:
             call_id = getattr(item, "call_id", None)
