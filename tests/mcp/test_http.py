@@ -89,5 +89,6 @@ def test_a_server_that_crashes_mid_call_gives_an_error_result_and_ends_the_sessi
     asyncio.run(session())
     ended = runs(folder / "runs.db")[0]  # the newest
     assert ended.status == "failed"
-    [action] = actions(folder / "runs.db", ended.run_id)
-    assert (action.tool, action.status) == ("crash", "failed")
+    recorded = [(action.tool, action.status) for action in actions(folder / "runs.db", ended.run_id)]
+    assert recorded[0] == ("crash", "failed")
+    assert set(recorded[1:]) <= {("echo", "failed")}  # if it reached the gateway before the session ended
