@@ -10,7 +10,7 @@ import mcp_types
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from tests.mcp.helpers import actions, http_gateway, http_session, runs, text
+from tests.mcp.helpers import actions, http_gateway, http_session, runs, text, wait_until
 
 POLICIES = """\
 policies:
@@ -57,6 +57,8 @@ def test_calls_are_governed_over_http_and_each_session_is_a_run(gateway: str, fo
             assert text(await client.call_tool("read_file", {"path": "/srv/a"})) == "contents of /srv/a"
 
     asyncio.run(sessions())
+    # the gateway records off the request path: wait until it has the sessions' ends
+    wait_until(lambda: [run.status for run in runs(folder / "runs.db")] == ["succeeded"] * 2)
     recorded = runs(folder / "runs.db")
     assert len(recorded) == 2
     assert {run.status for run in recorded} == {"succeeded"}
@@ -87,7 +89,8 @@ def test_a_server_that_crashes_mid_call_gives_an_error_result_and_ends_the_sessi
                 await client.call_tool("echo", {"text": "anyone?"})
 
     asyncio.run(session())
-    ended = runs(folder / "runs.db")[0]  # the newest
+    wait_until(lambda: runs(folder / "runs.db")[0].status != "running")  # the newest: this session's
+    ended = runs(folder / "runs.db")[0]
     assert ended.status == "failed"
     recorded = [(action.tool, action.status) for action in actions(folder / "runs.db", ended.run_id)]
     assert recorded[0] == ("crash", "failed")
