@@ -115,3 +115,49 @@ def test_a_pool_leaving_its_with_block_keeps_its_workers_runs(tmp_path: Path, wr
     assert done.returncode == 0, done.stderr
     with RunLog(db) as log:
         assert len(log.runs(status="succeeded", limit=None)) == 8 * 40
+
+
+FORKED = textwrap.dedent(
+    """
+    import os, signal, sys
+    from proctor import RunLog, runlog, set_run_log
+
+    set_run_log(RunLog())  # arms proctor's SIGTERM handler in this process
+
+    @runlog(service="forked")
+    def paid_call(n: int) -> int:
+        return n * 2
+
+    def proctors() -> bool:
+        return getattr(signal.getsignal(signal.SIGTERM), "__module__", "") == "proctor.runs.termination"
+
+    print("parent", proctors(), flush=True)
+    child = os.fork()
+    if child == 0:
+        print("child before recording", proctors(), flush=True)
+        paid_call(1)
+        print("child after recording", proctors(), flush=True)
+        sys.stdout.flush()
+        os._exit(0)
+    os.waitpid(child, 0)
+    """
+)
+
+
+def test_a_forked_child_takes_proctors_sigterm_handler_only_once_it_records(tmp_path: Path) -> None:
+    """A child that inherited the handler without its watchdog could sleep through SIGTERM in C for
+    ever (a pool worker that got no task, signalled just before it waited for one: Pool.terminate
+    then waited for it for ever, about one script in 40 before). Until it records, SIGTERM ends it."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED],
+        env=env(tmp_path / "runs.db"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "parent True",
+        "child before recording False",
+        "child after recording True",
+    ]

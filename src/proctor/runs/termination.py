@@ -148,10 +148,16 @@ def _finalize_with_multiprocessing() -> None:
 
 
 def _after_fork_in_child() -> None:
-    """The child has no watchdog thread, and must not write to its parent's pipe: it arms its own."""
+    """The child has no watchdog thread, and must not write to its parent's pipe: it arms its own when
+    it records. Until then SIGTERM does what it did before proctor: the handler it inherited, without a
+    watchdog, could leave it blocked for ever in C (a pool worker waiting for a task) instead of ending."""
     global _MAIN, _handling, _wakeup
     _MAIN = threading.get_ident()  # the forking thread is the child's main thread
     _handling = False
+    if _armed_in is not None:
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+                signal.signal(signal.SIGTERM, _previous)
     if _wakeup is not None:
         with contextlib.suppress(ValueError):  # forked from a thread that is not the main one
             current = signal.set_wakeup_fd(-1)
