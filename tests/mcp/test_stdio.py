@@ -194,8 +194,8 @@ def test_a_server_that_crashes_mid_call_gives_an_error_result_and_ends_the_sessi
     assert run.status == "failed"
     recorded = [(action.tool, action.status) for action in actions(db, run.run_id)]
     assert recorded[0] == ("crash", "failed")
-    # the later call, when it reached the gateway before the session ended, failed there too
-    assert set(recorded[1:]) <= {("echo", "failed")}
+    # the later call, when it reached the gateway before the session ended, failed there or was cancelled
+    assert set(recorded[1:]) <= {("echo", "failed"), ("echo", "cancelled")}
 
 
 def test_a_policy_file_that_fails_at_start_is_reported_with_file_line_column(tmp_path: Path) -> None:

@@ -31,6 +31,8 @@ __all__ = ["line_streams", "serve_stdio"]
 
 logger = logging.getLogger("proctor.mcp")
 
+_FLUSH = 5.0
+"""Seconds the run log gets to write the session's records before the gateway exits."""
 _LINE_LIMIT = 1 << 30
 """The longest message, in bytes."""
 
@@ -110,10 +112,14 @@ async def serve_stdio(gateway: Gateway, server: subprocess.Popen[bytes]) -> int:
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # stray prints go to stderr, not into the protocol
     stdin = os.fdopen(0, "rb", buffering=0, closefd=False)
+    session: GatewaySession | None = None
     try:
         async with line_streams(stdin, out) as client, line_streams(server.stdout, server.stdin) as upstream:
             session = GatewaySession(gateway, client, upstream)
             await session.run()
     finally:
+        log = session.frame.run.log if session is not None and session.frame is not None else None
+        if log is not None:  # first: a client done with the session may soon stop this process
+            await asyncio.to_thread(log.flush, _FLUSH)
         await asyncio.to_thread(stop, server)
     return 1 if session.gone is not None else 0
