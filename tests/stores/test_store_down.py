@@ -36,6 +36,7 @@ from proctor import (
 )
 from proctor._numbers import to_units
 from proctor.errors import ConfigurationError, PolicyConfigError, StoreError
+from proctor.guard import _ledgers
 from proctor.policy.daily import DailySpend
 from proctor.policy.enforcer import Admission
 from proctor.rules import parse_policies
@@ -424,7 +425,12 @@ def test_client_pause_in_the_middle_of_traffic(server: redis_server.RedisServer)
 # A policy file's limits take the option too.
 
 
-def test_a_policy_files_rate_limit_falls_back_to_its_share(server: redis_server.RedisServer) -> None:
+def test_a_policy_files_rate_limit_falls_back_to_its_share(
+    server: redis_server.RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process whose rules never read cost_today (an earlier test's did: from then on every call keeps
+    # spend for it, and cost_today fails closed while Redis is down).
+    monkeypatch.setattr(_ledgers, "reads_daily", False)
     store = redis_store(server.url)
     set_store(store)
     policies = {
