@@ -555,7 +555,7 @@ def check_end(world: World, capacity: int) -> None:
 
 
 @settings(
-    max_examples=300,
+    max_examples=100,  # 300 took 46 s on an idle 2-core machine and past the 120 s timeout under load
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
