@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -17,13 +18,22 @@ from typing import Any
 import psycopg
 import pytest
 
-from proctor import ApprovalError, ApprovalStore, ConfigurationError, PolicyViolationError, RunLog, StoreError
+from proctor import (
+    ApprovalError,
+    ApprovalStore,
+    BudgetExceededError,
+    ConfigurationError,
+    PolicyViolationError,
+    RunLog,
+    StoreError,
+)
 from proctor import runlog as runlog_decorator
 from proctor.approvals.base import ApprovalRequest
 from proctor.approvals.durable import DurableChannel
 from proctor.db import Database, PostgresDatabase, SQLiteDatabase, database_from_url
 from proctor.db.postgres.schema import SCHEMA_VERSION
-from proctor.runs import recording_into
+from proctor.runs import recording_into, set_run_log
+from proctor.runs.default import process_run_log
 from proctor.runs.result import ImpactReport
 from proctor.runs.whatif import what_if
 from proctor.stores import MemoryStore, set_store
@@ -474,3 +484,27 @@ def test_the_command_line_and_the_console_work_on_postgresql(tmp_path: Path, pos
             response = client.get(path)
             assert response.status_code == 200, (path, response.text[:300])
         assert "shop" in client.get("/runs").text
+
+
+def test_spend_with_a_postgresql_run_log_needs_a_store_and_says_so(postgres_url: str) -> None:
+    """A run log in PostgreSQL holds no spend (a SQLite one doubles as the host's store): a budget or
+    cost_today there must name its store, and is told how, instead of failing on 'not a file'."""
+    limited = {"budgets": [{"id": "spend", "limit": 2.0}]}
+
+    @runlog_decorator(service=f"pg-{uuid.uuid4().hex[:8]}", cost=1.0, policies=limited)
+    def paid() -> str:
+        return "ok"
+
+    before = process_run_log()
+    with RunLog(postgres_url) as log:
+        set_run_log(log)  # the process's log, as PROCTOR_DB=postgresql://... makes it
+        try:
+            with pytest.raises(ConfigurationError, match=r"set PROCTOR_STORE \(redis://.*set_store\(\)"):
+                paid()
+            set_store(MemoryStore())
+            assert [paid(), paid()] == ["ok", "ok"]
+            with pytest.raises(BudgetExceededError):
+                paid()
+        finally:
+            set_store(None)
+            set_run_log(before)

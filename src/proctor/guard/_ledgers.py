@@ -2,7 +2,8 @@
 
 Both live on the process's store (``set_store()``, ``PROCTOR_STORE``), else in
 the SQLite file of the process's run log (shared by the host's processes, kept
-across restarts), else (recording off) in this process's memory.
+across restarts), else (recording off) in this process's memory. A run log in
+PostgreSQL holds no spend: such a process must name its store.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import threading
 import weakref
 
+from proctor.db.sqlite import SQLiteDatabase
+from proctor.errors import ConfigurationError
 from proctor.policy.daily import DailySpend
 from proctor.rules.limits import FileLimits
 from proctor.rules.ruleset import RuleSet
@@ -35,7 +38,16 @@ def daily_spend() -> DailySpend:
     store = resolve_store(None)
     if store is None:
         log = process_run_log()
-        store = shared_store(f"sqlite:///{log.path.resolve()}") if log is not None else _private
+        if log is None:
+            store = _private
+        elif isinstance(log.database, SQLiteDatabase):
+            store = shared_store(f"sqlite:///{log.path.resolve()}")
+        else:
+            raise ConfigurationError(
+                f"cost_today and a policy file's budgets and rate limits keep their spend in a store, and "
+                f"the run log's database {log.database} is not one: set PROCTOR_STORE (redis://host:6379/0 "
+                "for several hosts, sqlite:///path for the processes of one host) or call proctor.set_store()"
+            )
     daily = _dailies.get(store)
     if daily is None:
         daily = _dailies.setdefault(store, DailySpend(store))
