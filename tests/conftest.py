@@ -10,9 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
 
 from tests import postgres_server, redis_server
 from tests.databases import ALL_DATABASES
+
+# A failing example is reported as found and shrunk, with a blob to reproduce it. Hypothesis's explain
+# phase traces every line while it shrinks (Python < 3.12), which ran one failure past pytest's
+# timeout in CI and left only a timeout to read.
+settings.register_profile("proctor", phases=[p for p in Phase if p is not Phase.explain], print_blob=True)
+settings.load_profile("proctor")
 
 _folder = tempfile.mkdtemp(prefix="proctor-tests-")
 atexit.register(shutil.rmtree, _folder, ignore_errors=True)  # after the run log's own atexit flush
