@@ -286,16 +286,8 @@ class Governor:
                     if event is not _STARTED:
                         seen = self.api.stream_usage(event, seen)
                     event = yield None
-            except BaseException:
-                cost = self._priced(request, self.api.stream_tokens(seen))
-                _report(cost, frame)
-                if grant is not None:
-                    grant.cost = cost
-                raise
-            cost = self._priced(request, self.api.stream_tokens(seen))
-            _report(cost, frame)
-            if grant is not None:
-                grant.cost = cost
+            finally:  # ended, broken or dropped: what the usage seen says, else the reservation
+                self._settle_stream(request, seen, frame, grant)
 
     def _ameter_function(self) -> Callable[..., AsyncGenerator[Any, Any]]:
         """The async meter, as a function of its own (an async generator cannot delegate to another
@@ -328,18 +320,17 @@ class Governor:
                         if event is not _STARTED:
                             seen = governor.api.stream_usage(event, seen)
                         event = yield None
-                except BaseException:
-                    cost = governor._priced(request, governor.api.stream_tokens(seen))
-                    _report(cost, frame)
-                    if grant is not None:
-                        grant.cost = cost
-                    raise
-                cost = governor._priced(request, governor.api.stream_tokens(seen))
-                _report(cost, frame)
-                if grant is not None:
-                    grant.cost = cost
+                finally:
+                    governor._settle_stream(request, seen, frame, grant)
 
         return meter
+
+    def _settle_stream(self, request: dict[str, Any], seen: Any, frame: Any, grant: Any) -> None:
+        """Price a stream's usage as far as it was seen, and report it to the call and its slot."""
+        cost = self._priced(request, self.api.stream_tokens(seen))
+        _report(cost, frame)
+        if grant is not None:
+            grant.cost = cost
 
     def _agent(self) -> str:
         return self.settings.agent if self.settings.agent is not None else self.settings.service
